@@ -1,0 +1,211 @@
+"""Drummond: the conversational agent of Cidadão.AI.
+
+Rule-based on purpose: answers are predictable, instant, cost nothing and can be tested
+word by word. Intents are tried in order, so the more specific ones come first (``"oi,
+o que é sobrepreço?"`` is a question about sobrepreço, not a greeting).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import AsyncIterator
+
+import attrs
+import trio
+
+from .base import AgentRequest, StreamedReply, split_chunks
+
+__all__ = ["FALLBACK", "Drummond", "Intent", "compose_answer", "match_intent", "normalize"]
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, accent-free, punctuation-free text, so "SOBREPREÇO?" matches "sobrepreco"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NON_WORD.sub(" ", bare).strip()
+
+
+@attrs.frozen
+class Intent:
+    """One thing a citizen may ask, the patterns that recognize it and Drummond's answer."""
+
+    name: str
+    patterns: tuple[re.Pattern[str], ...]
+    answer: str
+    suggested_actions: tuple[str, ...]
+
+    def matches(self, normalized: str) -> bool:
+        return any(p.search(normalized) for p in self.patterns)
+
+
+def _intent(name: str, patterns: list[str], answer: str, actions: list[str]) -> Intent:
+    return Intent(name, tuple(re.compile(p) for p in patterns), answer, tuple(actions))
+
+
+_EXAMPLE = "Investigar contratos do Ministério da Saúde"
+_AGENTS_Q = "Quais agentes existem?"
+_ANOMALY_Q = "O que é uma anomalia?"
+_OVERPRICE_Q = "O que é sobrepreço?"
+_SPLITTING_Q = "O que é fracionamento?"
+
+_INTENTS: tuple[Intent, ...] = (
+    _intent(
+        "agents",
+        [r"\bagentes?\b", r"\bzumbi\b", r"\banita\b", r"\btiradentes\b", r"\babaporu\b",
+         r"\bequipe\b"],
+        "O Cidadão.AI trabalha com uma equipe de agentes, cada um com um papel. "
+        "Zumbi dos Palmares procura anomalias nos contratos, Anita Garibaldi analisa "
+        "padrões nos gastos e Tiradentes escreve os relatórios. Abaporu informa o "
+        "andamento das investigações, e eu, Drummond, converso com você e explico tudo "
+        "pelo caminho.",
+        [_EXAMPLE, _ANOMALY_Q, "Como investigar?"],
+    ),
+    _intent(
+        "investigate",
+        [r"\binvestig", r"\bfiscaliz", r"\bauditar\b", r"\bapurar\b"],
+        "Para começar uma investigação, basta me dizer o que você quer analisar, por "
+        f"exemplo: “{_EXAMPLE}”. O Zumbi dos Palmares examina os contratos em busca de "
+        "anomalias, e você acompanha o progresso em tempo real. No fim, o Tiradentes "
+        "prepara um relatório com tudo o que foi encontrado.",
+        [_EXAMPLE, "Investigar contratos do Ministério da Educação", _ANOMALY_Q],
+    ),
+    _intent(
+        "overpricing",
+        [r"\bsobreprec", r"\bsuperfatur", r"\bpreco (muito )?(acima|alto|caro)"],
+        "Sobrepreço acontece quando o governo paga por um produto ou serviço bem mais do "
+        "que o preço de mercado, ou do que outros órgãos pagam pela mesma coisa. Um "
+        "exemplo é um contrato com valor três vezes maior que a média de contratos "
+        "parecidos. O Zumbi dos Palmares compara valores para apontar esses casos, que "
+        "depois precisam ser verificados.",
+        [_SPLITTING_Q, _EXAMPLE, _ANOMALY_Q],
+    ),
+    _intent(
+        "splitting",
+        [r"\bfracion", r"\bdividir (a |as )?compras?\b"],
+        "Fracionamento é dividir uma compra grande em várias compras menores para ficar "
+        "abaixo do valor que exige licitação. Assim o órgão contrata sem concorrência, o "
+        "que a lei proíbe quando serve para fugir das regras. Um sinal típico são vários "
+        "contratos parecidos, com o mesmo fornecedor, em poucos dias.",
+        [_OVERPRICE_Q, "Investigar contratos do Ministério da Educação", _AGENTS_Q],
+    ),
+    _intent(
+        "anomaly",
+        [r"\banomal", r"\birregularidade", r"\bsuspeit"],
+        "Uma anomalia é algo fora do padrão em um gasto público, que merece um olhar mais "
+        "atento. Pode ser um preço muito acima da média, uma compra dividida para fugir "
+        "da licitação ou um fornecedor que ganha contratos demais. Anomalia não é prova "
+        "de irregularidade: é um sinal de alerta que precisa ser verificado.",
+        [_OVERPRICE_Q, _SPLITTING_Q, _EXAMPLE],
+    ),
+    _intent(
+        "privacy",
+        [r"\bprivacidade\b", r"\blgpd\b", r"\bdados pessoais\b",
+         r"\bmeus dados\b", r"\bseguranca\b", r"\bseguros?\b"],
+        "Sua privacidade importa. As investigações usam apenas dados públicos sobre os "
+        "gastos do governo, e você não precisa informar dados pessoais para conversar "
+        "comigo. As mensagens ficam guardadas na sua sessão para que a conversa continue "
+        "se a conexão cair, por isso evite compartilhar informações pessoais aqui.",
+        ["De onde vêm os dados?", "Como funciona?", _EXAMPLE],
+    ),
+    _intent(
+        "data_source",
+        [r"\bfontes?\b", r"\bde onde\b", r"\bportal da transparencia\b", r"\bdados\b",
+         r"\borigem\b"],
+        "Os dados vêm do Portal da Transparência do Governo Federal, mantido pela "
+        "Controladoria-Geral da União (CGU). São informações públicas sobre contratos, "
+        "licitações, convênios e despesas. O Cidadão.AI organiza e analisa esses dados "
+        "para facilitar a sua fiscalização.",
+        [_EXAMPLE, _ANOMALY_Q, "Como investigar?"],
+    ),
+    _intent(
+        "help",
+        [r"\bajud", r"\bsocorro\b", r"\bo que (voce|vc|tu) (faz|pode|sabe)",
+         r"\bcomo (isso |voce |vc )?funciona", r"\bquem (e|es) (voce|vc|tu)\b",
+         r"\bo que e (o )?cidadao ai\b", r"\bcomo (usar|uso|comeco)\b"],
+        "Eu sou o Drummond e converso com você sobre os gastos públicos do governo "
+        "federal. Junto com os outros agentes do Cidadão.AI, posso investigar contratos, "
+        "encontrar anomalias como sobrepreço e fracionamento e preparar relatórios "
+        f"claros. Para começar, escreva algo como “{_EXAMPLE}” e acompanhe a análise em "
+        "tempo real.",
+        [_EXAMPLE, _AGENTS_Q, "De onde vêm os dados?"],
+    ),
+    _intent(
+        "thanks",
+        [r"\bobrigad[oa]s?\b", r"\bbrigad[oa]\b", r"\bvaleu\b", r"\bagradec", r"\bgrat[oa]\b"],
+        "Por nada! Fico feliz em ajudar. Acompanhar os gastos públicos é um direito de "
+        "todo cidadão, e pode contar comigo sempre que precisar.",
+        [_EXAMPLE, _OVERPRICE_Q, _AGENTS_Q],
+    ),
+    _intent(
+        "goodbye",
+        [r"\btchau\b", r"\badeus\b", r"\bate (logo|mais|breve|amanha|a proxima)\b",
+         r"\bfalou\b", r"\bflw\b"],
+        "Até logo! Foi um prazer conversar com você. Volte sempre que quiser acompanhar "
+        "como o dinheiro público está sendo gasto.",
+        [_EXAMPLE, _AGENTS_Q],
+    ),
+    _intent(
+        "greeting",
+        [r"\bola\b", r"\boi+\b", r"\bbom dia\b", r"\bboa tarde\b", r"\bboa noite\b",
+         r"\be ai\b", r"\bsalve\b", r"\bhello\b"],
+        "{salutation} Eu sou o Drummond, o agente de conversa do Cidadão.AI. Estou aqui "
+        "para ajudar você a entender como o dinheiro público é gasto. Quer investigar os "
+        "contratos de algum órgão ou conhecer os nossos agentes?",
+        [_EXAMPLE, _AGENTS_Q, "Como funciona?"],
+    ),
+)
+
+FALLBACK = _intent(
+    "fallback",
+    [],
+    "Ainda não sei responder a isso, mas posso ajudar você com os gastos públicos. Você "
+    f"pode pedir uma investigação, como “{_EXAMPLE}”, perguntar o que é sobrepreço ou "
+    "fracionamento, ou conhecer os agentes do Cidadão.AI. Por onde quer começar?",
+    [_EXAMPLE, _OVERPRICE_Q, _AGENTS_Q],
+)
+
+_SALUTATIONS = (("bom dia", "Bom dia!"), ("boa tarde", "Boa tarde!"), ("boa noite", "Boa noite!"))
+
+
+def match_intent(message: str) -> Intent:
+    """The first intent whose patterns match the message, or ``FALLBACK``."""
+    normalized = normalize(message)
+    return next((i for i in _INTENTS if i.matches(normalized)), FALLBACK)
+
+
+def compose_answer(message: str) -> tuple[Intent, str]:
+    """The intent and the full answer text; greetings echo the time of day the user used."""
+    intent = match_intent(message)
+    if intent.name != "greeting":
+        return intent, intent.answer
+    normalized = normalize(message)
+    salutation = next((s for key, s in _SALUTATIONS if key in normalized), "Olá!")
+    return intent, intent.answer.format(salutation=salutation)
+
+
+@attrs.define
+class Drummond:
+    """Answers chat in Portuguese about Cidadão.AI; ``chunk_delay`` makes streaming feel live.
+
+    Not frozen: ``Agent`` declares plain (settable) attributes, which a frozen class fails.
+    """
+
+    chunk_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    agent_id: str = attrs.field(default="drummond", init=False)
+    agent_name: str = attrs.field(default="Carlos Drummond de Andrade", init=False)
+
+    def reply(self, request: AgentRequest) -> StreamedReply:
+        intent, answer = compose_answer(request.message)
+        return StreamedReply(
+            chunks=self._stream(split_chunks(answer)),
+            suggested_actions=list(intent.suggested_actions),
+        )
+
+    async def _stream(self, chunks: list[str]) -> AsyncIterator[str]:
+        for index, chunk in enumerate(chunks):
+            if index and self.chunk_delay > 0:
+                await trio.sleep(self.chunk_delay)
+            yield chunk

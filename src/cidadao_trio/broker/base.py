@@ -1,0 +1,70 @@
+"""What the broker promises its callers, whatever backs it (memory now, Redis later)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from ..protocol.envelope import DurableId
+
+
+def session_stream(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def investigation_stream(investigation_id: str) -> str:
+    return f"investigation:{investigation_id}"
+
+
+@attrs.frozen
+class Delivery:
+    """One encoded message on its way to connections; the text is shared, never re-encoded."""
+
+    type: str
+    text: str
+    id: str
+    durable: bool
+    origin: int | None = None  # connection that caused it; relays skip their origin
+    coalesce_key: str | None = None
+    size: int = attrs.field()
+
+    @size.default
+    def _size(self) -> int:
+        return len(self.text.encode())
+
+
+class Sink(Protocol):
+    """Where live deliveries go; ``offer`` never blocks (a slow sink cannot stall a producer)."""
+
+    def offer(self, delivery: Delivery) -> None: ...
+
+
+@attrs.frozen
+class Attachment:
+    """Result of attaching to a stream from a cursor."""
+
+    gap: bool  # the cursor could not be honoured (unknown, expired or other epoch)
+    replayed: int  # durable messages pushed to the sink before live ones
+
+
+class Broker(Protocol):
+    async def publish(
+        self,
+        stream: str,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        origin: int | None = None,
+    ) -> Delivery: ...
+
+    def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool: ...
+
+    async def attach(self, stream: str, sink: Sink, after: DurableId | None) -> Attachment: ...
+
+    def detach(self, stream: str, sink: Sink) -> None: ...
+
+    async def link(self, source: str, target: str) -> int: ...
+
+    def unlink(self, source: str, target: str) -> None: ...

@@ -1,0 +1,72 @@
+"""Server settings: the one place where every default lives.
+
+Each field carries its CLI help in ``metadata``; ``cli.py`` turns the fields into
+``--flags`` and ``CIDADAO_*`` environment variables, so a new setting is one line here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+def _setting(default: Any, help: str, **kwargs: Any) -> Any:
+    return attrs.field(default=default, metadata={"help": help, **kwargs})
+
+
+@attrs.frozen
+class Settings:
+    host: str = _setting("0.0.0.0", "address to listen on")
+    port: int = _setting(8000, "TCP port for WebSocket and HTTP")
+    max_connections: int = _setting(1000, "connections per server before OVERLOADED")
+    max_message_bytes: int = _setting(64 * 1024, "largest inbound message; larger closes 1009")
+    idle_timeout: float = _setting(300.0, "seconds without a client message before close 1000")
+    heartbeat_interval: float = _setting(30.0, "seconds between WebSocket pings")
+    heartbeat_timeout: float = _setting(10.0, "seconds to wait for a pong before dropping")
+    handshake_timeout: float = _setting(10.0, "seconds to finish the upgrade before TCP close")
+    log_level: str = _setting("info", "debug, info, warning or error")
+    typing_debounce: float = _setting(1.0, "min seconds between relayed typing per connection")
+    outbox_messages: int = _setting(256, "per-connection outbox bound, in messages")
+    outbox_bytes: int = _setting(1024 * 1024, "per-connection outbox bound, in bytes")
+    slow_consumer_timeout: float = _setting(10.0, "seconds a full outbox is tolerated before 1013")
+    history_messages: int = _setting(1000, "durable messages kept per stream")
+    history_seconds: float = _setting(24 * 3600.0, "seconds durable messages are kept per stream")
+    drain_timeout: float = _setting(10.0, "seconds to drain connections on shutdown")
+    reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
+    max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")
+    overload_retry_after: float = _setting(5.0, "retry_after (s) sent with OVERLOADED")
+
+
+def fields() -> tuple[attrs.Attribute, ...]:  # type: ignore[type-arg]
+    return attrs.fields(Settings)
+
+
+def env_name(field_name: str) -> str:
+    return "CIDADAO_" + field_name.upper()
+
+
+def coerce(field: attrs.Attribute, raw: str) -> Any:  # type: ignore[type-arg]
+    """Parse a flag or env value to the field's type (annotations are strings here)."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+def from_environ(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``CIDADAO_*`` variables, then explicit overrides (flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in fields():
+        raw = environ.get(env_name(field.name))
+        if raw is not None:
+            values[field.name] = coerce(field, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,218 @@
+"""The server: accepts TCP, routes each request, runs WebSocket connections, drains on exit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import h11
+import trio
+from trio_websocket import WebSocketConnection
+
+from ..agents import Drummond
+from ..broker.base import Broker
+from ..broker.memory import MemoryBroker
+from ..config import Settings
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.ids import is_valid_path_id
+from ..session.chat import ChatEndpoint
+from ..session.hub import Hub
+from ..session.turns import TurnRunner
+from ..session.watch import WatchEndpoint
+from .connection import Connection, Endpoint
+from .frontdoor import (
+    CHAT_PATH,
+    INVESTIGATION_PATH,
+    BadRequest,
+    RequestHead,
+    new_parser,
+    read_head,
+    send_response,
+)
+from .transport import accept_websocket
+
+log = logging.getLogger(__name__)
+
+HttpRoute = Callable[["Server", RequestHead], Awaitable[tuple[int, bytes, str]]]
+
+
+class Server:
+    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker or MemoryBroker(
+            max_messages=settings.history_messages, max_age=settings.history_seconds
+        )
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._hub: Hub | None = None
+        self._nursery: trio.Nursery | None = None
+        self._accepting = trio.CancelScope()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def hub(self) -> Hub:
+        assert self._hub is not None, "use `async with server.running()`"
+        return self._hub
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Server]:
+        """Own the nurseries of agent turns and connections; drain them on the way out."""
+        async with trio.open_nursery() as services:
+            agent = Drummond(chunk_delay=self.settings.reply_chunk_delay)
+            self._hub = Hub(self.settings, self.broker, TurnRunner(self.broker, agent, services))
+            async with trio.open_nursery() as connections:
+                self._nursery = connections
+                try:
+                    yield self
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self.drain()
+                    connections.cancel_scope.cancel()
+            services.cancel_scope.cancel()
+
+    async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept on ``host:port`` until :meth:`drain` stops accepting."""
+        assert self._nursery is not None
+        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
+        with self._accepting:
+            await trio.serve_listeners(
+                self.handle_stream, listeners, handler_nursery=self._nursery, task_status=task_status
+            )
+
+    async def drain(self) -> None:
+        """Stop accepting, close every connection with 1001, wait up to ``drain_timeout``."""
+        self.draining = True
+        self._accepting.cancel()
+        for connection in list(self.connections):
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        with trio.move_on_after(self.settings.drain_timeout):
+            await self._idle.wait()
+
+    # --- one TCP connection --------------------------------------------------------------
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted stream; a bug here is logged, never raised to the server."""
+        try:
+            await self._handle(stream)
+        except Exception:
+            log.exception("unhandled error on a connection")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as library:  # trio-websocket's reader task lives here
+            ws = None
+            with trio.move_on_after(self.settings.handshake_timeout):
+                head = await self._route(stream)
+                if head is None:
+                    return
+                ws = await accept_websocket(library, head.raw, stream, self.settings.max_message_bytes)
+            if ws is None:
+                log.info("handshake timeout")
+            else:
+                await self._run_websocket(ws, head)
+            library.cancel_scope.cancel()
+
+    async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
+        """Answer plain HTTP here; return the head of a WebSocket upgrade to accept."""
+        parser = new_parser()
+        try:
+            head = await read_head(stream, parser)
+        except BadRequest as bad:
+            await _respond_quietly(stream, parser, bad.status, f"{bad}\n".encode())
+            return None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if head.method != "GET":
+            await _respond_quietly(stream, parser, 405, b"method not allowed\n")
+            return None
+        if CHAT_PATH.fullmatch(head.path) is None and INVESTIGATION_PATH.fullmatch(head.path) is None:
+            status, body, content_type = await self._http(head)
+            await _respond_quietly(stream, parser, status, body, content_type)
+            return None
+        if not head.wants_websocket:
+            await _respond_quietly(
+                stream, parser, 426, b"this path speaks WebSocket: send an Upgrade request\n",
+                extra_headers=(("upgrade", "websocket"),),
+            )
+            return None
+        if not head.header(b"sec-websocket-key") or head.header(b"sec-websocket-version") != b"13":
+            await _respond_quietly(stream, parser, 400, b"bad WebSocket handshake\n")
+            return None
+        return head
+
+    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead) -> None:
+        connection = Connection(ws, self.settings, batch=head.query.get("batch") == "1")
+        endpoint = self._endpoint_for(head, connection)
+        if endpoint is None:
+            await connection.finish()
+            return
+        self._admit(connection)
+        if not self.connections:
+            self._idle = trio.Event()
+        self.connections.add(connection)
+        try:
+            await connection.run(endpoint)
+        finally:
+            self.connections.discard(connection)
+            if not self.connections:
+                self._idle.set()
+
+    def _admit(self, connection: Connection) -> None:
+        settings = self.settings
+        if self.draining:
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        elif len(self.connections) >= settings.max_connections:
+            connection.close(
+                CloseCode.TRY_AGAIN_LATER, "server overloaded", ErrorCode.OVERLOADED,
+                retry_after=settings.overload_retry_after,
+            )
+
+    def _endpoint_for(self, head: RequestHead, connection: Connection) -> Endpoint | None:
+        last_id = head.query.get("last_id") or None
+        chat = CHAT_PATH.fullmatch(head.path)
+        match = chat or INVESTIGATION_PATH.fullmatch(head.path)
+        assert match is not None
+        path_id = match["id"]
+        if not is_valid_path_id(path_id):
+            connection.close(CloseCode.POLICY, "bad id", ErrorCode.INVALID_MESSAGE)
+            return None
+        if chat:
+            return ChatEndpoint(self.hub, self.hub.session(path_id), last_id)
+        return WatchEndpoint(self.hub, path_id, last_id)
+
+    async def _http(self, head: RequestHead) -> tuple[int, bytes, str]:
+        route = HTTP_ROUTES.get(head.path)
+        if route is None:
+            return 404, b"not found\n", "text/plain; charset=utf-8"
+        return await route(self, head)
+
+
+async def _healthz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
+    return 200, b"ok\n", "text/plain; charset=utf-8"
+
+
+async def _readyz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
+    if server.draining:
+        return 503, b"draining\n", "text/plain; charset=utf-8"
+    return 200, b"ready\n", "text/plain; charset=utf-8"
+
+
+HTTP_ROUTES: dict[str, HttpRoute] = {"/healthz": _healthz, "/readyz": _readyz}
+
+
+async def _respond_quietly(
+    stream: trio.abc.Stream,
+    parser: h11.Connection,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    try:
+        await send_response(stream, parser, status, body, content_type, extra_headers)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+        pass

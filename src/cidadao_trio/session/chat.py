@@ -1,0 +1,99 @@
+"""Behaviour of ``/api/v1/ws/chat/{session_id}`` (PROTOCOL.md §3)."""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from ..broker.base import investigation_stream, session_stream
+from ..protocol.codes import ErrorCode
+from ..protocol.inbound import (
+    Auth,
+    Cancel,
+    Chat,
+    ClientMessage,
+    Ping,
+    Subscribe,
+    Typing,
+    Unsubscribe,
+)
+from .client import Client
+from .hub import ChatSession, Hub
+from .turns import Turn
+from .typing import TypingDebounce
+
+
+@attrs.define(eq=False)
+class ChatEndpoint:
+    hub: Hub
+    session: ChatSession
+    last_id: str | None = None
+    typing: TypingDebounce = attrs.field(factory=TypingDebounce)
+
+    @property
+    def stream(self) -> str:
+        return session_stream(self.session.id)
+
+    async def open(self, client: Client) -> None:
+        self.typing = TypingDebounce(self.hub.settings.typing_debounce)
+        await self.hub.open_stream(client, self.stream, self.last_id, {"session_id": self.session.id})
+
+    async def close(self, client: Client) -> None:
+        self.hub.broker.detach(self.stream, client.outbox)
+
+    async def handle(self, client: Client, message: ClientMessage) -> None:
+        command, reply_to = message.command, message.id
+        broker = self.hub.broker
+        match command:
+            case Ping():
+                client.send("pong", {"reply_to": reply_to} if reply_to is not None else {})
+            case Chat(message=text, context=context):
+                queue = self.session.turns
+                if queue.is_full:
+                    client.error(
+                        ErrorCode.OVERLOADED,
+                        "Há mensagens demais aguardando resposta nesta sessão.",
+                        reply_to,
+                        self.hub.settings.overload_retry_after,
+                    )
+                    return
+                await broker.publish(
+                    self.stream,
+                    "chat",
+                    {"role": "user", "content": text, "reply_to": reply_to},
+                    origin=client.id,
+                )
+                self.hub.runner.submit(queue, Turn(text, context, reply_to))
+            case Typing(is_typing=is_typing):
+                if self.typing.allow(trio.current_time()):
+                    await broker.publish(
+                        self.stream, "typing", {"role": "user", "isTyping": is_typing}, origin=client.id
+                    )
+            case Subscribe(investigation_id=investigation_id):
+                self.session.subscriptions.add(investigation_id)
+                await broker.publish(
+                    self.stream,
+                    "subscribed",
+                    {
+                        "investigation_id": investigation_id,
+                        "message": f"Acompanhando a investigação {investigation_id}.",
+                        "reply_to": reply_to,
+                    },
+                )
+                await broker.link(investigation_stream(investigation_id), self.stream)
+            case Unsubscribe(investigation_id=investigation_id):
+                self.session.subscriptions.discard(investigation_id)
+                broker.unlink(investigation_stream(investigation_id), self.stream)
+                await broker.publish(
+                    self.stream,
+                    "unsubscribed",
+                    {
+                        "investigation_id": investigation_id,
+                        "message": f"Você deixou de acompanhar a investigação {investigation_id}.",
+                        "reply_to": reply_to,
+                    },
+                )
+            case Cancel(reply_to=target):
+                await self.hub.runner.cancel(self.session.turns, target)
+            case Auth():
+                client.error(ErrorCode.UNSUPPORTED, "Autenticação ainda não está habilitada.", reply_to)

@@ -1,0 +1,36 @@
+"""What the session layer needs from a connection; the server layer provides it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.inbound import ReplyTo
+from .outbox import Outbox
+
+
+class Client(Protocol):
+    id: int
+    outbox: Outbox
+
+    def send(self, type: str, data: Mapping[str, Any]) -> None:
+        """Queue an ephemeral message for this connection only."""
+
+    def error(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        reply_to: ReplyTo = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Queue an ``error`` envelope; the connection stays open."""
+
+    def close(
+        self,
+        code: CloseCode,
+        reason: str,
+        error: ErrorCode | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Send an optional final ``error``, then the close frame, and end the connection."""

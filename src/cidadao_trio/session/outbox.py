@@ -1,0 +1,118 @@
+"""A connection's bounded outbox (PROTOCOL.md §5).
+
+Producers call :meth:`Outbox.offer`, which never blocks: a slow client must not stall an
+investigation or an agent. When the outbox is over its bound, typing indicators are
+dropped and pending progress messages of one investigation are coalesced; messages that
+must never be dropped are still queued, the outbox records since when it has been full,
+and the connection closes it 1013 if it stays full for ``slow_consumer_timeout`` (or
+at once past a hard ceiling of twice the bound, so memory stays bounded).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+import trio
+
+from ..broker.base import Delivery
+from ..protocol.outbound import DROPPABLE_TYPES
+
+HARD_LIMIT_FACTOR = 2
+
+
+@attrs.define(eq=False)
+class Outbox:
+    owner: int  # connection id; relayed messages from this connection are skipped
+    max_messages: int = 256
+    max_bytes: int = 1024 * 1024
+    _queue: deque[Delivery] = attrs.field(factory=deque, init=False)
+    _bytes: int = attrs.field(default=0, init=False)
+    _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _full_since: float | None = attrs.field(default=None, init=False)
+    _full_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
+    dropped: int = attrs.field(default=0, init=False)
+    coalesced: int = attrs.field(default=0, init=False)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def full_since(self) -> float | None:
+        return self._full_since
+
+    def _over(self, extra_count: int = 0, extra_bytes: int = 0) -> bool:
+        return (
+            len(self._queue) + extra_count > self.max_messages
+            or self._bytes + extra_bytes > self.max_bytes
+        )
+
+    def offer(self, delivery: Delivery) -> None:
+        if delivery.origin == self.owner and delivery.type in DROPPABLE_TYPES:
+            return  # a connection's own typing is not echoed back to it
+        if self._over(1, delivery.size):
+            self._make_room(delivery)
+            if self._over(1, delivery.size) and delivery.type in DROPPABLE_TYPES:
+                self.dropped += 1
+                return
+        self._queue.append(delivery)
+        self._bytes += delivery.size
+        self._ready.set()
+        self._update_fullness()
+
+    def _make_room(self, incoming: Delivery) -> None:
+        kept: deque[Delivery] = deque()
+        for pending in self._queue:
+            if pending.type in DROPPABLE_TYPES:
+                self.dropped += 1
+            elif incoming.coalesce_key is not None and pending.coalesce_key == incoming.coalesce_key:
+                self.coalesced += 1
+            else:
+                kept.append(pending)
+                continue
+            self._bytes -= pending.size
+        self._queue = kept
+
+    def _update_fullness(self) -> None:
+        full = self._over()
+        if full and self._full_since is None:
+            self._full_since = trio.current_time()
+            self._full_changed.set()
+        elif not full and self._full_since is not None:
+            self._full_since = None
+            self._full_changed.set()
+        if (
+            len(self._queue) > HARD_LIMIT_FACTOR * self.max_messages
+            or self._bytes > HARD_LIMIT_FACTOR * self.max_bytes
+        ):
+            self.overflowed = True
+            self._full_changed.set()
+
+    def take(self, max_messages: int = 1, max_bytes: int = 64 * 1024) -> list[Delivery]:
+        """Pop up to ``max_messages`` pending deliveries (at least one if any is pending)."""
+        taken: list[Delivery] = []
+        size = 0
+        while self._queue and len(taken) < max_messages:
+            head = self._queue[0]
+            if taken and size + head.size > max_bytes:
+                break
+            taken.append(self._queue.popleft())
+            size += head.size
+        self._bytes -= size
+        if not self._queue:
+            self._ready = trio.Event()
+        self._update_fullness()
+        return taken
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def wait_full_changed(self) -> None:
+        """Return when the outbox becomes full, drains below its bound, or overflows."""
+        await self._full_changed.wait()
+        self._full_changed = trio.Event()

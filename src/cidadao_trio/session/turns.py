@@ -1,0 +1,151 @@
+"""Chat turns: a session answers its turns one at a time, in the order they arrived.
+
+Turns run in a server-level nursery, not in the connection that asked: a reply keeps
+streaming into the session stream when the asking tab closes, and a reconnecting client
+resumes it from its cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..agents.base import Agent, AgentRequest
+from ..broker.base import Broker, session_stream
+from ..protocol.inbound import ReplyTo
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Turn:
+    message: str
+    context: Mapping[str, Any]
+    reply_to: ReplyTo
+
+
+@attrs.define(eq=False)
+class TurnQueue:
+    """A session's pending turns and the one being answered."""
+
+    session_id: str
+    max_pending: int
+    pending: deque[Turn] = attrs.field(factory=deque)
+    current: Turn | None = None
+    current_scope: trio.CancelScope | None = None
+    worker_running: bool = False
+
+    @property
+    def is_full(self) -> bool:
+        return len(self.pending) >= self.max_pending
+
+    def matches(self, turn: Turn, reply_to: ReplyTo) -> bool:
+        return reply_to is None or turn.reply_to == reply_to
+
+
+@attrs.define(eq=False)
+class TurnRunner:
+    broker: Broker
+    agent: Agent
+    nursery: trio.Nursery
+
+    def submit(self, queue: TurnQueue, turn: Turn) -> None:
+        queue.pending.append(turn)
+        if not queue.worker_running:
+            queue.worker_running = True
+            self.nursery.start_soon(self._work, queue)
+
+    async def cancel(self, queue: TurnQueue, reply_to: ReplyTo) -> bool:
+        """Stop the reply in progress (and drop queued turns) matching ``reply_to``."""
+        found = False
+        for turn in [t for t in queue.pending if queue.matches(t, reply_to) and reply_to is not None]:
+            queue.pending.remove(turn)
+            await self._complete(queue.session_id, turn, "cancelled", "", [], None)
+            found = True
+        if queue.current is not None and queue.current_scope is not None:
+            if queue.matches(queue.current, reply_to):
+                queue.current_scope.cancel()
+                found = True
+        return found
+
+    async def _work(self, queue: TurnQueue) -> None:
+        try:
+            while queue.pending:
+                turn = queue.pending.popleft()
+                await self._answer(queue, turn)
+        finally:
+            queue.worker_running = False
+
+    async def _answer(self, queue: TurnQueue, turn: Turn) -> None:
+        stream = session_stream(queue.session_id)
+        agent = self.agent
+        await self._typing(stream, True)
+        reply = agent.reply(AgentRequest(queue.session_id, turn.message, turn.context))
+        parts: list[str] = []
+        status = "completed"
+        with trio.CancelScope() as scope:
+            queue.current, queue.current_scope = turn, scope
+            try:
+                async for chunk in reply:
+                    await self.broker.publish(
+                        stream,
+                        "chat",
+                        {
+                            "role": "assistant",
+                            "content": chunk,
+                            "agent_id": agent.agent_id,
+                            "agent_name": agent.agent_name,
+                            "chunk": True,
+                            "chunk_index": len(parts),
+                            "reply_to": turn.reply_to,
+                        },
+                    )
+                    parts.append(chunk)
+            except Exception:
+                log.exception("agent %s failed in session %s", agent.agent_id, queue.session_id)
+                status = "failed"
+        queue.current = queue.current_scope = None
+        if scope.cancelled_caught:
+            status = "cancelled"
+        suggested = list(reply.suggested_actions) if status == "completed" else []
+        investigation = reply.investigation_id if status == "completed" else None
+        with trio.CancelScope(shield=True):
+            await self._complete(queue.session_id, turn, status, "".join(parts), suggested, investigation)
+            await self._typing(stream, False)
+
+    async def _complete(
+        self,
+        session_id: str,
+        turn: Turn,
+        status: str,
+        content: str,
+        suggested_actions: list[str],
+        investigation_id: str | None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "status": status,
+            "agent_id": self.agent.agent_id,
+            "agent_name": self.agent.agent_name,
+            "content": content,
+            "suggested_actions": suggested_actions,
+            "reply_to": turn.reply_to,
+        }
+        if investigation_id is not None:
+            data["investigation_id"] = investigation_id
+        await self.broker.publish(session_stream(session_id), "chat_complete", data)
+
+    async def _typing(self, stream: str, is_typing: bool) -> None:
+        await self.broker.publish(
+            stream,
+            "typing",
+            {
+                "agent": "processing" if is_typing else "idle",
+                "agent_id": self.agent.agent_id,
+                "isTyping": is_typing,
+            },
+        )

@@ -1,0 +1,39 @@
+"""Behaviour of ``/api/v1/ws/investigations/{investigation_id}``: a receive-only stream."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..broker.base import investigation_stream
+from ..protocol.codes import ErrorCode
+from ..protocol.inbound import ClientMessage, Ping
+from .client import Client
+from .hub import Hub
+
+
+@attrs.define(eq=False)
+class WatchEndpoint:
+    hub: Hub
+    investigation_id: str
+    last_id: str | None = None
+
+    @property
+    def stream(self) -> str:
+        return investigation_stream(self.investigation_id)
+
+    async def open(self, client: Client) -> None:
+        identity = {"investigation_id": self.investigation_id}
+        await self.hub.open_stream(client, self.stream, self.last_id, identity)
+
+    async def close(self, client: Client) -> None:
+        self.hub.broker.detach(self.stream, client.outbox)
+
+    async def handle(self, client: Client, message: ClientMessage) -> None:
+        if isinstance(message.command, Ping):
+            client.send("pong", {"reply_to": message.id} if message.id is not None else {})
+        else:
+            client.error(
+                ErrorCode.UNSUPPORTED,
+                "Este canal apenas transmite a investigação; use o chat para enviar mensagens.",
+                message.id,
+            )
