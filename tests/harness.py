@@ -1,0 +1,96 @@
+"""In-memory server and clients for deterministic tests (no sockets, virtual time)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+import trio_websocket
+from trio_websocket import WebSocketConnection
+from wsproto.utilities import LocalProtocolError
+
+from cidadao_trio.config import Settings
+from cidadao_trio.server.server import Server
+
+TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0}
+
+
+@asynccontextmanager
+async def running_server(**overrides: Any) -> AsyncIterator[Server]:
+    server = Server(Settings(**{**TEST_DEFAULTS, **overrides}))
+    async with server.running():
+        yield server
+
+
+@asynccontextmanager
+async def connect(
+    server: Server, path: str, *, lockstep: bool = False
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client over an in-memory stream pair served by ``server``."""
+    if lockstep:
+        client_stream, server_stream = trio.testing.lockstep_stream_pair()
+    else:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+    server.spawn(server_stream)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(nursery, client_stream, "localhost", path)
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(1):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except* LocalProtocolError:
+        pass  # trio-websocket answers a ping that races our close; harmless here
+
+
+async def receive(ws: WebSocketConnection) -> dict[str, Any]:
+    message = await ws.get_message()
+    assert isinstance(message, str)
+    decoded = json.loads(message)
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+async def receive_until(
+    ws: WebSocketConnection, done: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Collect messages up to and including the first one ``done`` accepts."""
+    seen = []
+    while True:
+        message = await receive(ws)
+        seen.append(message)
+        if done(message):
+            return seen
+
+
+async def send(ws: WebSocketConnection, type: str, data: dict[str, Any] | None = None, **extra: Any) -> None:
+    message: dict[str, Any] = {"type": type, **extra}
+    if data is not None:
+        message["data"] = data
+    await ws.send_message(json.dumps(message))
+
+
+def is_turn_end(message: dict[str, Any]) -> bool:
+    return message["type"] == "typing" and message["data"].get("isTyping") is False and "agent" in message["data"]
+
+
+@attrs.define
+class CloseCapture:
+    code: int | None = None
+    reason: str | None = None
+
+
+async def wait_closed(ws: WebSocketConnection) -> CloseCapture:
+    """Drain until the server closes; return its close code and reason."""
+    try:
+        while True:
+            await ws.get_message()
+    except trio_websocket.ConnectionClosed as closed:
+        return CloseCapture(closed.reason.code, closed.reason.reason)
