@@ -16,6 +16,7 @@ from wsproto.utilities import LocalProtocolError
 
 from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
+from cidadao_trio.session.hub import InvestigationAccess
 
 TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0}
 
@@ -27,9 +28,19 @@ async def running_server(**overrides: Any) -> AsyncIterator[Server]:
         yield server
 
 
+def register_investigation(
+    server: Server, investigation_id: str, owner_key: str = "anon", public: bool = True
+) -> None:
+    server.hub.investigations[investigation_id] = InvestigationAccess(owner_key, public)
+
+
 @asynccontextmanager
 async def connect(
-    server: Server, path: str, *, lockstep: bool = False
+    server: Server,
+    path: str,
+    *,
+    lockstep: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
     """A trio-websocket client over an in-memory stream pair served by ``server``."""
     if lockstep:
@@ -39,7 +50,9 @@ async def connect(
     server.spawn(server_stream)
     try:
         async with trio.open_nursery() as nursery:
-            ws = await trio_websocket.wrap_client_stream(nursery, client_stream, "localhost", path)
+            ws = await trio_websocket.wrap_client_stream(
+                nursery, client_stream, "localhost", path, extra_headers=headers
+            )
             try:
                 yield ws
             finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -11,7 +13,10 @@ import trio.testing
 import wsproto
 import wsproto.events
 
+from trio_websocket import WebSocketConnection
+
 from cidadao_trio.protocol.codes import ErrorCode
+from cidadao_trio.server.server import Server
 from cidadao_trio.server.connection import error_text
 from cidadao_trio.session.chat import ChatEndpoint
 
@@ -20,6 +25,7 @@ from .harness import (
     is_turn_end,
     receive,
     receive_until,
+    register_investigation,
     running_server,
     send,
     wait_closed,
@@ -27,6 +33,13 @@ from .harness import (
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 DURABLE_ID = re.compile(r"[A-Za-z0-9]+-\d+")
+
+
+@asynccontextmanager
+async def _watching(server: Server, target: str, lockstep: bool = False) -> AsyncIterator[WebSocketConnection]:
+    register_investigation(server, target.split("?")[0])
+    async with connect(server, f"/api/v1/ws/investigations/{target}", lockstep=lockstep) as ws:
+        yield ws
 
 
 async def test_connection_message_first(autojump_clock: trio.testing.MockClock) -> None:
@@ -258,6 +271,7 @@ async def test_heartbeat_keeps_live_client(autojump_clock: trio.testing.MockCloc
 
 async def test_connection_cap_refuses_with_overloaded(autojump_clock: trio.testing.MockClock) -> None:
     async with running_server(max_connections=2) as server:
+        register_investigation(server, "INV-2026-001")
         async with connect(server, "/api/v1/ws/chat/a") as a, connect(
             server, "/api/v1/ws/investigations/INV-2026-001"
         ) as b:
@@ -331,9 +345,7 @@ async def test_shutdown_closes_1001(autojump_clock: trio.testing.MockClock) -> N
 async def test_investigation_endpoint_relays_and_refuses_chat(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with running_server() as server, connect(
-        server, "/api/v1/ws/investigations/INV-2026-007"
-    ) as ws:
+    async with running_server() as server, _watching(server, "INV-2026-007") as ws:
         hello = await receive(ws)
         assert hello["data"]["investigation_id"] == "INV-2026-007"
         await send(ws, "chat", {"message": "oi"}, id="x")
@@ -375,9 +387,7 @@ async def test_unknown_cursor_gets_history_gap(autojump_clock: trio.testing.Mock
 
 
 async def test_batch_mode_groups_pending_messages(autojump_clock: trio.testing.MockClock) -> None:
-    async with running_server() as server, connect(
-        server, "/api/v1/ws/investigations/INV-1?batch=1"
-    ) as ws:
+    async with running_server() as server, _watching(server, "INV-1?batch=1") as ws:
         await receive(ws)
         for progress in range(5):
             await server.broker.publish(
@@ -390,8 +400,8 @@ async def test_batch_mode_groups_pending_messages(autojump_clock: trio.testing.M
 
 
 async def test_slow_consumer_closed_1013(autojump_clock: trio.testing.MockClock) -> None:
-    async with running_server(outbox_messages=8) as server, connect(
-        server, "/api/v1/ws/investigations/INV-1", lockstep=True
+    async with running_server(outbox_messages=8) as server, _watching(
+        server, "INV-1", lockstep=True
     ) as ws:
         await receive(ws)
         (connection,) = server.connections

@@ -33,7 +33,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the real-time server")
     _add_settings_flags(serve)
+    token = commands.add_parser("token", help="mint an HS256 access token for development")
+    token.add_argument("--sub", required=True, help="the user the token names")
+    token.add_argument("--role", action="append", default=[], help="a role (repeatable)")
+    token.add_argument("--session", default=None, help="bind the token to one session (sid)")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
+    token.add_argument(
+        "--jwt-secret", default=None, metavar="CIDADAO_JWT_SECRET", help="the server's shared secret"
+    )
     return parser
+
+
+def mint(args: argparse.Namespace) -> int:
+    from .auth import mint_token
+
+    settings = config.from_environ(jwt_secret=args.jwt_secret)
+    if not settings.jwt_secret:
+        print("cidadao-trio token: set --jwt-secret or CIDADAO_JWT_SECRET", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.jwt_secret,
+            args.sub,
+            roles=args.role,
+            session_id=args.session,
+            ttl=args.ttl,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    )
+    return 0
 
 
 async def serve(settings: Settings) -> None:
@@ -58,6 +87,8 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return mint(args)
     if args.command == "serve":
         overrides = {f.name: getattr(args, f.name) for f in config.fields()}
         settings = config.from_environ(**overrides)

@@ -38,6 +38,24 @@ class Settings:
     reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
     max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")
     overload_retry_after: float = _setting(5.0, "retry_after (s) sent with OVERLOADED")
+    auth: str = _setting("optional", "optional (anonymous allowed) or required")
+    jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes)", secret=True)
+    jwt_public_key: str | None = _setting(None, "PEM file with the RS256/ES256 public key")
+    jwt_jwks: str | None = _setting(None, "JWKS file; the key is chosen by the token's kid")
+    jwt_audience: str | None = _setting(None, "required aud claim, when set")
+    jwt_issuer: str | None = _setting(None, "required iss claim, when set")
+    jwt_leeway: float = _setting(30.0, "clock skew allowed on exp/nbf, seconds")
+    auth_timeout: float = _setting(10.0, "seconds to send the first auth message when required")
+    allowed_origins: str = _setting("", "comma-separated Origin allow-list (empty: any)")
+    max_connections_per_principal: int = _setting(20, "connections per user before OVERLOADED")
+    rate_messages: int = _setting(100, "client messages allowed per rate window")
+    rate_window: float = _setting(60.0, "rate window, seconds")
+    rate_burst: int = _setting(20, "messages allowed in a burst")
+    abuse_refusals: int = _setting(50, "rate refusals within the window before close 1008")
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
 
 def fields() -> tuple[attrs.Attribute, ...]:  # type: ignore[type-arg]

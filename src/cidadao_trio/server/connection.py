@@ -8,8 +8,10 @@ close frame, under a short shielded deadline so a dead peer cannot hold us.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -17,13 +19,16 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from ..auth import AuthError, Principal
 from ..broker.base import Delivery
 from ..config import Settings
 from ..protocol.codes import DEFAULT_MESSAGES, CloseCode, ErrorCode
-from ..protocol.envelope import encode, encode_batch, ephemeral_id
-from ..protocol.inbound import ClientMessage, Ping, ProtocolError, ReplyTo, parse
+from ..protocol.envelope import encode, encode_batch, ephemeral_id, utc_timestamp
+from ..protocol.inbound import Auth, ClientMessage, Ping, ProtocolError, ReplyTo, parse
+from ..session.access import Gatekeeper
 from ..session.client import Client
 from ..session.outbox import Outbox
+from ..session.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ _connection_ids = itertools.count(1)
 
 
 class Endpoint(Protocol):
+    def permits(self, principal: Principal) -> bool: ...
     async def open(self, client: Client) -> None: ...
     async def handle(self, client: Client, message: ClientMessage) -> None: ...
     async def close(self, client: Client) -> None: ...
@@ -45,6 +51,10 @@ class CloseIntent:
     code: CloseCode
     reason: str
     final_text: str | None = None  # an ``error`` envelope sent just before the close frame
+
+
+def _auth_message(refused: AuthError) -> str:
+    return f"Autenticação recusada: {refused}."
 
 
 def error_text(
@@ -62,14 +72,31 @@ def error_text(
 
 
 class Connection(Client):
-    def __init__(self, ws: WebSocketConnection, settings: Settings, *, batch: bool = False) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        settings: Settings,
+        gate: Gatekeeper,
+        *,
+        batch: bool = False,
+    ) -> None:
         self.id = next(_connection_ids)
         self.ws = ws
         self.settings = settings
+        self.gate = gate
         self.batch = batch
+        self.principal = Principal.anonymous()
         self.outbox = Outbox(self.id, settings.outbox_messages, settings.outbox_bytes)
+        self.limiter = RateLimiter.per_window(
+            settings.rate_messages,
+            settings.rate_window,
+            settings.rate_burst,
+            settings.abuse_refusals,
+            settings.rate_window,
+        )
         self.intent: CloseIntent | None = None
         self._scope = trio.CancelScope()
+        self._token_renewed = trio.Event()
 
     # --- Client, as the session layer sees it -------------------------------------------
 
@@ -93,12 +120,88 @@ class Connection(Client):
         reason: str,
         error: ErrorCode | None = None,
         retry_after: float | None = None,
+        message: str | None = None,
     ) -> None:
         if self.intent is None:
-            final = error_text(error, retry_after=retry_after) if error is not None else None
+            final = None
+            if error is not None:
+                final = error_text(error, message, retry_after=retry_after)
             self.intent = CloseIntent(code, reason, final)
             log.info("closing connection %d: %d %s", self.id, code, reason)
         self._scope.cancel()
+
+    # --- authentication ----------------------------------------------------------------
+
+    async def authenticate(self, token: str | None, peer: str | None) -> bool:
+        """Settle who this is before anything else; on refusal, record a 1008 close."""
+        first_message = token is None and self.gate.required
+        if first_message:
+            token = await self._first_auth_token()
+            if token is None:
+                self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
+                return False
+        try:
+            self.principal = self.gate.identify(token, peer)
+        except AuthError as refused:
+            log.info("connection %d: token refused (%s)", self.id, refused.reason)
+            self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
+            return False
+        if first_message:
+            self._acknowledge_token(None)
+        return True
+
+    async def _first_auth_token(self) -> str | None:
+        with trio.move_on_after(self.gate.auth_timeout):
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return None
+            try:
+                parsed = parse(message)
+            except ProtocolError:
+                return None
+            if isinstance(parsed.command, Auth):
+                return parsed.command.token
+        return None
+
+    def _renew_token(self, token: str, reply_to: ReplyTo, endpoint: Endpoint) -> None:
+        try:
+            fresh = self.gate.identify(token, None)
+        except AuthError as refused:
+            self.error(ErrorCode.UNAUTHORIZED, _auth_message(refused), reply_to)
+            return
+        if not self.principal.is_anonymous and fresh.sub != self.principal.sub:
+            self.error(ErrorCode.FORBIDDEN, "O novo token pertence a outro usuário.", reply_to)
+            return
+        if not endpoint.permits(fresh):
+            self.error(ErrorCode.FORBIDDEN, "Este token não dá acesso a este canal.", reply_to)
+            return
+        self.principal = fresh
+        self._acknowledge_token(reply_to)
+        self._token_renewed.set()
+
+    def _acknowledge_token(self, reply_to: ReplyTo) -> None:
+        expires = self.principal.expires_at
+        data: dict[str, Any] = {"expires_at": None}
+        if expires is not None:
+            data["expires_at"] = utc_timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
+        if reply_to is not None:
+            data["reply_to"] = reply_to
+        self.send("auth_ok", data)
+
+    async def _expire_token(self) -> None:
+        """Close with TOKEN_EXPIRED at the token's ``exp`` unless a fresh one arrived."""
+        while True:
+            expires = self.principal.expires_at
+            deadline = float("inf")
+            if expires is not None:
+                deadline = trio.current_time() + max(0.0, expires - time.time())
+            with trio.move_on_at(deadline) as waiting:
+                await self._token_renewed.wait()
+            if waiting.cancelled_caught:
+                self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
+                return
+            self._token_renewed = trio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -112,6 +215,7 @@ class Connection(Client):
                     nursery.start_soon(self._write)
                     nursery.start_soon(self._heartbeat)
                     nursery.start_soon(self._guard_slow_consumer)
+                    nursery.start_soon(self._expire_token)
                     await endpoint.open(self)
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
@@ -145,10 +249,18 @@ class Connection(Client):
                     message = await self.ws.get_message()
                 except ConnectionClosed:
                     return
-                idle_scope.deadline = trio.current_time() + idle
+                now = trio.current_time()
+                idle_scope.deadline = now + idle
                 if isinstance(message, bytes):
                     self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
                     return
+                decision = self.limiter.check(now)
+                if not decision.allowed:
+                    if decision.abusive:
+                        self.close(CloseCode.POLICY, "too many messages")
+                        return
+                    self.error(ErrorCode.RATE_LIMIT, retry_after=round(decision.retry_after, 3))
+                    continue
                 try:
                     parsed = parse(message)
                 except ProtocolError as refused:
@@ -156,6 +268,8 @@ class Connection(Client):
                     continue
                 if isinstance(parsed.command, Ping):
                     self.send("pong", {} if parsed.id is None else {"reply_to": parsed.id})
+                elif isinstance(parsed.command, Auth):
+                    self._renew_token(parsed.command.token, parsed.id, endpoint)
                 else:
                     await endpoint.handle(self, parsed)
         if idle_scope.cancelled_caught:

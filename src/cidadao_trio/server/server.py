@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -12,11 +13,13 @@ from trio_websocket import WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
 from ..agents import Drummond
+from ..auth import bearer_token
 from ..broker.base import Broker
 from ..broker.memory import MemoryBroker
 from ..config import Settings
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
+from ..session.access import Gatekeeper
 from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.turns import TurnRunner
@@ -44,7 +47,9 @@ class Server:
         self.broker = broker or MemoryBroker(
             max_messages=settings.history_messages, max_age=settings.history_seconds
         )
+        self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
+        self.per_principal: Counter[str] = Counter()
         self.draining = False
         self._hub: Hub | None = None
         self._nursery: trio.Nursery | None = None
@@ -122,7 +127,7 @@ class Server:
             if ws is None:
                 log.info("handshake timeout")
             else:
-                await self._run_websocket(ws, head)
+                await self._run_websocket(ws, head, _peer_address(stream))
             library.cancel_scope.cancel()
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
@@ -153,24 +158,35 @@ class Server:
             return None
         return head
 
-    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead) -> None:
-        connection = Connection(ws, self.settings, batch=head.query.get("batch") == "1")
-        endpoint = self._endpoint_for(head, connection)
-        if endpoint is None:
+    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead, peer: str | None) -> None:
+        connection = Connection(ws, self.settings, self.gate, batch=head.query.get("batch") == "1")
+        endpoint = self._admit(connection, head)
+        token = head.query.get("token") or bearer_token(head.headers)
+        if endpoint is None or not await connection.authenticate(token, peer):
             await connection.finish()
             return
-        self._admit(connection)
+        principal_key = connection.principal.key
+        if self.per_principal[principal_key] >= self.settings.max_connections_per_principal:
+            connection.close(
+                CloseCode.TRY_AGAIN_LATER, "too many connections for this user", ErrorCode.OVERLOADED,
+                retry_after=self.settings.overload_retry_after,
+            )
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
+        self.per_principal[principal_key] += 1
         try:
             await connection.run(endpoint)
         finally:
             self.connections.discard(connection)
+            self.per_principal[principal_key] -= 1
+            if not self.per_principal[principal_key]:
+                del self.per_principal[principal_key]
             if not self.connections:
                 self._idle.set()
 
-    def _admit(self, connection: Connection) -> None:
+    def _admit(self, connection: Connection, head: RequestHead) -> Endpoint | None:
+        """The refusals that need no token: draining, capacity, origin, a bad id."""
         settings = self.settings
         if self.draining:
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -179,6 +195,11 @@ class Server:
                 CloseCode.TRY_AGAIN_LATER, "server overloaded", ErrorCode.OVERLOADED,
                 retry_after=settings.overload_retry_after,
             )
+        elif not self.gate.origin_allowed(head.header(b"origin")):
+            connection.close(CloseCode.POLICY, "origin not allowed", ErrorCode.FORBIDDEN)
+        else:
+            return self._endpoint_for(head, connection)
+        return None
 
     def _endpoint_for(self, head: RequestHead, connection: Connection) -> Endpoint | None:
         last_id = head.query.get("last_id") or None
@@ -211,6 +232,16 @@ async def _readyz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
 
 
 HTTP_ROUTES: dict[str, HttpRoute] = {"/healthz": _healthz, "/readyz": _readyz}
+
+
+def _peer_address(stream: trio.abc.Stream) -> str | None:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return None
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return None
 
 
 async def _respond_quietly(

@@ -6,9 +6,9 @@ import attrs
 import trio
 
 from ..broker.base import investigation_stream, session_stream
-from ..protocol.codes import ErrorCode
+from ..auth import Principal, may_open_session
+from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import (
-    Auth,
     Cancel,
     Chat,
     ClientMessage,
@@ -34,7 +34,15 @@ class ChatEndpoint:
     def stream(self) -> str:
         return session_stream(self.session.id)
 
+    def permits(self, principal: Principal) -> bool:
+        return may_open_session(principal, self.session.id, self.session.owner_key)
+
     async def open(self, client: Client) -> None:
+        if not self.permits(client.principal):
+            client.close(CloseCode.POLICY, "forbidden", ErrorCode.FORBIDDEN)
+            return
+        if self.session.owner_key is None:
+            self.session.owner_key = client.principal.owner_key
         self.typing = TypingDebounce(self.hub.settings.typing_debounce)
         await self.hub.open_stream(client, self.stream, self.last_id, {"session_id": self.session.id})
 
@@ -70,6 +78,9 @@ class ChatEndpoint:
                         self.stream, "typing", {"role": "user", "isTyping": is_typing}, origin=client.id
                     )
             case Subscribe(investigation_id=investigation_id):
+                if not self.hub.may_see(client.principal, investigation_id):
+                    client.error(ErrorCode.NOT_FOUND, "Investigação não encontrada.", reply_to)
+                    return
                 self.session.subscriptions.add(investigation_id)
                 await broker.publish(
                     self.stream,
@@ -95,5 +106,3 @@ class ChatEndpoint:
                 )
             case Cancel(reply_to=target):
                 await self.hub.runner.cancel(self.session.turns, target)
-            case Auth():
-                client.error(ErrorCode.UNSUPPORTED, "Autenticação ainda não está habilitada.", reply_to)

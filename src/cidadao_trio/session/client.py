@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ..auth import Principal
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import ReplyTo
 from .outbox import Outbox
@@ -13,6 +14,7 @@ from .outbox import Outbox
 class Client(Protocol):
     id: int
     outbox: Outbox
+    principal: Principal
 
     def send(self, type: str, data: Mapping[str, Any]) -> None:
         """Queue an ephemeral message for this connection only."""
@@ -32,5 +34,6 @@ class Client(Protocol):
         reason: str,
         error: ErrorCode | None = None,
         retry_after: float | None = None,
+        message: str | None = None,
     ) -> None:
         """Send an optional final ``error``, then the close frame, and end the connection."""

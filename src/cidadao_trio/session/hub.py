@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from ..auth import Principal, may_see_investigation
 from ..broker.base import Broker
 from ..config import Settings
 from ..protocol.codes import ErrorCode
@@ -19,7 +20,14 @@ from .turns import TurnQueue, TurnRunner
 class ChatSession:
     id: str
     turns: TurnQueue
+    owner_key: str | None = None  # the first principal to open it (PROTOCOL.md §6)
     subscriptions: set[str] = attrs.field(factory=set)
+
+
+@attrs.frozen
+class InvestigationAccess:
+    owner_key: str
+    public: bool
 
 
 @attrs.define(eq=False)
@@ -28,6 +36,12 @@ class Hub:
     broker: Broker
     runner: TurnRunner
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
+    investigations: dict[str, InvestigationAccess] = attrs.field(factory=dict)
+
+    def may_see(self, principal: Principal, investigation_id: str) -> bool:
+        """Unknown and invisible look the same to a client: both are NOT_FOUND."""
+        access = self.investigations.get(investigation_id)
+        return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
     def session(self, session_id: str) -> ChatSession:
         session = self.sessions.get(session_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 
 from ..broker.base import investigation_stream
-from ..protocol.codes import ErrorCode
+from ..auth import Principal
+from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import ClientMessage, Ping
 from .client import Client
 from .hub import Hub
@@ -21,7 +22,13 @@ class WatchEndpoint:
     def stream(self) -> str:
         return investigation_stream(self.investigation_id)
 
+    def permits(self, principal: Principal) -> bool:
+        return self.hub.may_see(principal, self.investigation_id)
+
     async def open(self, client: Client) -> None:
+        if not self.permits(client.principal):
+            client.close(CloseCode.POLICY, "not found", ErrorCode.NOT_FOUND)
+            return
         identity = {"investigation_id": self.investigation_id}
         await self.hub.open_stream(client, self.stream, self.last_id, identity)
 
