@@ -71,6 +71,8 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
             parser.receive_data(data)
             continue
         if isinstance(event, h11.Request):
+            if len(raw) > MAX_HEAD_BYTES:  # h11 bounds only heads that arrive incomplete
+                raise BadRequest(431, "request head too large")
             target = urlsplit(event.target.decode("ascii", "replace"))
             query = {k: v[0] for k, v in parse_qs(target.query, keep_blank_values=True).items()}
             return RequestHead(

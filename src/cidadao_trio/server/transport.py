@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import trio
-from trio_websocket import WebSocketConnection, wrap_server_stream
+import wsproto.events
+from trio_websocket import WebSocketConnection
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 
 # trio-websocket's internal queue between its reader and ours; our reader always drains.
 MESSAGE_QUEUE_SIZE = 4
@@ -39,14 +42,36 @@ class ReplayStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
+class _ServerWebSocket(WebSocketConnection):
+    """trio-websocket 0.12 with one fix: a frame wsproto rejects gets its close frame.
+
+    On invalid UTF-8 (1007) or a protocol error (1002) wsproto emits a CloseConnection
+    event while still OPEN; the library then drops TCP without telling the peer why,
+    and a browser sees 1006. We send the close frame first, as RFC 6455 §7.1.7 asks.
+    """
+
+    async def _handle_close_connection_event(self, event: wsproto.events.CloseConnection) -> None:
+        if self._wsproto.state == ConnectionState.OPEN:
+            try:
+                await self._send(wsproto.events.CloseConnection(code=event.code, reason=event.reason))
+            except Exception:  # the peer is gone; closing below is all that is left
+                pass
+        await super()._handle_close_connection_event(event)
+
+
 async def accept_websocket(
     nursery: trio.Nursery, head: bytes, stream: trio.abc.Stream, max_message_bytes: int
 ) -> WebSocketConnection:
-    """Complete the handshake whose request head h11 already read from ``stream``."""
-    request = await wrap_server_stream(
-        nursery,
+    """Complete the handshake whose request head h11 already read from ``stream``.
+
+    Mirrors ``trio_websocket.wrap_server_stream``, with our connection class.
+    """
+    connection = _ServerWebSocket(
         ReplayStream(head, stream),
+        WSConnection(ConnectionType.SERVER),
         message_queue_size=MESSAGE_QUEUE_SIZE,
         max_message_size=max_message_bytes,
     )
+    nursery.start_soon(connection._reader_task)
+    request = await connection._get_request()
     return await request.accept()
