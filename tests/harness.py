@@ -18,7 +18,7 @@ from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
 from cidadao_trio.session.hub import InvestigationAccess
 
-TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0}
+TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory"}
 
 
 @asynccontextmanager

@@ -52,6 +52,7 @@ def serve(**settings: Any) -> Iterator[ServerProcess]:
     """Start the server with ``CIDADAO_*`` settings; always kill it on the way out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIDADAO_")}
     env["CIDADAO_REPLY_CHUNK_DELAY"] = "0"
+    env["CIDADAO_STORE"] = "memory"  # tests that need a data dir pass one
     env.update({"CIDADAO_" + name.upper(): str(value) for name, value in settings.items()})
     command = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", "0"]
     with tempfile.TemporaryFile() as stderr:

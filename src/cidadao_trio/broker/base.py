@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
 from ..protocol.envelope import DurableId
+from ..store.base import Store
 
 
 def session_stream(session_id: str) -> str:
@@ -50,6 +51,15 @@ class Attachment:
 
 
 class Broker(Protocol):
+    """Durable streams with offsets, live sinks and links (see ``memory.MemoryBroker``)."""
+
+    healthy: bool
+    store: Store
+
+    async def run(self, *, task_status: Any = ...) -> None: ...
+
+    async def flush(self) -> None: ...
+
     async def publish(
         self,
         stream: str,
@@ -59,7 +69,7 @@ class Broker(Protocol):
         origin: int | None = None,
     ) -> Delivery: ...
 
-    def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool: ...
+    async def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool: ...
 
     async def attach(self, stream: str, sink: Sink, after: DurableId | None) -> Attachment: ...
 
@@ -67,4 +77,14 @@ class Broker(Protocol):
 
     async def link(self, source: str, target: str) -> int: ...
 
-    def unlink(self, source: str, target: str) -> None: ...
+    async def unlink(self, source: str, target: str) -> None: ...
+
+    async def followed_by(self, target: str) -> list[str]: ...
+
+    async def digest(self, sources: Iterable[str]) -> list[Delivery]: ...
+
+    async def last_id(self, stream: str) -> str: ...
+
+    async def session_owner(self, session_id: str) -> str | None: ...
+
+    async def save_session_owner(self, session_id: str, owner_key: str) -> None: ...

@@ -1,15 +1,21 @@
-"""In-process broker: durable streams with offsets, bounded history, live fan-out, links.
+"""The in-process broker: durable streams with offsets, bounded history, live fan-out, links.
 
-Everything here runs without awaiting between reading history and registering a sink,
-so a subscriber attached from a cursor sees every message exactly once across the
-replay/live seam.
+Publishing assigns the next offset at once and queues the message on a bounded trio
+memory channel. One writer task drains whatever is queued, applies it to the store in a
+single transaction, and only then offers each message to the stream's live sinks, in
+offset order. So a message is durable before any client sees it, many messages share one
+commit, and a store that falls behind slows publishers (backpressure) rather than
+growing a queue. Replays read only committed history, and a sink is registered in the
+same step, without awaiting: no message is lost or doubled at the replay/live seam.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections import deque
-from collections.abc import Callable, Mapping
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -17,7 +23,24 @@ import trio
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
+from ..store.base import (
+    Append,
+    CreateStream,
+    EphemeralStore,
+    Link,
+    Op,
+    SaveSession,
+    Store,
+    StoredMessage,
+    Trim,
+)
 from .base import Attachment, Delivery, Sink
+
+log = logging.getLogger(__name__)
+
+WRITE_QUEUE_SIZE = 4096  # queued publishes before publishers wait for the store
+WRITE_BATCH_MAX = 1024  # ops per transaction
+IDLE_STREAMS_CACHED = 1024  # streams without sinks kept in memory (durable stores only)
 
 
 @attrs.define(eq=False)
@@ -28,66 +51,184 @@ class _Entry:
 
 
 @attrs.define(eq=False)
-class MemoryStream:
+class _Stream:
     key: str
     epoch: str
-    max_messages: int
-    max_age: float
-    last_offset: int = 0
+    last_offset: int = 0  # assigned
+    committed: int = 0  # durable in the store and offered to sinks
     history: deque[_Entry] = attrs.field(factory=deque)
     sinks: list[Sink] = attrs.field(factory=list)
     links: set[str] = attrs.field(factory=set)
 
-    def trim(self, now: float) -> None:
+    def trim(self, now: float, max_messages: int, max_age: float) -> None:
         while self.history and (
-            len(self.history) > self.max_messages or now - self.history[0].created > self.max_age
+            len(self.history) > max_messages or now - self.history[0].created > max_age
         ):
             self.history.popleft()
 
-    def append(self, message: Body, now: float, origin: int | None, key: str | None) -> Delivery:
-        self.last_offset += 1
-        id = f"{self.epoch}-{self.last_offset}"
-        delivery = Delivery(message.type, message.stamp(id), id, True, origin, key)
-        self.history.append(_Entry(delivery, message, now))
-        self.trim(now)
-        return delivery
+    def oldest_offset(self) -> int:
+        if not self.history:
+            return self.last_offset + 1
+        return self.last_offset - len(self.history) + 1
 
-    def cursor_is_valid(self, cursor: DurableId, now: float) -> bool:
-        if cursor.epoch != self.epoch or cursor.offset > self.last_offset:
-            return False
-        self.trim(now)
-        first = self.history[0].delivery if self.history else None
-        oldest_kept = int(first.id.rsplit("-", 1)[1]) if first else self.last_offset + 1
-        return cursor.offset >= oldest_kept - 1
+    def committed_after(self, offset: int) -> list[_Entry]:
+        start = max(offset + 1, self.oldest_offset())
+        first = start - self.oldest_offset()
+        count = self.committed - start + 1
+        return [self.history[i] for i in range(first, first + max(count, 0))]
 
-    def entries_after(self, offset: int) -> list[_Entry]:
-        skip = len(self.history) - (self.last_offset - offset)
-        return list(self.history)[max(skip, 0) :]
+
+@attrs.frozen
+class _Publish:
+    """One queued write: store ops plus the deliveries to offer once they are committed."""
+
+    ops: tuple[Op, ...]
+    offers: tuple[tuple[_Stream, Delivery], ...]
+    done: trio.Event | None = None  # set once committed and offered
+
+
+def _body_of(text: str, id: str) -> Body:
+    """Recover the reusable envelope prefix from a stored text (``...,"id":"<id>"}``)."""
+    return Body(_type_of(text), text[: len(text) - len(id) - 2])
+
+
+def _type_of(text: str) -> str:
+    start = text.index('"type":"') + 8
+    return text[start : text.index('"', start)]
 
 
 class MemoryBroker:
-    """Streams live in this process; history is lost on restart (a fresh epoch says so)."""
-
     def __init__(
         self,
         *,
+        store: Store | None = None,
         max_messages: int = 1000,
         max_age: float = 24 * 3600.0,
-        epoch: str | None = None,
-        clock: Callable[[], float] = trio.current_time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.epoch = epoch or os.urandom(4).hex()
+        self.store: Store = store or EphemeralStore()
+        self.epoch = os.urandom(4).hex()  # for streams an ephemeral store cannot remember
         self._max_messages = max_messages
         self._max_age = max_age
         self._clock = clock
-        self._streams: dict[str, MemoryStream] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._loading: dict[str, trio.Event] = {}
+        self._followers_of: dict[str, set[str]] = {}  # target -> sources (reverse links)
+        self._store_lock = trio.CapacityLimiter(1)
+        self._send, self._receive = trio.open_memory_channel[_Publish](WRITE_QUEUE_SIZE)
+        self.healthy = True
 
-    def stream(self, key: str) -> MemoryStream:
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer: commit queued publishes in windows, then fan them out in order."""
+        task_status.started()
+        async with self._receive:
+            async for first in self._receive:
+                window = [first]
+                ops = len(first.ops)
+                while ops < WRITE_BATCH_MAX:
+                    try:
+                        item = self._receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    window.append(item)
+                    ops += len(item.ops)
+                await self._commit(window)
+
+    async def _commit(self, window: list[_Publish]) -> None:
+        ops = [op for item in window for op in item.ops]
+        if ops and self.store.durable:
+            while True:
+                try:
+                    await self._in_store(self.store.apply, ops)
+                    self.healthy = True
+                    break
+                except Exception:
+                    self.healthy = False
+                    log.exception("store write failed; retrying")
+                    await trio.sleep(1.0)
+        for item in window:
+            for stream, delivery in item.offers:
+                if delivery.durable:
+                    stream.committed = int(delivery.id.rsplit("-", 1)[1])
+                for sink in list(stream.sinks):
+                    sink.offer(delivery)
+            if item.done is not None:
+                item.done.set()
+
+    async def _in_store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if not self.store.durable:  # nothing to wait for; and no thread for virtual clocks
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._store_lock)
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is committed (tests, shutdown)."""
+        done = trio.Event()
+        await self._send.send(_Publish((), (), done))
+        await done.wait()
+
+    # --- streams ---------------------------------------------------------------------
+
+    async def _stream(self, key: str) -> _Stream:
         stream = self._streams.get(key)
-        if stream is None:
-            stream = MemoryStream(key, self.epoch, self._max_messages, self._max_age)
+        if stream is not None:
+            self._touch(stream)
+            return stream
+        loading = self._loading.get(key)
+        if loading is not None:
+            await loading.wait()
+            return await self._stream(key)
+        self._loading[key] = event = trio.Event()
+        try:
+            stored = await self._in_store(self.store.load_stream, key)
+            if stored is None:
+                stream = _Stream(key, self.epoch if not self.store.durable else os.urandom(4).hex())
+                await self._send.send(_Publish((CreateStream(key, stream.epoch),), ()))
+            else:
+                stream = _Stream(key, stored.epoch, stored.last_offset, stored.last_offset)
+                for message in stored.messages:
+                    id = f"{stored.epoch}-{message.offset}"
+                    delivery = Delivery(message.type, message.text, id, True, None, message.coalesce_key)
+                    stream.history.append(_Entry(delivery, _body_of(message.text, id), message.created))
+                stream.links.update(stored.links)
+                for target in stored.links:
+                    self._followers_of.setdefault(target, set()).add(key)
             self._streams[key] = stream
-        return stream
+            self._touch(stream)
+            return stream
+        finally:
+            del self._loading[key]
+            event.set()
+
+    def _touch(self, stream: _Stream) -> None:
+        """Keep streams with sinks; forget the least recently used idle ones (durable only)."""
+        self._idle.pop(stream.key, None)
+        if stream.sinks:
+            return
+        self._idle[stream.key] = None
+        if not self.store.durable:
+            return
+        while len(self._idle) > IDLE_STREAMS_CACHED:
+            key, _ = self._idle.popitem(last=False)
+            candidate = self._streams.get(key)
+            if candidate is not None and not candidate.sinks and candidate.committed == candidate.last_offset:
+                del self._streams[key]
+
+    def _append(self, stream: _Stream, message: Body, key: str | None, origin: int | None) -> tuple[Delivery, list[Op]]:
+        now = self._clock()
+        stream.last_offset += 1
+        id = f"{stream.epoch}-{stream.last_offset}"
+        delivery = Delivery(message.type, message.stamp(id), id, True, origin, key)
+        stream.history.append(_Entry(delivery, message, now))
+        stream.trim(now, self._max_messages, self._max_age)
+        ops: list[Op] = [Append(stream.key, StoredMessage(stream.last_offset, message.type, delivery.text, now, key))]
+        if stream.last_offset % 100 == 0:
+            ops.append(Trim(stream.key, stream.last_offset - self._max_messages, now - self._max_age))
+        return delivery, ops
+
+    # --- the Broker interface ------------------------------------------------------------
 
     async def publish(
         self,
@@ -97,68 +238,109 @@ class MemoryBroker:
         *,
         origin: int | None = None,
     ) -> Delivery:
-        """Append a durable message (or relay an ephemeral one) and offer it to live sinks."""
-        target = self.stream(stream)
+        """Queue a message for ``stream`` (and, if durable, every stream that follows it)."""
+        target = await self._stream(stream)
         message = body(type, data)
         key = coalesce_key(type, data)
         if type not in DURABLE_TYPES:
             delivery = Delivery(type, message.stamp(ephemeral_id()), "", False, origin, key)
-            self._offer(target, delivery)
+            await self._send.send(_Publish((), ((target, delivery),)))
             return delivery
-        now = self._clock()
-        delivery = target.append(message, now, origin, key)
-        self._offer(target, delivery)
-        for linked in list(target.links):
-            follower = self.stream(linked)
-            self._offer(follower, follower.append(message, now, origin, key))
+        followers = [await self._stream(k) for k in sorted(target.links)]
+        delivery, ops = self._append(target, message, key, origin)
+        offers = [(target, delivery)]
+        for follower in followers:
+            copy, copy_ops = self._append(follower, message, key, origin)
+            offers.append((follower, copy))
+            ops.extend(copy_ops)
+        await self._send.send(_Publish(tuple(ops), tuple(offers)))
         return delivery
 
-    def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool:
-        known = self._streams.get(stream)
-        return known is not None and known.cursor_is_valid(cursor, self._clock())
+    async def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool:
+        target = await self._stream(stream)
+        if cursor.epoch != target.epoch or cursor.offset > target.last_offset:
+            return False
+        target.trim(self._clock(), self._max_messages, self._max_age)
+        return cursor.offset >= target.oldest_offset() - 1
 
     async def attach(self, stream: str, sink: Sink, after: DurableId | None) -> Attachment:
-        """Replay what came after the cursor into ``sink``, then keep it attached for live ones."""
-        target = self.stream(stream)
+        """Replay committed messages after the cursor into ``sink``, then deliver live ones."""
+        target = await self._stream(stream)
+        gap = after is not None and not await self.cursor_is_valid(stream, after)
         replayed = 0
-        gap = after is not None and not target.cursor_is_valid(after, self._clock())
         if after is not None and not gap:
-            for entry in target.entries_after(after.offset):
+            for entry in target.committed_after(after.offset):
                 sink.offer(entry.delivery)
                 replayed += 1
         target.sinks.append(sink)
+        self._idle.pop(stream, None)
         return Attachment(gap, replayed)
 
     def detach(self, stream: str, sink: Sink) -> None:
         target = self._streams.get(stream)
         if target is not None and sink in target.sinks:
             target.sinks.remove(sink)
+            self._touch(target)
 
     async def link(self, source: str, target: str) -> int:
         """Copy ``source``'s retained history into ``target``, then follow it live.
 
-        Returns how many messages were copied. Linking twice copies nothing new.
+        Returns how many messages were copied. Linking twice copies nothing.
         """
-        origin = self.stream(source)
-        follower = self.stream(target)
+        origin = await self._stream(source)
+        follower = await self._stream(target)
         if target in origin.links:
             return 0
-        now = self._clock()
-        origin.trim(now)
-        copied = 0
+        origin.trim(self._clock(), self._max_messages, self._max_age)
+        ops: list[Op] = [Link(source, target, True)]
+        offers = []
         for entry in list(origin.history):
-            delivery = follower.append(entry.body, now, None, entry.delivery.coalesce_key)
-            self._offer(follower, delivery)
-            copied += 1
+            delivery, copy_ops = self._append(follower, entry.body, entry.delivery.coalesce_key, None)
+            offers.append((follower, delivery))
+            ops.extend(copy_ops)
         origin.links.add(target)
-        return copied
+        self._followers_of.setdefault(target, set()).add(source)
+        await self._send.send(_Publish(tuple(ops), tuple(offers)))
+        return len(offers)
 
-    def unlink(self, source: str, target: str) -> None:
-        origin = self._streams.get(source)
-        if origin is not None:
-            origin.links.discard(target)
+    async def unlink(self, source: str, target: str) -> None:
+        origin = await self._stream(source)
+        origin.links.discard(target)
+        self._followers_of.get(target, set()).discard(source)
+        await self._send.send(_Publish((Link(source, target, False),), ()))
 
-    @staticmethod
-    def _offer(stream: MemoryStream, delivery: Delivery) -> None:
-        for sink in list(stream.sinks):
-            sink.offer(delivery)
+    async def followed_by(self, target: str) -> list[str]:
+        """The streams ``target`` follows (a session's investigations), across restarts."""
+        stored = await self._in_store(self.store.links_to, target)
+        sources = set(stored) | self._followers_of.get(target, set())
+        return sorted([s for s in sources if target in (await self._stream(s)).links])
+
+    async def digest(self, sources: Iterable[str]) -> list[Delivery]:
+        """What a client that lost history needs (PROTOCOL.md §4), as ephemeral messages."""
+        digest = []
+        for source in sources:
+            stream = await self._stream(source)
+            entries = stream.committed_after(0)
+            progress = [e for e in entries if e.delivery.type == "investigation_progress"]
+            keep = progress[-1:] + [
+                e for e in entries if e.delivery.type in ("anomaly_detected", "report_ready")
+            ]
+            keep.sort(key=lambda e: int(e.delivery.id.rsplit("-", 1)[1]))
+            for entry in keep:
+                eid = ephemeral_id()
+                digest.append(Delivery(entry.delivery.type, entry.body.stamp(eid), eid, False))
+        return digest
+
+    async def last_id(self, stream: str) -> str:
+        """The id of the last committed message (offset 0 for an empty stream)."""
+        target = await self._stream(stream)
+        return f"{target.epoch}-{target.committed}"
+
+    # --- sessions (kept beside the streams so one writer orders every change) -------------
+
+    async def session_owner(self, session_id: str) -> str | None:
+        return await self._in_store(self.store.load_session_owner, session_id)
+
+    async def save_session_owner(self, session_id: str, owner_key: str) -> None:
+        await self._send.send(_Publish((SaveSession(session_id, owner_key),), ()))
+

@@ -280,7 +280,8 @@ class Connection(Client):
         while True:
             await outbox.wait_ready()
             if self.batch:
-                await trio.lowlevel.checkpoint()  # let producers that are ready add theirs
+                if len(outbox) < BATCH_MAX_MESSAGES:  # gather before sending: fuller frames
+                    await trio.sleep(self.settings.batch_linger)
                 items = outbox.take(BATCH_MAX_MESSAGES, BATCH_MAX_BYTES)
                 if len(items) > 1:
                     text = encode_batch((item.text for item in items), len(items))

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import h11
 import trio
@@ -20,6 +21,8 @@ from ..config import Settings
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
 from ..session.access import Gatekeeper
+from ..store.base import EphemeralStore, Store
+from ..store.sqlite import SqliteStore
 from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.turns import TurnRunner
@@ -38,6 +41,14 @@ from .transport import accept_websocket
 
 log = logging.getLogger(__name__)
 
+
+def open_store(settings: Settings) -> Store:
+    if settings.store == "memory":
+        return EphemeralStore()
+    if settings.store == "sqlite":
+        return SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
+    raise ValueError(f"unknown store {settings.store!r} (expected sqlite or memory)")
+
 HttpRoute = Callable[["Server", RequestHead], Awaitable[tuple[int, bytes, str]]]
 
 
@@ -45,7 +56,9 @@ class Server:
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.broker = broker or MemoryBroker(
-            max_messages=settings.history_messages, max_age=settings.history_seconds
+            store=open_store(settings),
+            max_messages=settings.history_messages,
+            max_age=settings.history_seconds,
         )
         self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
@@ -66,6 +79,7 @@ class Server:
     async def running(self) -> AsyncIterator[Server]:
         """Own the nurseries of agent turns and connections; drain them on the way out."""
         async with trio.open_nursery() as services:
+            await services.start(self.broker.run)
             agent = Drummond(chunk_delay=self.settings.reply_chunk_delay)
             self._hub = Hub(self.settings, self.broker, TurnRunner(self.broker, agent, services))
             async with trio.open_nursery() as connections:
@@ -76,7 +90,10 @@ class Server:
                     with trio.CancelScope(shield=True):
                         await self.drain()
                     connections.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.drain_timeout):
+                await self.broker.flush()
             services.cancel_scope.cancel()
+        self.broker.store.close()
 
     async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept on ``host:port`` until :meth:`drain` stops accepting."""
@@ -211,7 +228,7 @@ class Server:
             connection.close(CloseCode.POLICY, "bad id", ErrorCode.INVALID_MESSAGE)
             return None
         if chat:
-            return ChatEndpoint(self.hub, self.hub.session(path_id), last_id)
+            return ChatEndpoint(self.hub, path_id, last_id)
         return WatchEndpoint(self.hub, path_id, last_id)
 
     async def _http(self, head: RequestHead) -> tuple[int, bytes, str]:
@@ -228,6 +245,8 @@ async def _healthz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
 async def _readyz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
     if server.draining:
         return 503, b"draining\n", "text/plain; charset=utf-8"
+    if not server.broker.healthy:
+        return 503, b"store unavailable\n", "text/plain; charset=utf-8"
     return 200, b"ready\n", "text/plain; charset=utf-8"
 
 

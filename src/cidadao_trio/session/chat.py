@@ -26,28 +26,41 @@ from .typing import TypingDebounce
 @attrs.define(eq=False)
 class ChatEndpoint:
     hub: Hub
-    session: ChatSession
+    session_id: str
     last_id: str | None = None
     typing: TypingDebounce = attrs.field(factory=TypingDebounce)
+    _session: ChatSession | None = None
+
+    @property
+    def session(self) -> ChatSession:
+        assert self._session is not None, "open() first"
+        return self._session
 
     @property
     def stream(self) -> str:
-        return session_stream(self.session.id)
+        return session_stream(self.session_id)
 
     def permits(self, principal: Principal) -> bool:
-        return may_open_session(principal, self.session.id, self.session.owner_key)
+        owner = self._session.owner_key if self._session is not None else None
+        return may_open_session(principal, self.session_id, owner)
 
     async def open(self, client: Client) -> None:
+        self._session = await self.hub.session(self.session_id)
+        self.session.connections += 1  # before any await, so release() cannot drop it
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "forbidden", ErrorCode.FORBIDDEN)
             return
-        if self.session.owner_key is None:
-            self.session.owner_key = client.principal.owner_key
+        await self.hub.claim(self.session, client.principal)
         self.typing = TypingDebounce(self.hub.settings.typing_debounce)
-        await self.hub.open_stream(client, self.stream, self.last_id, {"session_id": self.session.id})
+        followed = await self.hub.broker.followed_by(self.stream)
+        identity = {"session_id": self.session.id}
+        await self.hub.open_stream(client, self.stream, self.last_id, identity, followed)
 
     async def close(self, client: Client) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
+        if self._session is not None:
+            self._session.connections -= 1
+            self.hub.release(self._session)
 
     async def handle(self, client: Client, message: ClientMessage) -> None:
         command, reply_to = message.command, message.id
@@ -81,7 +94,6 @@ class ChatEndpoint:
                 if not self.hub.may_see(client.principal, investigation_id):
                     client.error(ErrorCode.NOT_FOUND, "Investigação não encontrada.", reply_to)
                     return
-                self.session.subscriptions.add(investigation_id)
                 await broker.publish(
                     self.stream,
                     "subscribed",
@@ -93,8 +105,7 @@ class ChatEndpoint:
                 )
                 await broker.link(investigation_stream(investigation_id), self.stream)
             case Unsubscribe(investigation_id=investigation_id):
-                self.session.subscriptions.discard(investigation_id)
-                broker.unlink(investigation_stream(investigation_id), self.stream)
+                await broker.unlink(investigation_stream(investigation_id), self.stream)
                 await broker.publish(
                     self.stream,
                     "unsubscribed",

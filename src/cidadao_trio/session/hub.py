@@ -21,7 +21,11 @@ class ChatSession:
     id: str
     turns: TurnQueue
     owner_key: str | None = None  # the first principal to open it (PROTOCOL.md §6)
-    subscriptions: set[str] = attrs.field(factory=set)
+    connections: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.connections == 0 and not self.turns.worker_running
 
 
 @attrs.frozen
@@ -43,19 +47,36 @@ class Hub:
         access = self.investigations.get(investigation_id)
         return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
-    def session(self, session_id: str) -> ChatSession:
+    async def session(self, session_id: str) -> ChatSession:
         session = self.sessions.get(session_id)
         if session is None:
+            owner = await self.broker.session_owner(session_id)
             queue = TurnQueue(session_id, self.settings.max_pending_turns)
-            session = self.sessions[session_id] = ChatSession(session_id, queue)
+            session = self.sessions.setdefault(session_id, ChatSession(session_id, queue, owner))
         return session
 
+    async def claim(self, session: ChatSession, principal: Principal) -> None:
+        if session.owner_key is None:
+            session.owner_key = principal.owner_key
+            await self.broker.save_session_owner(session.id, session.owner_key)
+
+    def release(self, session: ChatSession) -> None:
+        """Forget an idle session's in-memory state; the store remembers its owner."""
+        if session.idle and self.broker.store.durable:
+            self.sessions.pop(session.id, None)
+
     async def open_stream(
-        self, client: Client, stream: str, last_id: str | None, identity: dict[str, Any]
+        self,
+        client: Client,
+        stream: str,
+        last_id: str | None,
+        identity: dict[str, Any],
+        followed: list[str],
     ) -> None:
-        """Greet the client, then replay from its cursor and keep it attached for live ones."""
+        """Greet the client, replay from its cursor (or a digest of ``followed``), go live."""
+        broker = self.broker
         cursor = DurableId.parse(last_id) if last_id else None
-        resumed = cursor is not None and self.broker.cursor_is_valid(stream, cursor)
+        resumed = cursor is not None and await broker.cursor_is_valid(stream, cursor)
         settings = self.settings
         client.send(
             "connection",
@@ -70,7 +91,9 @@ class Hub:
             },
         )
         if last_id and not resumed:
+            # Anything committed while the digest is built is replayed from here.
+            cursor = DurableId.parse(await broker.last_id(stream))
             client.error(ErrorCode.HISTORY_GAP)
-        attachment = await self.broker.attach(stream, client.outbox, cursor if resumed else None)
-        if attachment.gap and resumed:  # history trimmed between the check and the attach
-            client.error(ErrorCode.HISTORY_GAP)
+            for delivery in await broker.digest(followed):
+                client.outbox.offer(delivery)
+        await broker.attach(stream, client.outbox, cursor)
