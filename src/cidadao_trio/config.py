@@ -42,7 +42,7 @@ class Settings:
     max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")
     overload_retry_after: float = _setting(5.0, "retry_after (s) sent with OVERLOADED")
     auth: str = _setting("optional", "optional (anonymous allowed) or required")
-    jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes)", secret=True)
+    jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes); prefer the env var")
     jwt_public_key: str | None = _setting(None, "PEM file with the RS256/ES256 public key")
     jwt_jwks: str | None = _setting(None, "JWKS file; the key is chosen by the token's kid")
     jwt_audience: str | None = _setting(None, "required aud claim, when set")
