@@ -3,25 +3,23 @@
 Run from the repository root: ``python -m benchmarks.detectors [--seed 2026] [--size 5000]``.
 A detected anomaly is a true positive when its contract ids overlap those of a planted
 anomaly of the same type; recall counts the planted cases that some detection matched.
-Prints a Markdown table and writes ``benchmarks/results/detectors.{json,md}``.
+Prints a Markdown table and writes ``benchmarks/results/detectors.{json,md}`` (``report``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cidadao_trio.investigations.detectors import ALL_DETECTORS, Detector
 from cidadao_trio.investigations.model import Anomaly, Contract, PlantedAnomaly
+from cidadao_trio.investigations.sample import generate_sample
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from .report import markdown_table, publish
+
 REPEATS = 5  # runtime is the median of this many runs
 
 
@@ -50,70 +48,34 @@ def score(
         "detected": len(mine),
         "true_positives": true_positives,
         "matched_planted": matched,
-        "precision": round(true_positives / len(mine), 4) if mine else None,
-        "recall": round(matched / len(truth), 4) if truth else None,
+        "precision": round(true_positives / len(mine), 3) if mine else "n/a",
+        "recall": round(matched / len(truth), 3) if truth else "n/a",
     }
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [
-        f"Detectors on `generate_sample(seed={meta['seed']}, size={meta['size']})` "
-        f"({meta['contracts']} contracts, {meta['planted']} planted anomalies, "
-        f"Python {meta['python']}).",
-        "",
-        "| anomaly type | planted | detected | TP | precision | recall | runtime (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['anomaly_type']} | {r['planted']} | {r['detected']} | {r['true_positives']} "
-            f"| {_fmt(r['precision'])} | {_fmt(r['recall'])} | {r['runtime_ms']:.1f} |"
-        )
-    total = sum(r["runtime_ms"] for r in rows)
-    lines.append(f"| **all** | | | | | | {total:.1f} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--size", type=int, default=5000)
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
-    try:
-        from cidadao_trio.investigations.sample import generate_sample
-    except ImportError as exc:
-        print(f"sample generator unavailable: {exc}", file=sys.stderr)
-        return 1
 
     sample = generate_sample(seed=args.seed, size=args.size)
     contracts, planted = list(sample.contracts), list(sample.planted)
     rows = []
     for detector in ALL_DETECTORS:
         found, ms = _time(detector, contracts)
-        rows.append({**score(_type_of(detector), found, planted), "detector": detector.__name__,
-                     "runtime_ms": round(ms, 2)})  # fmt: skip
-    meta = {
-        "seed": args.seed,
-        "size": args.size,
-        "contracts": len(contracts),
-        "planted": len(planted),
-        "python": platform.python_version(),
-        "repeats": REPEATS,
-    }
-    table = markdown(rows, meta)
-    print(table, end="")
-    if not args.no_write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "detectors.json").write_text(
-            json.dumps({"meta": meta, "results": rows}, indent=2, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
-        (RESULTS / "detectors.md").write_text(table, encoding="utf-8")
+        rows.append({**score(_type_of(detector), found, planted), "runtime_ms": round(ms, 2)})
+    total_ms = sum(r["runtime_ms"] for r in rows)
+    note = (
+        f"Detectors on generate_sample(seed={args.seed}, size={args.size}): {len(contracts)} "
+        f"contracts, {len(planted)} planted anomalies; runtime is the median of {REPEATS} "
+        f"runs, {total_ms:.1f} ms for all six."
+    )
+    if args.no_write:
+        print(note, markdown_table(rows), sep="\n\n")
+    else:
+        publish("detectors", rows, note)
     return 0
 
 
