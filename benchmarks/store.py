@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from cidadao_trio.broker.memory import MemoryBroker
-from cidadao_trio.store.base import EphemeralStore, Store
+from cidadao_trio.store.base import MemoryStore, Store
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .report import publish
@@ -63,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, store in (
             ("sqlite (WAL, synchronous=NORMAL)", SqliteStore(Path(tmp) / "bench.sqlite3")),
-            ("memory (nothing kept)", EphemeralStore()),
+            ("memory (nothing kept)", MemoryStore()),
         ):
             result = trio.run(measure, store, args.messages, args.streams, args.publishers)
             rows.append({"store": name, **result})

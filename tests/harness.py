@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +15,7 @@ from trio_websocket import WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
 from cidadao_trio.config import Settings
+from cidadao_trio.investigations.model import Contract
 from cidadao_trio.server.server import Server
 from cidadao_trio.session.hub import InvestigationAccess
 
@@ -22,8 +23,8 @@ TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory"}
 
 
 @asynccontextmanager
-async def running_server(**overrides: Any) -> AsyncIterator[Server]:
-    server = Server(Settings(**{**TEST_DEFAULTS, **overrides}))
+async def running_server(dataset: Sequence[Contract] = (), **overrides: Any) -> AsyncIterator[Server]:
+    server = Server(Settings(**{**TEST_DEFAULTS, **overrides}), dataset=dataset)
     async with server.running():
         yield server
 

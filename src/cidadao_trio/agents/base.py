@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from ..auth import Principal
+
 __all__ = ["Agent", "AgentReply", "AgentRequest", "StreamedReply", "split_chunks"]
 
 
@@ -21,6 +23,7 @@ class AgentRequest:
     session_id: str
     message: str  # the user's text (already validated, 1-8000 chars)
     context: Mapping[str, Any]  # optional client context, may be empty
+    principal: Principal = attrs.field(factory=Principal.anonymous)  # who asked
 
 
 class Agent(Protocol):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
 from ..protocol.envelope import DurableId
-from ..store.base import Store
+from ..store.base import Op, Store
 
 
 def session_stream(session_id: str) -> str:
@@ -84,6 +84,10 @@ class Broker(Protocol):
     async def digest(self, sources: Iterable[str]) -> list[Delivery]: ...
 
     async def last_id(self, stream: str) -> str: ...
+
+    async def record(self, *ops: Op) -> None: ...
+
+    async def query(self, read: Callable[..., Any], *args: Any) -> Any: ...
 
     async def session_owner(self, session_id: str) -> str | None: ...
 

@@ -26,7 +26,7 @@ from ..protocol.outbound import DURABLE_TYPES, coalesce_key
 from ..store.base import (
     Append,
     CreateStream,
-    EphemeralStore,
+    MemoryStore,
     Link,
     Op,
     SaveSession,
@@ -106,7 +106,7 @@ class MemoryBroker:
         max_age: float = 24 * 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store: Store = store or EphemeralStore()
+        self.store: Store = store or MemoryStore()
         self.epoch = os.urandom(4).hex()  # for streams an ephemeral store cannot remember
         self._max_messages = max_messages
         self._max_age = max_age
@@ -139,7 +139,7 @@ class MemoryBroker:
 
     async def _commit(self, window: list[_Publish]) -> None:
         ops = [op for item in window for op in item.ops]
-        if ops and self.store.durable:
+        if ops:
             while True:
                 try:
                     await self._in_store(self.store.apply, ops)
@@ -159,7 +159,7 @@ class MemoryBroker:
                 item.done.set()
 
     async def _in_store(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self.store.durable:  # nothing to wait for; and no thread for virtual clocks
+        if not self.store.durable:  # dicts in memory: no thread (and none for virtual clocks)
             return fn(*args)
         return await trio.to_thread.run_sync(fn, *args, limiter=self._store_lock)
 
@@ -336,11 +336,19 @@ class MemoryBroker:
         target = await self._stream(stream)
         return f"{target.epoch}-{target.committed}"
 
-    # --- sessions (kept beside the streams so one writer orders every change) -------------
+    # --- other records (one writer orders every change to the store) --------------------
+
+    async def record(self, *ops: Op) -> None:
+        """Queue store writes behind everything published so far."""
+        await self._send.send(_Publish(ops, ()))
+
+    async def query(self, read: Callable[..., Any], *args: Any) -> Any:
+        """Run a store read (``store.load_...``) in the store's worker thread."""
+        return await self._in_store(read, *args)
 
     async def session_owner(self, session_id: str) -> str | None:
-        return await self._in_store(self.store.load_session_owner, session_id)
+        return await self.query(self.store.load_session_owner, session_id)
 
     async def save_session_owner(self, session_id: str, owner_key: str) -> None:
-        await self._send.send(_Publish((SaveSession(session_id, owner_key),), ()))
+        await self.record(SaveSession(session_id, owner_key))
 

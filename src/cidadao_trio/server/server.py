@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from trio_websocket import WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
 from ..agents import Drummond
+from ..agents.investigators import Abaporu, Anita, Tiradentes, Zumbi
+from ..agents.router import AgentRouter
+from ..investigations.engine import InvestigationEngine
+from ..investigations.model import Contract
+from ..investigations.dataset import load_contracts
 from ..auth import bearer_token
 from ..broker.base import Broker
 from ..broker.memory import MemoryBroker
@@ -21,13 +27,14 @@ from ..config import Settings
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
 from ..session.access import Gatekeeper
-from ..store.base import EphemeralStore, Store
+from ..store.base import MemoryStore, Store
 from ..store.sqlite import SqliteStore
 from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.turns import TurnRunner
 from ..session.watch import WatchEndpoint
 from .connection import Connection, Endpoint
+from .http_api import HttpApi
 from .frontdoor import (
     CHAT_PATH,
     INVESTIGATION_PATH,
@@ -44,17 +51,20 @@ log = logging.getLogger(__name__)
 
 def open_store(settings: Settings) -> Store:
     if settings.store == "memory":
-        return EphemeralStore()
+        return MemoryStore()
     if settings.store == "sqlite":
         return SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
     raise ValueError(f"unknown store {settings.store!r} (expected sqlite or memory)")
 
-HttpRoute = Callable[["Server", RequestHead], Awaitable[tuple[int, bytes, str]]]
-
-
 class Server:
-    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker | None = None,
+        dataset: Sequence[Contract] | None = None,
+    ) -> None:
         self.settings = settings
+        self._dataset = dataset
         self.broker = broker or MemoryBroker(
             store=open_store(settings),
             max_messages=settings.history_messages,
@@ -69,6 +79,8 @@ class Server:
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
         self._idle.set()
+        self.engine: InvestigationEngine | None = None
+        self.http = HttpApi(self.gate, None, self._not_ready)
 
     @property
     def hub(self) -> Hub:
@@ -80,8 +92,27 @@ class Server:
         """Own the nurseries of agent turns and connections; drain them on the way out."""
         async with trio.open_nursery() as services:
             await services.start(self.broker.run)
-            agent = Drummond(chunk_delay=self.settings.reply_chunk_delay)
-            self._hub = Hub(self.settings, self.broker, TurnRunner(self.broker, agent, services))
+            settings = self.settings
+            given = self._dataset
+            engine = self.engine = self.http.engine = InvestigationEngine(
+                self.broker,
+                (lambda: given) if given is not None else partial(load_contracts, settings.dataset),
+                max_running=settings.max_investigations,
+                step_delay=settings.investigation_step_delay,
+                in_thread=given is None,
+            )
+            await services.start(engine.run)
+            delay = settings.reply_chunk_delay
+            agents = AgentRouter(
+                converse=Drummond(chunk_delay=delay),
+                investigate=Zumbi(engine, delay),
+                analyze=Anita(engine, delay),
+                report=Tiradentes(engine, delay),
+                status=Abaporu(engine, delay),
+            )
+            self._hub = Hub(
+                settings, self.broker, TurnRunner(self.broker, agents, services), investigations=engine.records
+            )
             async with trio.open_nursery() as connections:
                 self._nursery = connections
                 try:
@@ -161,8 +192,8 @@ class Server:
             await _respond_quietly(stream, parser, 405, b"method not allowed\n")
             return None
         if CHAT_PATH.fullmatch(head.path) is None and INVESTIGATION_PATH.fullmatch(head.path) is None:
-            status, body, content_type = await self._http(head)
-            await _respond_quietly(stream, parser, status, body, content_type)
+            response = await self.http.handle(head)
+            await _respond_quietly(stream, parser, response.status, response.body, response.content_type)
             return None
         if not head.wants_websocket:
             await _respond_quietly(
@@ -231,26 +262,12 @@ class Server:
             return ChatEndpoint(self.hub, path_id, last_id)
         return WatchEndpoint(self.hub, path_id, last_id)
 
-    async def _http(self, head: RequestHead) -> tuple[int, bytes, str]:
-        route = HTTP_ROUTES.get(head.path)
-        if route is None:
-            return 404, b"not found\n", "text/plain; charset=utf-8"
-        return await route(self, head)
-
-
-async def _healthz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
-    return 200, b"ok\n", "text/plain; charset=utf-8"
-
-
-async def _readyz(server: Server, head: RequestHead) -> tuple[int, bytes, str]:
-    if server.draining:
-        return 503, b"draining\n", "text/plain; charset=utf-8"
-    if not server.broker.healthy:
-        return 503, b"store unavailable\n", "text/plain; charset=utf-8"
-    return 200, b"ready\n", "text/plain; charset=utf-8"
-
-
-HTTP_ROUTES: dict[str, HttpRoute] = {"/healthz": _healthz, "/readyz": _readyz}
+    def _not_ready(self) -> str | None:
+        if self.draining:
+            return "draining"
+        if not self.broker.healthy:
+            return "store unavailable"
+        return None
 
 
 def _peer_address(stream: trio.abc.Stream) -> str | None:

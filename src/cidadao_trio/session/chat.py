@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import trio
 
-from ..broker.base import investigation_stream, session_stream
+from ..broker.base import session_stream
 from ..auth import Principal, may_open_session
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import (
@@ -18,6 +18,7 @@ from ..protocol.inbound import (
     Unsubscribe,
 )
 from .client import Client
+from .follow import follow, unfollow
 from .hub import ChatSession, Hub
 from .turns import Turn
 from .typing import TypingDebounce
@@ -84,7 +85,7 @@ class ChatEndpoint:
                     {"role": "user", "content": text, "reply_to": reply_to},
                     origin=client.id,
                 )
-                self.hub.runner.submit(queue, Turn(text, context, reply_to))
+                self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal))
             case Typing(is_typing=is_typing):
                 if self.typing.allow(trio.current_time()):
                     await broker.publish(
@@ -94,26 +95,8 @@ class ChatEndpoint:
                 if not self.hub.may_see(client.principal, investigation_id):
                     client.error(ErrorCode.NOT_FOUND, "Investigação não encontrada.", reply_to)
                     return
-                await broker.publish(
-                    self.stream,
-                    "subscribed",
-                    {
-                        "investigation_id": investigation_id,
-                        "message": f"Acompanhando a investigação {investigation_id}.",
-                        "reply_to": reply_to,
-                    },
-                )
-                await broker.link(investigation_stream(investigation_id), self.stream)
+                await follow(broker, self.session_id, investigation_id, reply_to)
             case Unsubscribe(investigation_id=investigation_id):
-                await broker.unlink(investigation_stream(investigation_id), self.stream)
-                await broker.publish(
-                    self.stream,
-                    "unsubscribed",
-                    {
-                        "investigation_id": investigation_id,
-                        "message": f"Você deixou de acompanhar a investigação {investigation_id}.",
-                        "reply_to": reply_to,
-                    },
-                )
+                await unfollow(broker, self.session_id, investigation_id, reply_to)
             case Cancel(reply_to=target):
                 await self.hub.runner.cancel(self.session.turns, target)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, Protocol
 
 import attrs
 
@@ -28,6 +29,16 @@ class ChatSession:
         return self.connections == 0 and not self.turns.worker_running
 
 
+class Visibility(Protocol):
+    """Who may see an investigation (its engine record satisfies this)."""
+
+    @property
+    def owner_key(self) -> str: ...
+
+    @property
+    def public(self) -> bool: ...
+
+
 @attrs.frozen
 class InvestigationAccess:
     owner_key: str
@@ -40,7 +51,7 @@ class Hub:
     broker: Broker
     runner: TurnRunner
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
-    investigations: dict[str, InvestigationAccess] = attrs.field(factory=dict)
+    investigations: MutableMapping[str, Visibility] = attrs.field(factory=dict)
 
     def may_see(self, principal: Principal, investigation_id: str) -> bool:
         """Unknown and invisible look the same to a client: both are NOT_FOUND."""
@@ -62,7 +73,7 @@ class Hub:
 
     def release(self, session: ChatSession) -> None:
         """Forget an idle session's in-memory state; the store remembers its owner."""
-        if session.idle and self.broker.store.durable:
+        if session.idle:
             self.sessions.pop(session.id, None)
 
     async def open_stream(

@@ -16,8 +16,11 @@ import attrs
 import trio
 
 from ..agents.base import Agent, AgentRequest
+from ..agents.router import AgentRouter
+from ..auth import Principal
 from ..broker.base import Broker, session_stream
 from ..protocol.inbound import ReplyTo
+from .follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ class Turn:
     message: str
     context: Mapping[str, Any]
     reply_to: ReplyTo
+    principal: Principal = attrs.field(factory=Principal.anonymous)
 
 
 @attrs.define(eq=False)
@@ -51,7 +55,7 @@ class TurnQueue:
 @attrs.define(eq=False)
 class TurnRunner:
     broker: Broker
-    agent: Agent
+    agents: AgentRouter
     nursery: trio.Nursery
 
     def submit(self, queue: TurnQueue, turn: Turn) -> None:
@@ -65,7 +69,7 @@ class TurnRunner:
         found = False
         for turn in [t for t in queue.pending if queue.matches(t, reply_to) and reply_to is not None]:
             queue.pending.remove(turn)
-            await self._complete(queue.session_id, turn, "cancelled", "", [], None)
+            await self._complete(queue.session_id, turn, self.agents.converse, "cancelled", "", [], None)
             found = True
         if queue.current is not None and queue.current_scope is not None:
             if queue.matches(queue.current, reply_to):
@@ -77,15 +81,19 @@ class TurnRunner:
         try:
             while queue.pending:
                 turn = queue.pending.popleft()
-                await self._answer(queue, turn)
+                try:
+                    await self._answer(queue, turn)
+                except Exception:  # never let one session's turn take the server down
+                    log.exception("turn failed in session %s", queue.session_id)
         finally:
             queue.worker_running = False
 
     async def _answer(self, queue: TurnQueue, turn: Turn) -> None:
         stream = session_stream(queue.session_id)
-        agent = self.agent
-        await self._typing(stream, True)
-        reply = agent.reply(AgentRequest(queue.session_id, turn.message, turn.context))
+        request = AgentRequest(queue.session_id, turn.message, turn.context, turn.principal)
+        agent = self.agents.route(request)
+        await self._typing(stream, agent, True)
+        reply = agent.reply(request)
         parts: list[str] = []
         status = "completed"
         with trio.CancelScope() as scope:
@@ -115,13 +123,16 @@ class TurnRunner:
         suggested = list(reply.suggested_actions) if status == "completed" else []
         investigation = reply.investigation_id if status == "completed" else None
         with trio.CancelScope(shield=True):
-            await self._complete(queue.session_id, turn, status, "".join(parts), suggested, investigation)
-            await self._typing(stream, False)
+            await self._complete(queue.session_id, turn, agent, status, "".join(parts), suggested, investigation)
+            if investigation is not None:
+                await follow(self.broker, queue.session_id, investigation)
+            await self._typing(stream, agent, False)
 
     async def _complete(
         self,
         session_id: str,
         turn: Turn,
+        agent: Agent,
         status: str,
         content: str,
         suggested_actions: list[str],
@@ -129,8 +140,8 @@ class TurnRunner:
     ) -> None:
         data: dict[str, Any] = {
             "status": status,
-            "agent_id": self.agent.agent_id,
-            "agent_name": self.agent.agent_name,
+            "agent_id": agent.agent_id,
+            "agent_name": agent.agent_name,
             "content": content,
             "suggested_actions": suggested_actions,
             "reply_to": turn.reply_to,
@@ -139,13 +150,13 @@ class TurnRunner:
             data["investigation_id"] = investigation_id
         await self.broker.publish(session_stream(session_id), "chat_complete", data)
 
-    async def _typing(self, stream: str, is_typing: bool) -> None:
+    async def _typing(self, stream: str, agent: Agent, is_typing: bool) -> None:
         await self.broker.publish(
             stream,
             "typing",
             {
                 "agent": "processing" if is_typing else "idle",
-                "agent_id": self.agent.agent_id,
+                "agent_id": agent.agent_id,
                 "isTyping": is_typing,
             },
         )

@@ -63,7 +63,20 @@ class SaveSession:
     owner_key: str
 
 
-Op = CreateStream | Append | Trim | Link | SaveSession
+@attrs.frozen
+class SaveInvestigation:
+    investigation_id: str
+    record: str  # JSON of the investigation's status record
+
+
+@attrs.frozen
+class SaveReport:
+    investigation_id: str
+    json: str
+    markdown: str
+
+
+Op = CreateStream | Append | Trim | Link | SaveSession | SaveInvestigation | SaveReport
 
 
 class Store(Protocol):
@@ -77,28 +90,59 @@ class Store(Protocol):
 
     def links_to(self, target: str) -> list[str]: ...
 
+    def load_investigations(self) -> list[str]:
+        """Every investigation record (JSON), oldest first."""
+
+    def load_report(self, investigation_id: str) -> tuple[str, str] | None:
+        """(json, markdown) of a finished investigation's report."""
+
     def apply(self, ops: Sequence[Op]) -> None:
         """Apply every op, in order, atomically."""
 
     def close(self) -> None: ...
 
 
-class EphemeralStore:
-    """``--store memory``: nothing survives the process; a fresh epoch says so to clients."""
+class MemoryStore:
+    """``--store memory``: records live as long as the process; streams stay in the broker.
+
+    ``durable`` is False: the broker keeps every stream in memory and gives each a fresh
+    epoch per start, so a client resuming after a restart is told history was lost.
+    """
 
     durable = False
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self._links: set[tuple[str, str]] = set()
+        self._investigations: dict[str, str] = {}
+        self._reports: dict[str, tuple[str, str]] = {}
 
     def load_stream(self, stream: str) -> StoredStream | None:
         return None
 
     def load_session_owner(self, session_id: str) -> str | None:
-        return None
+        return self._owners.get(session_id)
 
     def links_to(self, target: str) -> list[str]:
-        return []
+        return sorted(source for source, t in self._links if t == target)
+
+    def load_investigations(self) -> list[str]:
+        return list(self._investigations.values())
+
+    def load_report(self, investigation_id: str) -> tuple[str, str] | None:
+        return self._reports.get(investigation_id)
 
     def apply(self, ops: Sequence[Op]) -> None:
-        pass
+        for op in ops:
+            match op:
+                case SaveSession(session_id=session_id, owner_key=owner_key):
+                    self._owners.setdefault(session_id, owner_key)
+                case Link(source=source, target=target, active=active):
+                    (self._links.add if active else self._links.discard)((source, target))
+                case SaveInvestigation(investigation_id=investigation_id, record=record):
+                    self._investigations[investigation_id] = record
+                case SaveReport(investigation_id=investigation_id, json=json, markdown=markdown):
+                    self._reports[investigation_id] = (json, markdown)
 
     def close(self) -> None:
         pass

@@ -11,7 +11,18 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import Append, CreateStream, Link, Op, SaveSession, StoredMessage, StoredStream, Trim
+from .base import (
+    Append,
+    CreateStream,
+    Link,
+    Op,
+    SaveInvestigation,
+    SaveReport,
+    SaveSession,
+    StoredMessage,
+    StoredStream,
+    Trim,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -37,6 +48,16 @@ CREATE INDEX IF NOT EXISTS links_by_target ON links (target);
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     owner_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS investigations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    investigation_id TEXT UNIQUE NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    investigation_id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    markdown TEXT NOT NULL
 );
 """
 
@@ -81,6 +102,15 @@ class SqliteStore:
     def links_to(self, target: str) -> list[str]:
         return [s for (s,) in self._db.execute("SELECT source FROM links WHERE target = ?", (target,))]
 
+    def load_investigations(self) -> list[str]:
+        return [r for (r,) in self._db.execute("SELECT record FROM investigations ORDER BY seq")]
+
+    def load_report(self, investigation_id: str) -> tuple[str, str] | None:
+        row = self._db.execute(
+            "SELECT json, markdown FROM reports WHERE investigation_id = ?", (investigation_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def apply(self, ops: Sequence[Op]) -> None:
         db = self._db
         db.execute("BEGIN")
@@ -109,6 +139,17 @@ class SqliteStore:
                     case SaveSession(session_id=session_id, owner_key=owner_key):
                         db.execute(
                             "INSERT OR IGNORE INTO sessions VALUES (?, ?)", (session_id, owner_key)
+                        )
+                    case SaveInvestigation(investigation_id=investigation_id, record=record):
+                        db.execute(
+                            "INSERT INTO investigations (investigation_id, record) VALUES (?, ?)"
+                            " ON CONFLICT (investigation_id) DO UPDATE SET record = excluded.record",
+                            (investigation_id, record),
+                        )
+                    case SaveReport(investigation_id=investigation_id, json=json, markdown=markdown):
+                        db.execute(
+                            "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
+                            (investigation_id, json, markdown),
                         )
             db.execute("COMMIT")
         except BaseException:

@@ -1,0 +1,169 @@
+"""The agents that work on data: Zumbi investigates, Anita analyses, Tiradentes reports,
+Abaporu tells how investigations are going. Each streams its answer like Drummond."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import attrs
+import orjson
+import trio
+
+from ..investigations.analysis import answer_question
+from ..investigations.detectors import format_brl
+from ..auth import may_see_investigation
+from ..investigations.engine import Investigation, InvestigationEngine
+from .base import AgentRequest, StreamedReply, split_chunks
+from .intent import parse_intent
+
+_STATUS_PT = {
+    "initializing": "preparando",
+    "data_retrieval": "carregando os contratos",
+    "anomaly_detection": "procurando anomalias",
+    "forensic_enrichment": "analisando padrões",
+    "summary_generation": "escrevendo o relatório",
+    "completed": "concluída",
+    "failed": "falhou",
+    "cancelled": "cancelada",
+}
+
+
+async def _stream(text: str, delay: float) -> AsyncIterator[str]:
+    for n, chunk in enumerate(split_chunks(text)):
+        if n and delay > 0:
+            await trio.sleep(delay)
+        yield chunk
+
+
+@attrs.define
+class Zumbi:
+    """Starts an investigation; the session is subscribed to it when the reply ends."""
+
+    engine: InvestigationEngine
+    chunk_delay: float = 0.0
+    agent_id: str = "zumbi"
+    agent_name: str = "Zumbi dos Palmares"
+
+    def reply(self, request: AgentRequest) -> _InvestigationReply:
+        return _InvestigationReply(self, request)
+
+
+@attrs.define
+class _InvestigationReply:
+    """Starting the investigation is part of streaming the reply (so cancel stops it)."""
+
+    zumbi: Zumbi
+    request: AgentRequest
+    suggested_actions: list[str] = attrs.field(factory=list)
+    investigation_id: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        filters = parse_intent(self.request.message).filters
+        principal = self.request.principal
+        record = await self.zumbi.engine.start(filters, principal.owner_key, public=principal.is_anonymous)
+        self.investigation_id = record.id
+        self.suggested_actions = [
+            f"Qual o status da investigação {record.id}?",
+            f"Gerar relatório da investigação {record.id}",
+            "Quais os maiores fornecedores do Ministério da Saúde?",
+        ]
+        text = (
+            f"Abri a investigação {record.id} sobre {filters.describe()}. "
+            "Vou cruzar preços com contratos semelhantes, procurar concentração de fornecedores, "
+            "picos de gastos, contratos duplicados, fracionamento de despesas e aditivos fora do comum. "
+            "Você verá o progresso e cada anomalia aqui, em tempo real."
+        )
+        async for chunk in _stream(text, self.zumbi.chunk_delay):
+            yield chunk
+
+
+@attrs.define
+class Anita:
+    """Answers data questions from the dataset with real figures."""
+
+    engine: InvestigationEngine
+    chunk_delay: float = 0.0
+    agent_id: str = "anita"
+    agent_name: str = "Anita Garibaldi"
+
+    def reply(self, request: AgentRequest) -> StreamedReply:
+        filters = parse_intent(request.message).filters
+        if self.engine.ready.is_set():
+            text = answer_question(filters, self.engine.dataset)
+        else:
+            text = "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
+        agency = filters.agency or "Ministério da Saúde"
+        return StreamedReply(
+            _stream(text, self.chunk_delay),
+            suggested_actions=[f"Investigar contratos do {agency}", "O que é sobrepreço?"],
+        )
+
+
+@attrs.define
+class Tiradentes:
+    """Summarises the report of an investigation the user names (or the latest one)."""
+
+    engine: InvestigationEngine
+    chunk_delay: float = 0.0
+    agent_id: str = "tiradentes"
+    agent_name: str = "Tiradentes"
+
+    def reply(self, request: AgentRequest) -> StreamedReply:
+        return StreamedReply(self._answer(request), suggested_actions=["Investigar contratos do Ministério da Educação"])
+
+    async def _answer(self, request: AgentRequest) -> AsyncIterator[str]:
+        record = _pick(self.engine, request)
+        if record is None:
+            text = "Ainda não há investigação para relatar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”."
+        elif record.status != "completed":
+            text = f"A investigação {record.id} ainda está {_STATUS_PT.get(record.status, record.status)} ({record.progress}%). O relatório sai quando ela terminar."
+        else:
+            stored = await self.engine.report(record.id)
+            summary = orjson.loads(stored[0])["summary"] if stored else dict(record.summary or {})
+            text = (
+                f"Relatório da investigação {record.id} ({record.scope}): {summary.get('total_records', 0)} contratos analisados, "
+                f"{summary.get('anomalies_found', 0)} anomalias, {format_brl(float(summary.get('suspicious_value', 0)))} em contratos suspeitos "
+                f"de um total de {format_brl(float(summary.get('total_value', 0)))}. Risco {summary.get('risk_score', 0)} de 10. "
+                f"O relatório completo está em /api/v1/investigations/{record.id}/report?format=markdown."
+            )
+        async for chunk in _stream(text, self.chunk_delay):
+            yield chunk
+
+
+@attrs.define
+class Abaporu:
+    """Tells the status of an investigation the user names (or the latest visible one)."""
+
+    engine: InvestigationEngine
+    chunk_delay: float = 0.0
+    agent_id: str = "abaporu"
+    agent_name: str = "Abaporu"
+
+    def reply(self, request: AgentRequest) -> StreamedReply:
+        record = _pick(self.engine, request)
+        if record is None:
+            text = "Não encontrei investigações em andamento. Quer começar uma? Diga, por exemplo: “Investigar contratos do Ministério da Defesa”."
+        else:
+            text = (
+                f"A investigação {record.id} ({record.scope}) está {_STATUS_PT.get(record.status, record.status)}: "
+                f"{record.progress}% concluída, {record.records_processed} contratos analisados e "
+                f"{record.anomalies_detected} anomalias encontradas."
+            )
+            if record.reason:
+                text += f" Motivo: {record.reason}"
+        return StreamedReply(_stream(text, self.chunk_delay), suggested_actions=["Gerar relatório"])
+
+
+def _pick(engine: InvestigationEngine, request: AgentRequest) -> Investigation | None:
+    """The investigation named in the message, or the newest one this user may see."""
+    wanted = parse_intent(request.message).investigation_id
+    visible = [
+        r for r in engine.records.values()
+        if may_see_investigation(request.principal, r.owner_key, r.public)
+    ]
+    if wanted is not None:
+        return next((r for r in visible if r.id == wanted), None)
+    return visible[-1] if visible else None

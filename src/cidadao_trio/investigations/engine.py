@@ -1,0 +1,273 @@
+"""The investigation engine: runs investigations as tasks and streams their events.
+
+Each investigation is a task in the engine's nursery, at most ``max_running`` at once;
+it walks the phases of PROTOCOL.md §3.2 and publishes ``investigation_progress``,
+``anomaly_detected``, ``agent_finding`` and ``report_ready`` (or ``investigation_failed``)
+on its own stream. Records and reports go to the store, so they are listed and served
+after a restart; one a restart interrupted is marked failed, with the reason.
+
+Detection over the whole dataset runs once, in a worker thread, when the engine starts:
+peers for price comparisons come from every agency, and an investigation keeps the
+anomalies that touch its own contracts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import orjson
+import trio
+
+from ..broker.base import Broker, investigation_stream
+from ..protocol.envelope import utc_timestamp
+from ..store.base import SaveInvestigation, SaveReport
+from .analysis import Finding, pattern_findings
+from .detectors import ALL_DETECTORS
+from .model import Anomaly, Contract
+from .report import ReportInput, build_report
+
+log = logging.getLogger(__name__)
+
+ZUMBI = ("zumbi", "Zumbi dos Palmares")
+DETECTION_SPAN = (30, 70)  # progress moves through this range as detectors finish
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class Scope(Protocol):
+    """Which contracts an investigation looks at (``agents.intent.Filters``)."""
+
+    def matches(self, contract: Contract) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+@attrs.frozen
+class Investigation:
+    """The status record of one investigation, as served and persisted."""
+
+    id: str
+    title: str
+    scope: str
+    owner_key: str
+    public: bool
+    status: str = "initializing"
+    progress: int = 0
+    records_processed: int = 0
+    anomalies_detected: int = 0
+    created_at: str = attrs.field(factory=utc_timestamp)
+    updated_at: str = attrs.field(factory=utc_timestamp)
+    summary: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class InvestigationEngine:
+    def __init__(
+        self,
+        broker: Broker,
+        load_dataset: Callable[[], Sequence[Contract]],
+        *,
+        max_running: int = 4,
+        step_delay: float = 0.25,
+        in_thread: bool = True,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self.broker = broker
+        self.dataset: Sequence[Contract] = ()
+        self.ready = trio.Event()  # the dataset is loaded and scanned
+        self._load_dataset = load_dataset
+        self._in_thread = in_thread
+        self.step_delay = step_delay
+        self.records: dict[str, Investigation] = {}
+        self._today = today
+        self._slots = trio.CapacityLimiter(max_running)
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._detected: dict[str, list[Anomaly]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for raw in await self.broker.query(self.broker.store.load_investigations):
+            record = Investigation(**orjson.loads(raw))
+            if not record.finished:
+                record = attrs.evolve(
+                    record, status="failed", reason="Investigação interrompida pelo reinício do servidor.",
+                    updated_at=utc_timestamp(),
+                )
+                await self._save(record)
+            self.records[record.id] = record
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()  # serve at once; investigations wait for the data
+            if self._in_thread:
+                self.dataset, self._detected = await trio.to_thread.run_sync(self._load_and_scan)
+            else:  # a dataset given in memory; also keeps virtual clocks free of threads
+                self.dataset, self._detected = self._load_and_scan()
+            self.ready.set()
+            await trio.sleep_forever()
+
+    def _load_and_scan(self) -> tuple[Sequence[Contract], dict[str, list[Anomaly]]]:
+        dataset = self._load_dataset()
+        return dataset, {detector.__name__: detector(dataset) for detector in ALL_DETECTORS}
+
+    async def start(self, scope: Scope, owner_key: str, public: bool, title: str | None = None) -> Investigation:
+        """Open a new investigation and start it; returns at once with its record."""
+        assert self._nursery is not None, "run() the engine first"
+        record = Investigation(
+            self._next_id(), title or f"Contratos: {scope.describe()}", scope.describe(), owner_key, public
+        )
+        self.records[record.id] = record
+        await self._save(record)
+        self._scopes[record.id] = trio.CancelScope()
+        self._nursery.start_soon(self._investigate, record, scope)
+        return record
+
+    def cancel(self, investigation_id: str) -> bool:
+        scope = self._scopes.get(investigation_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def report(self, investigation_id: str) -> tuple[str, str] | None:
+        return await self.broker.query(self.broker.store.load_report, investigation_id)
+
+    def _next_id(self) -> str:
+        year = self._today().year
+        prefix = f"INV-{year}-"
+        used = [int(i[len(prefix):]) for i in self.records if i.startswith(prefix) and i[len(prefix):].isdigit()]
+        return f"{prefix}{max(used, default=0) + 1:03d}"
+
+    # --- one investigation -----------------------------------------------------------
+
+    async def _investigate(self, record: Investigation, scope: Scope) -> None:
+        stream = investigation_stream(record.id)
+        try:
+            with self._scopes[record.id]:
+                async with self._slots:
+                    record = await self._walk(record, scope, stream)
+        except Exception as exc:
+            log.exception("investigation %s failed", record.id)
+            record = await self._advance(record, "failed", record.progress, "A investigação falhou.", reason=str(exc) or type(exc).__name__)
+            await self.broker.publish(stream, "investigation_failed", {"investigation_id": record.id, "reason": record.reason})
+        finally:
+            self._scopes.pop(record.id, None)
+        if not self.records[record.id].finished:  # cancelled
+            with trio.CancelScope(shield=True):
+                await self._advance(self.records[record.id], "cancelled", record.progress, "Investigação cancelada.")
+
+    async def _walk(self, record: Investigation, scope: Scope, stream: str) -> Investigation:
+        record = await self._advance(record, "initializing", 0, "Preparando a investigação.")
+        await self.ready.wait()
+        contracts = [c for c in self.dataset if scope.matches(c)]
+        ids = {c.id for c in contracts}
+        record = await self._advance(
+            record, "data_retrieval", 10, f"{len(contracts)} contratos encontrados para {record.scope}.",
+            records_processed=len(contracts),
+        )
+        record = await self._advance(record, "anomaly_detection", DETECTION_SPAN[0], "Zumbi dos Palmares está procurando anomalias.")
+        anomalies: list[Anomaly] = []
+        low, high = DETECTION_SPAN
+        for n, detector in enumerate(ALL_DETECTORS, start=1):
+            for anomaly in self._detected.get(detector.__name__, []):
+                if ids.intersection(anomaly.contract_ids):
+                    anomalies.append(anomaly)
+                    await self.broker.publish(stream, "anomaly_detected", _anomaly_event(record.id, len(anomalies), anomaly))
+            record = await self._advance(
+                record, "anomaly_detection", low + (high - low) * n // len(ALL_DETECTORS),
+                f"{len(anomalies)} anomalias encontradas até agora.", anomalies_detected=len(anomalies),
+            )
+        record = await self._advance(record, "forensic_enrichment", 70, "Anita Garibaldi está analisando padrões.")
+        findings = [_zumbi_summary(anomalies, record.scope), *pattern_findings(contracts, record.scope)]
+        for finding in findings:
+            await self.broker.publish(stream, "agent_finding", _finding_event(record.id, finding))
+            await trio.sleep(self.step_delay)
+        record = await self._advance(record, "summary_generation", 90, "Tiradentes está escrevendo o relatório.")
+        report = build_report(ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings))
+        await self.broker.record(
+            SaveReport(record.id, orjson.dumps(report.as_json()).decode(), report.as_markdown())
+        )
+        summary = dict(report.summary)
+        record = await self._advance(record, "completed", 100, "Investigação concluída.", summary=summary)
+        await self.broker.publish(
+            stream,
+            "report_ready",
+            {
+                "investigation_id": record.id,
+                "summary": summary,
+                "formats": ["markdown", "json"],
+                "url": f"/api/v1/investigations/{record.id}/report?format=markdown",
+            },
+        )
+        return record
+
+    async def _advance(self, record: Investigation, status: str, progress: int, message: str, **changes: Any) -> Investigation:
+        record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)
+        self.records[record.id] = record
+        await self._save(record)
+        await self.broker.publish(
+            investigation_stream(record.id),
+            "investigation_progress",
+            {
+                "investigation_id": record.id,
+                "update_type": "progress",
+                "progress": progress,
+                "status": status,
+                "message": message,
+                "records_processed": record.records_processed,
+                "anomalies_detected": record.anomalies_detected,
+            },
+        )
+        if status not in TERMINAL:
+            await trio.sleep(self.step_delay)
+        return record
+
+    async def _save(self, record: Investigation) -> None:
+        await self.broker.record(SaveInvestigation(record.id, orjson.dumps(record.to_json()).decode()))
+
+
+def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> dict[str, Any]:
+    return {
+        "investigation_id": investigation_id,
+        "anomaly_id": f"{investigation_id}-A{number:03d}",
+        "anomaly_type": anomaly.anomaly_type,
+        "severity": anomaly.severity,
+        "confidence": anomaly.confidence,
+        "description": anomaly.description,
+        "details": dict(anomaly.details),
+        "agent_id": ZUMBI[0],
+    }
+
+
+def _finding_event(investigation_id: str, finding: Finding) -> dict[str, Any]:
+    return {
+        "investigation_id": investigation_id,
+        "agent_id": finding.agent_id,
+        "agent_name": finding.agent_name,
+        "finding_type": finding.finding_type,
+        "summary": finding.summary,
+        "details": dict(finding.details),
+    }
+
+
+def _zumbi_summary(anomalies: Sequence[Anomaly], scope: str) -> Finding:
+    by_type: dict[str, int] = {}
+    for anomaly in anomalies:
+        by_type[anomaly.anomaly_type] = by_type.get(anomaly.anomaly_type, 0) + 1
+    severe = sum(a.severity in ("high", "critical") for a in anomalies)
+    if anomalies:
+        summary = f"Encontrei {len(anomalies)} anomalias em {scope}, {severe} de gravidade alta ou crítica."
+    else:
+        summary = f"Não encontrei anomalias em {scope} com os critérios atuais."
+    return Finding(ZUMBI[0], ZUMBI[1], "anomaly_overview", summary, {"by_type": by_type, "high_or_critical": severe})

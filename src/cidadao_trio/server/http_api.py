@@ -1,0 +1,102 @@
+"""The plain-HTTP side of the front door: health, readiness, investigations and reports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import attrs
+import orjson
+
+from ..auth import AuthError, Principal, bearer_token, may_see_investigation
+from ..investigations.engine import InvestigationEngine
+from ..session.access import Gatekeeper
+from .frontdoor import RequestHead
+
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+MARKDOWN = "text/markdown; charset=utf-8"
+
+INVESTIGATION = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})")
+REPORT = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})/report")
+
+
+@attrs.frozen
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: str = TEXT
+
+
+def _json(status: int, payload: object) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(payload), JSON)
+
+
+def _error(status: int, message: str) -> HttpResponse:
+    return _json(status, {"error": message})
+
+
+@attrs.define
+class HttpApi:
+    gate: Gatekeeper
+    engine: InvestigationEngine | None
+    not_ready: Callable[[], str | None]  # why the server is not ready, or None
+    extra_routes: dict[str, Callable[[RequestHead], Awaitable[HttpResponse]]] = attrs.field(factory=dict)
+
+    async def handle(self, head: RequestHead) -> HttpResponse:
+        if head.path == "/healthz":
+            return HttpResponse(200, b"ok\n")
+        if head.path == "/readyz":
+            reason = self.not_ready()
+            return HttpResponse(503, f"{reason}\n".encode()) if reason else HttpResponse(200, b"ready\n")
+        if head.path in self.extra_routes:
+            return await self.extra_routes[head.path](head)
+        if (match := REPORT.fullmatch(head.path)) is not None:
+            return await self._report(head, match["id"])
+        if (match := INVESTIGATION.fullmatch(head.path)) is not None:
+            return await self._status(head, match["id"])
+        return HttpResponse(404, b"not found\n")
+
+    def _principal(self, head: RequestHead) -> Principal | HttpResponse:
+        token = head.query.get("token") or bearer_token(head.headers)
+        if token is None and self.gate.required:
+            return _error(401, "Autenticação necessária.")
+        try:
+            return self.gate.identify(token, None)
+        except AuthError as refused:
+            return _error(401, f"Autenticação recusada: {refused}.")
+
+    def _visible(self, head: RequestHead, investigation_id: str) -> HttpResponse | None:
+        """None when the caller may see it; else the same 404 for unknown and hidden."""
+        principal = self._principal(head)
+        if isinstance(principal, HttpResponse):
+            return principal
+        record = self.engine.records.get(investigation_id) if self.engine else None
+        if record is None or not may_see_investigation(principal, record.owner_key, record.public):
+            return _error(404, "Investigação não encontrada.")
+        return None
+
+    async def _status(self, head: RequestHead, investigation_id: str) -> HttpResponse:
+        refused = self._visible(head, investigation_id)
+        if refused is not None:
+            return refused
+        assert self.engine is not None
+        record = self.engine.records[investigation_id].to_json()
+        del record["owner_key"]
+        return _json(200, record)
+
+    async def _report(self, head: RequestHead, investigation_id: str) -> HttpResponse:
+        refused = self._visible(head, investigation_id)
+        if refused is not None:
+            return refused
+        assert self.engine is not None
+        form = head.query.get("format", "markdown")
+        if form not in ("markdown", "json"):
+            return _error(400, "Formato inválido: use format=markdown ou format=json.")
+        stored = await self.engine.report(investigation_id)
+        if stored is None:
+            return _error(404, "O relatório ainda não está pronto.")
+        as_json, as_markdown = stored
+        if form == "json":
+            return HttpResponse(200, as_json.encode(), JSON)
+        return HttpResponse(200, as_markdown.encode(), MARKDOWN)

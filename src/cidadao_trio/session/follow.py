@@ -1,0 +1,35 @@
+"""A session following an investigation: the subscription is a link between two streams."""
+
+from __future__ import annotations
+
+from ..broker.base import Broker, investigation_stream, session_stream
+from ..protocol.inbound import ReplyTo
+
+
+async def follow(broker: Broker, session_id: str, investigation_id: str, reply_to: ReplyTo = None) -> None:
+    """Reply ``subscribed``, then replay the investigation so far, then stream it live."""
+    stream = session_stream(session_id)
+    await broker.publish(
+        stream,
+        "subscribed",
+        {
+            "investigation_id": investigation_id,
+            "message": f"Acompanhando a investigação {investigation_id}.",
+            "reply_to": reply_to,
+        },
+    )
+    await broker.link(investigation_stream(investigation_id), stream)
+
+
+async def unfollow(broker: Broker, session_id: str, investigation_id: str, reply_to: ReplyTo = None) -> None:
+    stream = session_stream(session_id)
+    await broker.unlink(investigation_stream(investigation_id), stream)
+    await broker.publish(
+        stream,
+        "unsubscribed",
+        {
+            "investigation_id": investigation_id,
+            "message": f"Você deixou de acompanhar a investigação {investigation_id}.",
+            "reply_to": reply_to,
+        },
+    )
