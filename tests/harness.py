@@ -108,3 +108,15 @@ async def wait_closed(ws: WebSocketConnection) -> CloseCapture:
             await ws.get_message()
     except trio_websocket.ConnectionClosed as closed:
         return CloseCapture(closed.reason.code, closed.reason.reason)
+
+
+async def http_get(server: Server, target: str) -> tuple[int, bytes]:
+    """One plain HTTP GET through the front door, over an in-memory stream."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    server.spawn(server_stream)
+    await client_stream.send_all(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    response = b""
+    while chunk := await client_stream.receive_some():
+        response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
