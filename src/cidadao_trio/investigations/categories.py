@@ -131,7 +131,8 @@ _UNITS = frozenset(
         "unidades", "unidade", "un", "und", "unid", "litros", "litro", "kg", "quilos",
         "quilogramas", "toneladas", "resmas", "caixas", "frascos", "ampolas", "comprimidos",
         "capsulas", "kits", "conjuntos", "licencas", "postos", "m2", "metros", "km", "horas",
-        "horas-aula", "diarias", "acessos", "cestas", "pares", "pacotes", "pecas",
+        "horas-aula", "hora-aula", "diarias", "diaria", "acessos", "acesso", "cestas", "pares",
+        "pacotes", "pecas", "posto", "licenca", "kit", "conjunto", "frasco", "resma", "caixa",
     }
 )
 _QUANTITY_RE = re.compile(

@@ -202,19 +202,20 @@ class _Builder:
     def object_text(self, agency: str, category: Category, qty: int) -> str:
         """A Portuguese object text unlike the agency's other texts of that category or place."""
         quantity = f"{qty:,}".replace(",", ".")
+        unit = category.unit[:-1] if qty == 1 and category.unit.endswith("s") else category.unit
         for _ in range(60):
             purpose = self.rng.choice(_PURPOSES[category.kind].split("|"))
             detail = self.rng.choice(_DETAILS[category.kind].split("|"))
-            article, unit = self.rng.choice(self.units[agency]).split(" ", 1)
-            place = f"{unit} em {self.rng.choice(_CITIES)}"
+            article, where = self.rng.choice(self.units[agency]).split(" ", 1)
+            place = f"{where} em {self.rng.choice(_CITIES)}"
             if category.kind == "servico":
-                text = (f"Contratação de {category.item}, com {quantity} {category.unit}, "
+                text = (f"Contratação de {category.item}, com {quantity} {unit}, "
                         f"{detail}, {purpose}, para {article} {place}")
             elif category.kind == "obra":
-                text = (f"Execução de {quantity} {category.unit} de {category.item} {purpose}, "
+                text = (f"Execução de {quantity} {unit} de {category.item} {purpose}, "
                         f"{detail}, sob gestão d{article} {place}")
             else:
-                text = (f"Aquisição de {quantity} {category.unit} de {category.item}, {detail}, "
+                text = (f"Aquisição de {quantity} {unit} de {category.item}, {detail}, "
                         f"{purpose} d{article} {place}")
             words = _words(text)
             buckets = (self.texts[agency, category.name], self.texts[agency, place])
@@ -292,7 +293,7 @@ class _Builder:
             for m in range(MONTHS):  # a sine wave keeps every month within 2σ of the mean
                 per_month[agency, m] = n // MONTHS + (m in extra)
                 season = 1 + 0.2 * math.sin(2 * math.pi * (m + phase) / 12)
-                self.budget[agency, m] = base * (season + self.rng.uniform(-0.03, 0.03))
+                self.budget[agency, m] = base * (season + self.rng.uniform(-0.02, 0.02))
         return per_month
 
     def fill_month(self, agency: str, month: int, count: int) -> None:
@@ -337,7 +338,7 @@ class _Builder:
                           first.unit_price or 0.0, modality=PREGAO, global_factor=1.0,
                           signed_on=first.signed_on + dt.timedelta(days=self.rng.randint(3, 40)),
                           supplier=_Supplier(first.supplier_name, first.supplier_cnpj), text=text)
-        self.planted[-1][1].append(second.id)
+        self.planted[-1][1].append(second.id)  # plant_single recorded the first one
 
     def plant_splitting(self, count: int) -> None:
         """Dispensas just under the threshold, one agency to one supplier, within 90 days."""
