@@ -105,12 +105,14 @@ class MemoryBroker:
         max_messages: int = 1000,
         max_age: float = 24 * 3600.0,
         clock: Callable[[], float] = time.time,
+        observe_write: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.store: Store = store or MemoryStore()
         self.epoch = os.urandom(4).hex()  # for streams an ephemeral store cannot remember
         self._max_messages = max_messages
         self._max_age = max_age
         self._clock = clock
+        self._observe_write = observe_write
         self._streams: dict[str, _Stream] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
         self._loading: dict[str, trio.Event] = {}
@@ -142,7 +144,9 @@ class MemoryBroker:
         if ops:
             while True:
                 try:
+                    started = time.perf_counter()
                     await self._in_store(self.store.apply, ops)
+                    self._observe_write(time.perf_counter() - started)
                     self.healthy = True
                     break
                 except Exception:

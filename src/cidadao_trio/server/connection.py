@@ -25,6 +25,7 @@ from ..config import Settings
 from ..protocol.codes import DEFAULT_MESSAGES, CloseCode, ErrorCode
 from ..protocol.envelope import encode, encode_batch, ephemeral_id, utc_timestamp
 from ..protocol.inbound import Auth, ClientMessage, Ping, ProtocolError, ReplyTo, parse
+from ..metrics import Metrics
 from ..session.access import Gatekeeper
 from ..session.client import Client
 from ..session.outbox import Outbox
@@ -77,6 +78,7 @@ class Connection(Client):
         ws: WebSocketConnection,
         settings: Settings,
         gate: Gatekeeper,
+        metrics: Metrics,
         *,
         batch: bool = False,
     ) -> None:
@@ -84,6 +86,7 @@ class Connection(Client):
         self.ws = ws
         self.settings = settings
         self.gate = gate
+        self.metrics = metrics
         self.batch = batch
         self.principal = Principal.anonymous()
         self.outbox = Outbox(self.id, settings.outbox_messages, settings.outbox_bytes)
@@ -138,12 +141,14 @@ class Connection(Client):
         if first_message:
             token = await self._first_auth_token()
             if token is None:
+                self.metrics.auth_failures.labels("missing").inc()
                 self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
                 return False
         try:
             self.principal = self.gate.identify(token, peer)
         except AuthError as refused:
             log.info("connection %d: token refused (%s)", self.id, refused.reason)
+            self.metrics.auth_failures.labels(refused.reason).inc()
             self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
             return False
         if first_message:
@@ -168,6 +173,7 @@ class Connection(Client):
         try:
             fresh = self.gate.identify(token, None)
         except AuthError as refused:
+            self.metrics.auth_failures.labels(refused.reason).inc()
             self.error(ErrorCode.UNAUTHORIZED, _auth_message(refused), reply_to)
             return
         if not self.principal.is_anonymous and fresh.sub != self.principal.sub:
@@ -233,6 +239,8 @@ class Connection(Client):
 
     async def finish(self) -> None:
         intent = self.intent or CloseIntent(CloseCode.NORMAL, "")
+        closed_by_peer = self.ws.closed
+        self.metrics.disconnects.labels(str(closed_by_peer.code if closed_by_peer else intent.code)).inc()
         with trio.move_on_after(CLOSE_GRACE_SECONDS):
             try:
                 if intent.final_text is not None:
@@ -256,6 +264,7 @@ class Connection(Client):
                     return
                 decision = self.limiter.check(now)
                 if not decision.allowed:
+                    self.metrics.rate_limited.inc()
                     if decision.abusive:
                         self.close(CloseCode.POLICY, "too many messages")
                         return
@@ -264,8 +273,10 @@ class Connection(Client):
                 try:
                     parsed = parse(message)
                 except ProtocolError as refused:
+                    self.metrics.message_in("other")
                     self.error(refused.code, refused.message, refused.reply_to)
                     continue
+                self.metrics.message_in(parsed.type)
                 if isinstance(parsed.command, Ping):
                     self.send("pong", {} if parsed.id is None else {"reply_to": parsed.id})
                 elif isinstance(parsed.command, Auth):
@@ -288,7 +299,11 @@ class Connection(Client):
                 else:
                     text = items[0].text
             else:
-                text = outbox.take()[0].text
+                items = outbox.take()
+                text = items[0].text
+            for item in items:
+                self.metrics.message_out(item.type)
+            self.metrics.frames_out.inc()
             try:
                 await self.ws.send_message(text)
             except ConnectionClosed:
@@ -313,6 +328,7 @@ class Connection(Client):
         while True:
             since = outbox.full_since
             if outbox.overflowed or (since is not None and trio.current_time() >= since + timeout):
+                self.metrics.slow_consumers.inc()
                 self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
                 return
             with trio.move_on_at(since + timeout if since is not None else float("inf")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib import resources
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -10,12 +11,16 @@ import orjson
 
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
 from ..investigations.engine import InvestigationEngine
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import Metrics
 from ..session.access import Gatekeeper
 from .frontdoor import RequestHead
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 MARKDOWN = "text/markdown; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+CONSOLE = resources.files("cidadao_trio") / "static" / "console.html"
 
 INVESTIGATION = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})")
 REPORT = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})/report")
@@ -41,6 +46,7 @@ class HttpApi:
     gate: Gatekeeper
     engine: InvestigationEngine | None
     not_ready: Callable[[], str | None]  # why the server is not ready, or None
+    metrics: Metrics
     extra_routes: dict[str, Callable[[RequestHead], Awaitable[HttpResponse]]] = attrs.field(factory=dict)
 
     async def handle(self, head: RequestHead) -> HttpResponse:
@@ -49,6 +55,10 @@ class HttpApi:
         if head.path == "/readyz":
             reason = self.not_ready()
             return HttpResponse(503, f"{reason}\n".encode()) if reason else HttpResponse(200, b"ready\n")
+        if head.path == "/metrics":
+            return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
+        if head.path in ("/", "/index.html"):
+            return HttpResponse(200, CONSOLE.read_bytes(), HTML)
         if head.path in self.extra_routes:
             return await self.extra_routes[head.path](head)
         if (match := REPORT.fullmatch(head.path)) is not None:

@@ -26,6 +26,7 @@ from ..broker.memory import MemoryBroker
 from ..config import Settings
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
+from ..metrics import Metrics
 from ..session.access import Gatekeeper
 from ..store.base import MemoryStore, Store
 from ..store.sqlite import SqliteStore
@@ -65,10 +66,12 @@ class Server:
     ) -> None:
         self.settings = settings
         self._dataset = dataset
+        self.metrics = Metrics()
         self.broker = broker or MemoryBroker(
             store=open_store(settings),
             max_messages=settings.history_messages,
             max_age=settings.history_seconds,
+            observe_write=self.metrics.store_writes.observe,
         )
         self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
@@ -80,7 +83,11 @@ class Server:
         self._idle = trio.Event()
         self._idle.set()
         self.engine: InvestigationEngine | None = None
-        self.http = HttpApi(self.gate, None, self._not_ready)
+        self.http = HttpApi(self.gate, None, self._not_ready, self.metrics)
+        self.metrics.snapshot.outbox_bytes = lambda: sum(c.outbox.pending_bytes for c in self.connections)
+        self.metrics.snapshot.investigations = lambda: dict(
+            Counter(r.status for r in self.engine.records.values()) if self.engine else {}
+        )
 
     @property
     def hub(self) -> Hub:
@@ -111,7 +118,11 @@ class Server:
                 status=Abaporu(engine, delay),
             )
             self._hub = Hub(
-                settings, self.broker, TurnRunner(self.broker, agents, services), investigations=engine.records
+                settings,
+                self.broker,
+                TurnRunner(self.broker, agents, services),
+                self.metrics,
+                investigations=engine.records,
             )
             async with trio.open_nursery() as connections:
                 self._nursery = connections
@@ -207,7 +218,9 @@ class Server:
         return head
 
     async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead, peer: str | None) -> None:
-        connection = Connection(ws, self.settings, self.gate, batch=head.query.get("batch") == "1")
+        connection = Connection(
+            ws, self.settings, self.gate, self.metrics, batch=head.query.get("batch") == "1"
+        )
         endpoint = self._admit(connection, head)
         token = head.query.get("token") or bearer_token(head.headers)
         if endpoint is None or not await connection.authenticate(token, peer):
@@ -223,9 +236,13 @@ class Server:
             self._idle = trio.Event()
         self.connections.add(connection)
         self.per_principal[principal_key] += 1
+        kind = "chat" if isinstance(endpoint, ChatEndpoint) else "investigation"
+        self.metrics.connects.labels(kind).inc()
+        self.metrics.connections_open.labels(kind).inc()
         try:
             await connection.run(endpoint)
         finally:
+            self.metrics.connections_open.labels(kind).dec()
             self.connections.discard(connection)
             self.per_principal[principal_key] -= 1
             if not self.per_principal[principal_key]:

@@ -10,6 +10,7 @@ import attrs
 from ..auth import Principal, may_see_investigation
 from ..broker.base import Broker
 from ..config import Settings
+from ..metrics import Metrics
 from ..protocol.codes import ErrorCode
 from ..protocol.envelope import DurableId
 from ..protocol.outbound import CONNECTED_MESSAGE
@@ -50,6 +51,7 @@ class Hub:
     settings: Settings
     broker: Broker
     runner: TurnRunner
+    metrics: Metrics
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
     investigations: MutableMapping[str, Visibility] = attrs.field(factory=dict)
 
@@ -101,6 +103,8 @@ class Hub:
                 "max_message_bytes": settings.max_message_bytes,
             },
         )
+        if last_id:
+            self.metrics.resumes.labels("resumed" if resumed else "history_gap").inc()
         if last_id and not resumed:
             # Anything committed while the digest is built is replayed from here.
             cursor = DurableId.parse(await broker.last_id(stream))

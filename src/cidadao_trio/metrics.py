@@ -1,0 +1,84 @@
+"""Prometheus metrics for operators (served at ``/metrics``).
+
+One :class:`Metrics` per server, each with its own registry, so several servers in one
+process (tests) never share counters. Labels are bounded sets: endpoint names, close
+codes, message types we know, auth failure reasons — never ids or tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .protocol.inbound import COMMANDS
+from .protocol.outbound import DURABLE_TYPES
+
+_OUT_TYPES = DURABLE_TYPES | {"connection", "typing", "pong", "error", "auth_ok", "batch"}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _known(value: str, known: Iterable[str]) -> str:
+    return value if value in known else "other"
+
+
+class _Snapshot(Collector):
+    """Values read at scrape time (open connections' outbox bytes, investigations)."""
+
+    def __init__(self) -> None:
+        self.outbox_bytes: Callable[[], float] = lambda: 0.0
+        self.investigations: Callable[[], dict[str, int]] = dict
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "cidadao_outbox_bytes", "Bytes waiting in connection outboxes", value=self.outbox_bytes()
+        )
+        family = GaugeMetricFamily(
+            "cidadao_investigations", "Investigations by status", labels=["status"]
+        )
+        for status, count in sorted(self.investigations().items()):
+            family.add_metric([status], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections_open = Gauge(
+            "cidadao_connections_open", "Open WebSocket connections", ["endpoint"], registry=r
+        )
+        self.connects = Counter("cidadao_connects", "WebSocket connections accepted", ["endpoint"], registry=r)
+        self.disconnects = Counter(
+            "cidadao_disconnects", "WebSocket connections closed, by close code", ["code"], registry=r
+        )
+        self.messages_in = Counter("cidadao_messages_in", "Client messages received", ["type"], registry=r)
+        self.messages_out = Counter("cidadao_messages_out", "Messages sent to clients", ["type"], registry=r)
+        self.frames_out = Counter("cidadao_frames_out", "WebSocket frames sent (batches count once)", registry=r)
+        self.slow_consumers = Counter(
+            "cidadao_slow_consumer_disconnects", "Connections closed 1013 as slow consumers", registry=r
+        )
+        self.rate_limited = Counter("cidadao_rate_limit_refusals", "Messages refused by the rate limit", registry=r)
+        self.auth_failures = Counter("cidadao_auth_failures", "Refused tokens, by reason", ["reason"], registry=r)
+        self.resumes = Counter(
+            "cidadao_resumes", "Reconnects with last_id, by outcome", ["outcome"], registry=r
+        )
+        self.store_writes = Histogram(
+            "cidadao_store_write_seconds",
+            "Time to commit one window of writes to the store",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.snapshot = _Snapshot()
+        r.register(self.snapshot)
+
+    def message_in(self, type: str) -> None:
+        self.messages_in.labels(_known(type, COMMANDS)).inc()
+
+    def message_out(self, type: str) -> None:
+        self.messages_out.labels(_known(type, _OUT_TYPES)).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
