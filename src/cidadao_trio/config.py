@@ -7,6 +7,7 @@ Each field carries its CLI help in ``metadata``; ``cli.py`` turns the fields int
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,11 @@ class Settings:
     heartbeat_timeout: float = _setting(10.0, "seconds to wait for a pong before dropping")
     handshake_timeout: float = _setting(10.0, "seconds to finish the upgrade before TCP close")
     log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting("text", "text (for people) or json (one event per line)")
+    tls_cert: str | None = _setting(None, "PEM certificate (chain): serve wss:// and https://")
+    tls_key: str | None = _setting(None, "PEM private key of --tls-cert")
+    deflate: bool = _setting(True, "permessage-deflate for clients that offer it")
+    deflate_min_size: int = _setting(512, "messages smaller than this are sent uncompressed")
     store: str = _setting("sqlite", "sqlite (history survives restarts) or memory (nothing kept)")
     data_dir: str = _setting("data", "directory of the sqlite store")
     typing_debounce: float = _setting(1.0, "min seconds between relayed typing per connection")
@@ -84,10 +90,27 @@ def coerce(field: attrs.Attribute, raw: str) -> Any:  # type: ignore[type-arg]
     return raw
 
 
-def from_environ(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Defaults, then ``CIDADAO_*`` variables, then explicit overrides (flags)."""
+def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a TOML file: keys are setting names (``max_connections`` or
+    ``max-connections``), optionally under a ``[server]`` table."""
+    with open(path, "rb") as file:
+        document = tomllib.load(file)
+    table = document.get("server", document)
+    known = {field.name for field in fields()}
+    values = {key.replace("-", "_"): value for key, value in table.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+    return values
+
+
+def from_environ(
+    environ: Mapping[str, str] | None = None, config_file: str | None = None, **overrides: Any
+) -> Settings:
+    """Defaults, then the TOML ``config_file``, then ``CIDADAO_*`` variables, then flags."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    config_file = config_file or environ.get("CIDADAO_CONFIG")
+    values: dict[str, Any] = from_toml(config_file) if config_file else {}
     for field in fields():
         raw = environ.get(env_name(field.name))
         if raw is not None:

@@ -98,6 +98,7 @@ class Connection(Client):
             settings.rate_window,
         )
         self.intent: CloseIntent | None = None
+        self.context: dict[str, Any] = {"conn": self.id}  # for logs: ids, never tokens
         self._scope = trio.CancelScope()
         self._token_renewed = trio.Event()
 
@@ -130,8 +131,11 @@ class Connection(Client):
             if error is not None:
                 final = error_text(error, message, retry_after=retry_after)
             self.intent = CloseIntent(code, reason, final)
-            log.info("closing connection %d: %d %s", self.id, code, reason)
+            log.info("closing connection: %d %s", code, reason, extra=self._log(code=int(code), reason=reason))
         self._scope.cancel()
+
+    def _log(self, **fields: Any) -> dict[str, Any]:
+        return {**self.context, "sub": self.principal.sub, **fields}
 
     # --- authentication ----------------------------------------------------------------
 
@@ -147,7 +151,7 @@ class Connection(Client):
         try:
             self.principal = self.gate.identify(token, peer)
         except AuthError as refused:
-            log.info("connection %d: token refused (%s)", self.id, refused.reason)
+            log.info("token refused", extra=self._log(reason=refused.reason))
             self.metrics.auth_failures.labels(refused.reason).inc()
             self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
             return False
@@ -213,6 +217,7 @@ class Connection(Client):
 
     async def run(self, endpoint: Endpoint) -> None:
         """Serve until the peer leaves or something closes us; never raises."""
+        log.info("connection opened", extra=self._log())
         try:
             with self._scope:
                 if self.intent is not None:
@@ -226,7 +231,7 @@ class Connection(Client):
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
         except Exception:
-            log.exception("connection %d failed", self.id)
+            log.exception("connection failed", extra=self._log())
             self.intent = None
             self.close(CloseCode.INTERNAL_ERROR, "internal error", ErrorCode.INTERNAL_ERROR)
         finally:
@@ -234,7 +239,7 @@ class Connection(Client):
                 try:
                     await endpoint.close(self)
                 except Exception:
-                    log.exception("connection %d: endpoint cleanup failed", self.id)
+                    log.exception("endpoint cleanup failed", extra=self._log())
                 await self.finish()
 
     async def finish(self) -> None:

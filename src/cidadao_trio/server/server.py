@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections import Counter
 from functools import partial
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import h11
 import trio
@@ -140,7 +142,12 @@ class Server:
     async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept on ``host:port`` until :meth:`drain` stops accepting."""
         assert self._nursery is not None
-        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
+        listeners: list[Any] = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
+        if self.settings.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+            context.set_alpn_protocols(["http/1.1"])
+            listeners = [trio.SSLListener(listener, context, https_compatible=True) for listener in listeners]
         with self._accepting:
             await trio.serve_listeners(
                 self.handle_stream, listeners, handler_nursery=self._nursery, task_status=task_status
@@ -182,7 +189,14 @@ class Server:
                 head = await self._route(stream)
                 if head is None:
                     return
-                ws = await accept_websocket(library, head.raw, stream, self.settings.max_message_bytes)
+                settings = self.settings
+                ws = await accept_websocket(
+                    library,
+                    head.raw,
+                    stream,
+                    settings.max_message_bytes,
+                    settings.deflate_min_size if settings.deflate else None,
+                )
             if ws is None:
                 log.info("handshake timeout")
             else:
@@ -276,7 +290,9 @@ class Server:
             connection.close(CloseCode.POLICY, "bad id", ErrorCode.INVALID_MESSAGE)
             return None
         if chat:
+            connection.context["session"] = path_id
             return ChatEndpoint(self.hub, path_id, last_id)
+        connection.context["investigation"] = path_id
         return WatchEndpoint(self.hub, path_id, last_id)
 
     def _not_ready(self) -> str | None:
@@ -288,6 +304,7 @@ class Server:
 
 
 def _peer_address(stream: trio.abc.Stream) -> str | None:
+    stream = getattr(stream, "transport_stream", stream)  # under TLS
     sock = getattr(stream, "socket", None)
     if sock is None:
         return None

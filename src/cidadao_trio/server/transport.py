@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
+
 import trio
 import wsproto.events
 from trio_websocket import WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 # trio-websocket's internal queue between its reader and ours; our reader always drains.
 MESSAGE_QUEUE_SIZE = 4
@@ -42,6 +46,48 @@ class ReplayStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate with two guards wsproto lacks.
+
+    Inbound, a message may not inflate past ``max_message_bytes`` (a decompression bomb
+    is closed 1009 after at most one bounded ``decompress`` call). Outbound, messages
+    below ``min_size`` are sent uncompressed (RSV1 clear): deflating a 200-byte pong
+    costs more CPU than the bytes it saves. The server keeps no compression context
+    between messages, so an idle connection holds no 256 KiB zlib state.
+    """
+
+    def __init__(self, max_message_bytes: int, min_size: int) -> None:
+        super().__init__(server_no_context_takeover=True)
+        self._budget = max_message_bytes
+        self._inflated = 0
+        self._min_size = min_size
+
+    def frame_inbound_payload_data(self, proto: FrameDecoder | FrameProtocol, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        try:
+            inflated = self._decompressor.decompress(bytes(data), self._budget - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if self._decompressor.unconsumed_tail or self._inflated > self._budget:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol, fin: bool) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
+
+    def frame_outbound(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
+    ) -> tuple[RsvBits, bytes]:
+        if opcode is not Opcode.CONTINUATION and fin and len(data) < self._min_size:
+            return (rsv, data)
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
+
+
 class _ServerWebSocket(WebSocketConnection):
     """trio-websocket 0.12 with one fix: a frame wsproto rejects gets its close frame.
 
@@ -58,9 +104,28 @@ class _ServerWebSocket(WebSocketConnection):
                 pass
         await super()._handle_close_connection_event(event)
 
+    async def _accept(
+        self, request: wsproto.events.Request, subprotocol: str | None, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """trio-websocket's accept, plus the extensions the client offered and we allow."""
+        self._subprotocol = subprotocol
+        self._path = request.target
+        await self._send(
+            wsproto.events.AcceptConnection(
+                subprotocol=subprotocol, extra_headers=extra_headers, extensions=self.extensions
+            )
+        )
+        self._open_handshake.set()
+
+    extensions: list[PerMessageDeflate] = []
+
 
 async def accept_websocket(
-    nursery: trio.Nursery, head: bytes, stream: trio.abc.Stream, max_message_bytes: int
+    nursery: trio.Nursery,
+    head: bytes,
+    stream: trio.abc.Stream,
+    max_message_bytes: int,
+    deflate_min_size: int | None = None,
 ) -> WebSocketConnection:
     """Complete the handshake whose request head h11 already read from ``stream``.
 
@@ -72,6 +137,8 @@ async def accept_websocket(
         message_queue_size=MESSAGE_QUEUE_SIZE,
         max_message_size=max_message_bytes,
     )
+    if deflate_min_size is not None:
+        connection.extensions = [BoundedDeflate(max_message_bytes, deflate_min_size)]
     nursery.start_soon(connection._reader_task)
     request = await connection._get_request()
     return await request.accept()
