@@ -17,7 +17,7 @@ from wsproto.utilities import LocalProtocolError
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.server.server import Server
-from cidadao_trio.session.hub import InvestigationAccess
+from cidadao_trio.investigations.engine import Investigation
 
 TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory"}
 
@@ -32,7 +32,10 @@ async def running_server(dataset: Sequence[Contract] = (), **overrides: Any) -> 
 def register_investigation(
     server: Server, investigation_id: str, owner_key: str = "anon", public: bool = True
 ) -> None:
-    server.hub.investigations[investigation_id] = InvestigationAccess(owner_key, public)
+    """Make an investigation known (finished, no events) so endpoints accept it."""
+    assert server.engine is not None
+    record = Investigation(investigation_id, "teste", "todos os contratos", owner_key, public, status="completed")
+    server.engine.records[investigation_id] = record
 
 
 @asynccontextmanager

@@ -115,7 +115,7 @@ class Tiradentes:
         return StreamedReply(self._answer(request), suggested_actions=["Investigar contratos do Ministério da Educação"])
 
     async def _answer(self, request: AgentRequest) -> AsyncIterator[str]:
-        record = _pick(self.engine, request)
+        record = await _pick(self.engine, request)
         if record is None:
             text = "Ainda não há investigação para relatar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”."
         elif record.status != "completed":
@@ -143,7 +143,10 @@ class Abaporu:
     agent_name: str = "Abaporu"
 
     def reply(self, request: AgentRequest) -> StreamedReply:
-        record = _pick(self.engine, request)
+        return StreamedReply(self._answer(request), suggested_actions=["Gerar relatório"])
+
+    async def _answer(self, request: AgentRequest) -> AsyncIterator[str]:
+        record = await _pick(self.engine, request)
         if record is None:
             text = "Não encontrei investigações em andamento. Quer começar uma? Diga, por exemplo: “Investigar contratos do Ministério da Defesa”."
         else:
@@ -154,14 +157,15 @@ class Abaporu:
             )
             if record.reason:
                 text += f" Motivo: {record.reason}"
-        return StreamedReply(_stream(text, self.chunk_delay), suggested_actions=["Gerar relatório"])
+        async for chunk in _stream(text, self.chunk_delay):
+            yield chunk
 
 
-def _pick(engine: InvestigationEngine, request: AgentRequest) -> Investigation | None:
+async def _pick(engine: InvestigationEngine, request: AgentRequest) -> Investigation | None:
     """The investigation named in the message, or the newest one this user may see."""
     wanted = parse_intent(request.message).investigation_id
     visible = [
-        r for r in engine.records.values()
+        r for r in await engine.listing()
         if may_see_investigation(request.principal, r.owner_key, r.public)
     ]
     if wanted is not None:

@@ -125,7 +125,7 @@ class InvestigationEngine:
         """Open a new investigation and start it; returns at once with its record."""
         assert self._nursery is not None, "run() the engine first"
         record = Investigation(
-            self._next_id(), title or f"Contratos: {scope.describe()}", scope.describe(), owner_key, public
+            await self._next_id(), title or f"Contratos: {scope.describe()}", scope.describe(), owner_key, public
         )
         self.records[record.id] = record
         await self._save(record)
@@ -143,11 +143,26 @@ class InvestigationEngine:
     async def report(self, investigation_id: str) -> tuple[str, str] | None:
         return await self.broker.query(self.broker.store.load_report, investigation_id)
 
-    def _next_id(self) -> str:
+    async def lookup(self, investigation_id: str) -> Investigation | None:
+        """The freshest record: ours while we run it, else the store's (another node's)."""
+        local = self.records.get(investigation_id)
+        if local is not None and (local.finished or investigation_id in self._scopes):
+            return local
+        raw = await self.broker.query(self.broker.store.load_investigation, investigation_id)
+        return Investigation(**orjson.loads(raw)) if raw else local
+
+    async def listing(self) -> list[Investigation]:
+        """Every investigation, oldest first, as fresh as :meth:`lookup`."""
+        stored = await self.broker.query(self.broker.store.load_investigations)
+        merged = {r.id: r for r in (Investigation(**orjson.loads(raw)) for raw in stored)}
+        for investigation_id in self._scopes:
+            merged[investigation_id] = self.records[investigation_id]
+        return list(merged.values())
+
+    async def _next_id(self) -> str:
         year = self._today().year
-        prefix = f"INV-{year}-"
-        used = [int(i[len(prefix):]) for i in self.records if i.startswith(prefix) and i[len(prefix):].isdigit()]
-        return f"{prefix}{max(used, default=0) + 1:03d}"
+        number = await self.broker.query(self.broker.store.next_number, f"investigation:{year}")
+        return f"INV-{year}-{number:03d}"
 
     # --- one investigation -----------------------------------------------------------
 

@@ -10,7 +10,7 @@ import attrs
 import orjson
 
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
-from ..investigations.engine import InvestigationEngine
+from ..investigations.engine import Investigation, InvestigationEngine
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
@@ -76,29 +76,28 @@ class HttpApi:
         except AuthError as refused:
             return _error(401, f"Autenticação recusada: {refused}.")
 
-    def _visible(self, head: RequestHead, investigation_id: str) -> HttpResponse | None:
-        """None when the caller may see it; else the same 404 for unknown and hidden."""
+    async def _visible(self, head: RequestHead, investigation_id: str) -> Investigation | HttpResponse:
+        """The record when the caller may see it; else the same 404 for unknown and hidden."""
         principal = self._principal(head)
         if isinstance(principal, HttpResponse):
             return principal
-        record = self.engine.records.get(investigation_id) if self.engine else None
+        record = await self.engine.lookup(investigation_id) if self.engine else None
         if record is None or not may_see_investigation(principal, record.owner_key, record.public):
             return _error(404, "Investigação não encontrada.")
-        return None
+        return record
 
     async def _status(self, head: RequestHead, investigation_id: str) -> HttpResponse:
-        refused = self._visible(head, investigation_id)
-        if refused is not None:
-            return refused
-        assert self.engine is not None
-        record = self.engine.records[investigation_id].to_json()
-        del record["owner_key"]
-        return _json(200, record)
+        record = await self._visible(head, investigation_id)
+        if isinstance(record, HttpResponse):
+            return record
+        shown = record.to_json()
+        del shown["owner_key"]
+        return _json(200, shown)
 
     async def _report(self, head: RequestHead, investigation_id: str) -> HttpResponse:
-        refused = self._visible(head, investigation_id)
-        if refused is not None:
-            return refused
+        record = await self._visible(head, investigation_id)
+        if isinstance(record, HttpResponse):
+            return record
         assert self.engine is not None
         form = head.query.get("format", "markdown")
         if form not in ("markdown", "json"):

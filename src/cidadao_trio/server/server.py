@@ -124,7 +124,7 @@ class Server:
                 self.broker,
                 TurnRunner(self.broker, agents, services),
                 self.metrics,
-                investigations=engine.records,
+                lookup=engine.lookup,
             )
             async with trio.open_nursery() as connections:
                 self._nursery = connections

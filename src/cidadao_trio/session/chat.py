@@ -92,7 +92,7 @@ class ChatEndpoint:
                         self.stream, "typing", {"role": "user", "isTyping": is_typing}, origin=client.id
                     )
             case Subscribe(investigation_id=investigation_id):
-                if not self.hub.may_see(client.principal, investigation_id):
+                if not await self.hub.may_see(client.principal, investigation_id):
                     client.error(ErrorCode.NOT_FOUND, "Investigação não encontrada.", reply_to)
                     return
                 await follow(broker, self.session_id, investigation_id, reply_to)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -40,10 +40,8 @@ class Visibility(Protocol):
     def public(self) -> bool: ...
 
 
-@attrs.frozen
-class InvestigationAccess:
-    owner_key: str
-    public: bool
+async def _nothing(investigation_id: str) -> None:
+    return None
 
 
 @attrs.define(eq=False)
@@ -53,11 +51,11 @@ class Hub:
     runner: TurnRunner
     metrics: Metrics
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
-    investigations: MutableMapping[str, Visibility] = attrs.field(factory=dict)
+    lookup: Callable[[str], Awaitable[Visibility | None]] = _nothing
 
-    def may_see(self, principal: Principal, investigation_id: str) -> bool:
+    async def may_see(self, principal: Principal, investigation_id: str) -> bool:
         """Unknown and invisible look the same to a client: both are NOT_FOUND."""
-        access = self.investigations.get(investigation_id)
+        access = await self.lookup(investigation_id)
         return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
     async def session(self, session_id: str) -> ChatSession:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import attrs
 
 from ..broker.base import investigation_stream
-from ..auth import Principal
+from ..auth import Principal, may_see_investigation
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import ClientMessage, Ping
 from .client import Client
-from .hub import Hub
+from .hub import Hub, Visibility
 
 
 @attrs.define(eq=False)
@@ -22,10 +22,14 @@ class WatchEndpoint:
     def stream(self) -> str:
         return investigation_stream(self.investigation_id)
 
+    _access: Visibility | None = None
+
     def permits(self, principal: Principal) -> bool:
-        return self.hub.may_see(principal, self.investigation_id)
+        access = self._access
+        return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
     async def open(self, client: Client) -> None:
+        self._access = await self.hub.lookup(self.investigation_id)
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "not found", ErrorCode.NOT_FOUND)
             return

@@ -96,6 +96,11 @@ class Store(Protocol):
     def load_report(self, investigation_id: str) -> tuple[str, str] | None:
         """(json, markdown) of a finished investigation's report."""
 
+    def load_investigation(self, investigation_id: str) -> str | None: ...
+
+    def next_number(self, counter: str) -> int:
+        """Atomically increment and return a named counter (investigation ids per year)."""
+
     def apply(self, ops: Sequence[Op]) -> None:
         """Apply every op, in order, atomically."""
 
@@ -116,6 +121,7 @@ class MemoryStore:
         self._links: set[tuple[str, str]] = set()
         self._investigations: dict[str, str] = {}
         self._reports: dict[str, tuple[str, str]] = {}
+        self._counters: dict[str, int] = {}
 
     def load_stream(self, stream: str) -> StoredStream | None:
         return None
@@ -131,6 +137,13 @@ class MemoryStore:
 
     def load_report(self, investigation_id: str) -> tuple[str, str] | None:
         return self._reports.get(investigation_id)
+
+    def load_investigation(self, investigation_id: str) -> str | None:
+        return self._investigations.get(investigation_id)
+
+    def next_number(self, counter: str) -> int:
+        self._counters[counter] = self._counters.get(counter, 0) + 1
+        return self._counters[counter]
 
     def apply(self, ops: Sequence[Op]) -> None:
         for op in ops:

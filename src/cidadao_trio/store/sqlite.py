@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS investigations (
     investigation_id TEXT UNIQUE NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reports (
     investigation_id TEXT PRIMARY KEY,
     json TEXT NOT NULL,
@@ -110,6 +114,20 @@ class SqliteStore:
             "SELECT json, markdown FROM reports WHERE investigation_id = ?", (investigation_id,)
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def load_investigation(self, investigation_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT record FROM investigations WHERE investigation_id = ?", (investigation_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def next_number(self, counter: str) -> int:
+        row = self._db.execute(
+            "INSERT INTO counters VALUES (?, 1)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            (counter,),
+        ).fetchone()
+        return int(row[0])
 
     def apply(self, ops: Sequence[Op]) -> None:
         db = self._db
