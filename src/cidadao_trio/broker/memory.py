@@ -12,6 +12,7 @@ same step, without awaiting: no message is lost or doubled at the replay/live se
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import OrderedDict, deque
@@ -118,7 +119,10 @@ class MemoryBroker:
         self._loading: dict[str, trio.Event] = {}
         self._followers_of: dict[str, set[str]] = {}  # target -> sources (reverse links)
         self._store_lock = trio.CapacityLimiter(1)
-        self._send, self._receive = trio.open_memory_channel[_Publish](WRITE_QUEUE_SIZE)
+        # The channel never blocks; the semaphore bounds it. A publisher waits for a slot
+        # *before* taking offsets, so a cancelled publish cannot leave a hole.
+        self._send, self._receive = trio.open_memory_channel[_Publish](math.inf)
+        self._slots = trio.Semaphore(WRITE_QUEUE_SIZE)
         self.healthy = True
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -138,6 +142,8 @@ class MemoryBroker:
                     window.append(item)
                     ops += len(item.ops)
                 await self._commit(window)
+                for _ in window:
+                    self._slots.release()
 
     async def _commit(self, window: list[_Publish]) -> None:
         ops = [op for item in window for op in item.ops]
@@ -162,6 +168,28 @@ class MemoryBroker:
             if item.done is not None:
                 item.done.set()
 
+    async def _hold(self, keys: Iterable[str], follow_links: bool = False) -> None:
+        """Load ``keys`` (and their followers), then take a write slot, with no await
+        left before the caller assigns offsets: every stream it touches is the one in
+        ``self._streams`` (not evicted and reloaded meanwhile) and its links are current.
+        """
+        while True:
+            wanted = self._wanted(keys, follow_links)
+            for key in wanted:
+                await self._stream(key)
+            await self._slots.acquire()
+            if all(k in self._streams for k in self._wanted(keys, follow_links)):
+                return
+            self._slots.release()
+
+    def _wanted(self, keys: Iterable[str], follow_links: bool) -> list[str]:
+        wanted = list(keys)
+        if follow_links:
+            for key in list(wanted):
+                stream = self._streams.get(key)
+                wanted.extend(sorted(stream.links) if stream else ())
+        return wanted
+
     async def _in_store(self, fn: Callable[..., Any], *args: Any) -> Any:
         if not self.store.durable:  # dicts in memory: no thread (and none for virtual clocks)
             return fn(*args)
@@ -170,7 +198,8 @@ class MemoryBroker:
     async def flush(self) -> None:
         """Wait until everything published so far is committed (tests, shutdown)."""
         done = trio.Event()
-        await self._send.send(_Publish((), (), done))
+        await self._hold(())
+        self._send.send_nowait(_Publish((), (), done))
         await done.wait()
 
     # --- streams ---------------------------------------------------------------------
@@ -189,7 +218,8 @@ class MemoryBroker:
             stored = await self._in_store(self.store.load_stream, key)
             if stored is None:
                 stream = _Stream(key, self.epoch if not self.store.durable else os.urandom(4).hex())
-                await self._send.send(_Publish((CreateStream(key, stream.epoch),), ()))
+                await self._slots.acquire()
+                self._send.send_nowait(_Publish((CreateStream(key, stream.epoch),), ()))
             else:
                 stream = _Stream(key, stored.epoch, stored.last_offset, stored.last_offset)
                 for message in stored.messages:
@@ -243,21 +273,24 @@ class MemoryBroker:
         origin: int | None = None,
     ) -> Delivery:
         """Queue a message for ``stream`` (and, if durable, every stream that follows it)."""
-        target = await self._stream(stream)
         message = body(type, data)
         key = coalesce_key(type, data)
         if type not in DURABLE_TYPES:
+            await self._hold((stream,))
+            target = self._streams[stream]
             delivery = Delivery(type, message.stamp(ephemeral_id()), "", False, origin, key)
-            await self._send.send(_Publish((), ((target, delivery),)))
+            self._send.send_nowait(_Publish((), ((target, delivery),)))
             return delivery
-        followers = [await self._stream(k) for k in sorted(target.links)]
+        await self._hold((stream,), follow_links=True)
+        target = self._streams[stream]
+        followers = [self._streams[k] for k in sorted(target.links)]
         delivery, ops = self._append(target, message, key, origin)
         offers = [(target, delivery)]
         for follower in followers:
             copy, copy_ops = self._append(follower, message, key, origin)
             offers.append((follower, copy))
             ops.extend(copy_ops)
-        await self._send.send(_Publish(tuple(ops), tuple(offers)))
+        self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
         return delivery
 
     async def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool:
@@ -291,9 +324,10 @@ class MemoryBroker:
 
         Returns how many messages were copied. Linking twice copies nothing.
         """
-        origin = await self._stream(source)
-        follower = await self._stream(target)
+        await self._hold((source, target))
+        origin, follower = self._streams[source], self._streams[target]
         if target in origin.links:
+            self._slots.release()
             return 0
         origin.trim(self._clock(), self._max_messages, self._max_age)
         ops: list[Op] = [Link(source, target, True)]
@@ -304,14 +338,15 @@ class MemoryBroker:
             ops.extend(copy_ops)
         origin.links.add(target)
         self._followers_of.setdefault(target, set()).add(source)
-        await self._send.send(_Publish(tuple(ops), tuple(offers)))
+        self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
         return len(offers)
 
     async def unlink(self, source: str, target: str) -> None:
         origin = await self._stream(source)
         origin.links.discard(target)
         self._followers_of.get(target, set()).discard(source)
-        await self._send.send(_Publish((Link(source, target, False),), ()))
+        await self._hold(())
+        self._send.send_nowait(_Publish((Link(source, target, False),), ()))
 
     async def followed_by(self, target: str) -> list[str]:
         """The streams ``target`` follows (a session's investigations), across restarts."""
@@ -344,7 +379,8 @@ class MemoryBroker:
 
     async def record(self, *ops: Op) -> None:
         """Queue store writes behind everything published so far."""
-        await self._send.send(_Publish(ops, ()))
+        await self._hold(())
+        self._send.send_nowait(_Publish(ops, ()))
 
     async def query(self, read: Callable[..., Any], *args: Any) -> Any:
         """Run a store read (``store.load_...``) in the store's worker thread."""
