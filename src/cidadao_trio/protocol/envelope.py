@@ -26,7 +26,7 @@ _ephemeral_prefix = EPHEMERAL_PREFIX + os.urandom(4).hex() + "-"
 
 def utc_timestamp(now: _dt.datetime | None = None) -> str:
     """RFC 3339, UTC, millisecond precision, ``Z`` suffix."""
-    now = now or _dt.datetime.now(_dt.UTC)
+    now = _dt.datetime.now(_dt.UTC) if now is None else now.astimezone(_dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 

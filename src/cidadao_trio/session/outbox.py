@@ -104,7 +104,7 @@ class Outbox:
             taken.append(self._queue.popleft())
             size += head.size
         self._bytes -= size
-        if not self._queue:
+        if not self._queue and self._ready.is_set():  # never strand a waiter on an old event
             self._ready = trio.Event()
         self._update_fullness()
         return taken
