@@ -1,0 +1,309 @@
+"""The web console at ``GET /``: served correctly, and working in a real headless Chromium.
+
+The browser is driven through the Chrome DevTools Protocol (CDP): Chromium is started with
+``--remote-debugging-port=0``, writes the port it picked to ``DevToolsActivePort`` in its
+profile directory, and we talk CDP over a WebSocket with ``websockets.sync``. No chromedriver,
+no version matching, no network but 127.0.0.1 (every other host name fails to resolve).
+
+Chromium must be at ``/usr/bin/chromium``: the tests fail (not skip) without it; ``.ci/run``
+installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from .process import ServerProcess, serve
+
+CHROMIUM = "/usr/bin/chromium"
+DEADLINE = 20.0  # seconds; a safety net for every wait in the browser
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--disable-extensions", "--mute-audio", "--no-default-browser-check",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+]
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import""", re.I)
+
+
+class BrowserError(AssertionError):
+    pass
+
+
+class Page:
+    """One tab, driven over a flattened CDP session of the browser's WebSocket."""
+
+    def __init__(self, ws: ClientConnection, session_id: str) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        ident = next(self.ids)
+        self.ws.send(json.dumps({"id": ident, "sessionId": self.session_id, "method": method, "params": params}))
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrowserError(f"no CDP answer to {method} within {DEADLINE} s")
+            message = json.loads(self.ws.recv(timeout=remaining))
+            if message.get("id") != ident or message.get("sessionId") != self.session_id:
+                continue  # an event, or another session's answer
+            if "error" in message:
+                raise BrowserError(f"{method}: {message['error']}")
+            return message.get("result", {})
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise BrowserError(f"JS exception in {expression!r}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, what: str, timeout: float = DEADLINE) -> Any:
+        """Poll ``expression`` until it is truthy; its value, or a failure naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.js(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                log = self.js("document.getElementById('log')?.innerText ?? ''")
+                status = self.js("document.getElementById('status')?.textContent ?? ''")
+                raise BrowserError(f"timed out after {timeout} s waiting for {what}; status={status!r}; log={log!r}")
+            time.sleep(0.1)
+
+    def goto(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+        self.wait_for("document.readyState === 'complete' && !!window.cidadao", f"page {url}")
+
+    def type_and_enter(self, text: str) -> None:
+        """Type into the message box like a user (real input events) and press Enter."""
+        self.js("document.getElementById('message').focus()")
+        self.call("Input.insertText", text=text)
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                      windowsVirtualKeyCode=13, nativeVirtualKeyCode=13,
+                      **({"text": "\r"} if kind == "keyDown" else {}))
+
+    def wait_connected(self) -> None:
+        self.wait_for("document.getElementById('status').dataset.state === 'connected'"
+                      " && !document.getElementById('send').disabled", "the console to connect")
+
+    def screenshot(self, path: str) -> None:
+        import base64
+
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(path, "wb") as out:
+            out.write(base64.b64decode(data))
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[Page]:
+    """A headless Chromium with one blank tab; the browser is always killed on the way out."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is required at {CHROMIUM} for the console's browser tests; install it with "
+                    "`apt-get update && apt-get install -y chromium chromium-driver` (.ci/run does)", pytrace=False)
+    profile = tempfile.mkdtemp(prefix="cidadao-chromium-")
+    stderr = tempfile.TemporaryFile()
+    process = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                f"--window-size={width},{height}", "about:blank"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                               start_new_session=True)
+    stack = contextlib.ExitStack()
+    ws: ClientConnection | None = None
+    try:
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.monotonic() + DEADLINE
+        lines: list[str] = []
+        while len(lines) < 2:
+            if process.poll() is not None:
+                stderr.seek(0)
+                raise BrowserError(f"chromium exited with {process.returncode}:\n{stderr.read().decode(errors='replace')}")
+            if time.monotonic() > deadline:
+                raise BrowserError(f"chromium wrote no {port_file} within {DEADLINE} s")
+            with contextlib.suppress(FileNotFoundError):
+                with open(port_file) as f:
+                    lines = f.read().split()
+            time.sleep(0.05)
+        ws = stack.enter_context(connect(f"ws://127.0.0.1:{lines[0]}{lines[1]}", max_size=None,
+                                         open_timeout=DEADLINE))
+        target = _browser_call(ws, "Target.createTarget", url="about:blank")["targetId"]
+        session = _browser_call(ws, "Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        page = Page(ws, session)
+        page.call("Page.enable")
+        page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        yield page
+    finally:
+        if ws is not None:  # ask politely first, so that the browser reaps its own helper processes
+            with contextlib.suppress(Exception):
+                ws.send(json.dumps({"id": next(_BROWSER_IDS), "method": "Browser.close"}))
+                process.wait(timeout=5)
+        stack.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the browser and every helper process it started
+        process.wait()
+        stderr.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+_BROWSER_IDS = itertools.count(1_000_000)  # browser-level commands (no sessionId)
+
+
+def _browser_call(ws: ClientConnection, method: str, **params: Any) -> dict[str, Any]:
+    ident = next(_BROWSER_IDS)
+    ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrowserError(f"no CDP answer to {method}")
+        message = json.loads(ws.recv(timeout=remaining))
+        if message.get("id") == ident and "sessionId" not in message:
+            if "error" in message:
+                raise BrowserError(f"{method}: {message['error']}")
+            return message["result"]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with serve(store="memory") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Page]:
+    with chromium() as page:
+        yield page
+
+
+@pytest.fixture
+def console(server: ServerProcess, browser: Page) -> Page:
+    """The console loaded on a fresh session, connected."""
+    browser.goto(f"http://127.0.0.1:{server.port}/?session=test-{uuid.uuid4().hex[:12]}")
+    browser.wait_connected()
+    return browser
+
+
+def http_get(server: ServerProcess, path: str) -> tuple[int, str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
+        return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+
+ASSISTANT_DONE = """[...document.querySelectorAll('#log .msg.assistant:not(.streaming)')]
+    .map(n => ({who: n.querySelector('.who').textContent, text: n.querySelector('.text').textContent}))"""
+
+
+# --- the page itself ---------------------------------------------------------------------------
+
+
+def test_console_is_served_as_self_contained_html(server: ServerProcess) -> None:
+    status, content_type, body = http_get(server, "/")
+    assert status == 200
+    assert content_type.startswith("text/html")
+    assert "/api/v1/ws/chat/" in body
+    assert "new WebSocket(" in body
+    assert EXTERNAL.search(body) is None, "the console must not load external scripts, styles or fonts"
+    assert "innerHTML" not in body and "insertAdjacentHTML" not in body and "document.write" not in body
+
+
+# --- in a real browser -----------------------------------------------------------------------------
+
+
+def test_browser_chat_streams_drummonds_reply(console: Page) -> None:
+    console.type_and_enter("Olá")
+    replies = console.wait_for(f"(() => {{ const r = {ASSISTANT_DONE}; return r.length ? r : null; }})()",
+                               "Drummond's reply")
+    assert len(replies) == 1
+    assert "Drummond" in replies[0]["who"]
+    assert "Drummond" in replies[0]["text"] or "Cidadão" in replies[0]["text"]
+    users = console.js("[...document.querySelectorAll('#log .msg.user')].map(n => n.textContent)")
+    assert users == ["Olá"]
+    assert console.js("document.getElementById('message').value") == ""
+    console.wait_for("document.getElementById('typing').textContent === ''", "the typing indicator to clear")
+    chips = console.js("[...document.querySelectorAll('#suggestions button.chip')].map(b => b.textContent)")
+    assert chips, "suggested actions should be offered as chips"
+
+
+def test_browser_investigation_progress_anomalies_and_report(console: Page, server: ServerProcess) -> None:
+    console.type_and_enter("Investigar contratos do Ministério da Saúde")
+    href = console.wait_for("document.querySelector('#investigations article.inv .report a')?.href",
+                            "the report link")
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/api/v1/investigations/INV-\d{{4}}-\d+/report\?format=markdown",
+                        href), href
+    state = console.js("""(() => { const a = document.querySelector('#investigations article.inv');
+        return {bar: a.querySelector('[role=progressbar]').getAttribute('aria-valuenow'),
+                phase: a.querySelector('.phase b').textContent,
+                anomalies: a.querySelectorAll('.anomaly').length,
+                contracts: [...a.querySelectorAll('.anomaly dd')].map(d => d.textContent).join(' '),
+                findings: a.querySelectorAll('.findings li').length,
+                who: [...document.querySelectorAll('#log .msg.assistant .who')].map(n => n.textContent)}; })()""")
+    assert state["bar"] == "100" and state["phase"] == "Concluída"
+    assert state["anomalies"] >= 1 and "CT-" in state["contracts"]
+    assert state["findings"] >= 1
+    assert any("Zumbi" in who for who in state["who"])
+    status, content_type, report = http_get(server, href.split(str(server.port), 1)[1])
+    assert status == 200 and "INV-" in report
+
+
+def test_browser_inserts_server_text_as_text(console: Page) -> None:
+    payload = '<img src=x onerror="window.__pwned=1"><b>negrito</b>'
+    console.type_and_enter(payload)
+    console.wait_for(f"(() => {{ const r = {ASSISTANT_DONE}; return r.length ? r : null; }})()", "a reply")
+    assert console.js("[...document.querySelectorAll('#log .msg.user')].map(n => n.textContent)") == [payload]
+    assert console.js("document.querySelectorAll('#log img, #log b').length") == 0
+    assert console.js("window.__pwned === undefined")
+
+
+def test_browser_reconnects_resumes_and_restores_after_reload(console: Page) -> None:
+    console.type_and_enter("Olá")
+    console.wait_for(f"{ASSISTANT_DONE}.length === 1", "the first reply")
+    cursor = console.js("cidadao.state.cursor")
+    assert re.fullmatch(r"[A-Za-z0-9]+-\d+", cursor)
+    assert "batch=1" in console.js("cidadao.state.ws.url")
+    # the socket drops (as on a network loss): the console reconnects by itself with last_id
+    console.js("cidadao.state.ws.close(4000, 'teste')")
+    console.wait_for("document.getElementById('status').textContent.includes('retomada')", "a resumed connection")
+    assert f"last_id={cursor}" in console.js("cidadao.state.ws.url")
+    console.type_and_enter("Quais agentes existem?")
+    console.wait_for(f"{ASSISTANT_DONE}.length === 2", "the second reply")
+    assert console.js("document.querySelectorAll('#log .msg.user').length") == 2  # no duplicate, no gap
+    # a reload starts from an empty page: the session's history is replayed
+    console.call("Page.reload")
+    console.wait_for("document.readyState === 'complete' && !!window.cidadao", "the reloaded page")
+    console.wait_for(f"{ASSISTANT_DONE}.length === 2", "the restored conversation")
+    assert console.js("[...document.querySelectorAll('#log .msg.user')].map(n => n.textContent)") == [
+        "Olá", "Quais agentes existem?"]
+
+
+def test_browser_shows_rate_limit_with_retry_after(browser: Page) -> None:
+    with serve(store="memory", rate_burst=3, rate_messages=3, rate_window=60) as limited:
+        browser.goto(f"http://127.0.0.1:{limited.port}/?session=limited-{uuid.uuid4().hex[:8]}")
+        browser.wait_connected()
+        for attempt in range(4):
+            browser.type_and_enter(f"Olá {attempt}")
+            if browser.js("document.getElementById('errors').textContent.includes('RATE_LIMIT')"):
+                break
+        errors = browser.wait_for("document.getElementById('errors').textContent", "the RATE_LIMIT error")
+        assert "RATE_LIMIT" in errors and re.search(r"Tente novamente em \d+ s", errors), errors
+        assert browser.js("document.getElementById('send').disabled"), "sending waits for retry_after"
+        assert browser.js("document.getElementById('status').dataset.state") == "connected"
