@@ -210,3 +210,16 @@ def test_resume_across_restart(tmp_path: Path, stop: signal.Signals) -> None:
     assert hello["data"]["resumed"] is True
     assert [m["id"] for m in replay] == [m["id"] for m in durable[3:]]
     assert [m["data"] for m in replay] == [m["data"] for m in durable[3:]]
+
+
+async def test_investigation_endpoint_replays_events_so_far(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server() as server:
+        register_investigation(server, INV)
+        await progress(server, 10)
+        await progress(server, 20)
+        async with connect(server, f"/api/v1/ws/investigations/{INV}") as ws:
+            hello = await receive(ws)
+            assert hello["data"]["resumed"] is False
+            await progress(server, 30)
+            seen = [await receive(ws) for _ in range(3)]
+            assert [m["data"]["progress"] for m in seen] == [10, 20, 30]

@@ -190,6 +190,7 @@ async def test_rate_limit_refuses_then_closes_abusers(autojump_clock: trio.testi
         refusals = [r for r in replies if r["type"] == "error"]
         assert len(refusals) == 5
         assert all(r["data"]["code"] == "RATE_LIMIT" and r["data"]["retry_after"] > 0 for r in refusals)
+        assert [r["data"]["reply_to"] for r in refusals] == [20, 21, 22, 23, 24]  # which ones were dropped
         await trio.sleep(refusals[0]["data"]["retry_after"])
         await send(ws, "ping", id="after-wait")
         assert (await receive(ws))["data"]["reply_to"] == "after-wait"

@@ -54,6 +54,14 @@ class CloseIntent:
     final_text: str | None = None  # an ``error`` envelope sent just before the close frame
 
 
+def _peek_id(text: str) -> ReplyTo:
+    """The client's ``id`` of a message we refuse unread, so the client knows which one."""
+    try:
+        return parse(text).id
+    except ProtocolError as refused:
+        return refused.reply_to
+
+
 def _auth_message(refused: AuthError) -> str:
     return f"Autenticação recusada: {refused}."
 
@@ -273,7 +281,9 @@ class Connection(Client):
                     if decision.abusive:
                         self.close(CloseCode.POLICY, "too many messages")
                         return
-                    self.error(ErrorCode.RATE_LIMIT, retry_after=round(decision.retry_after, 3))
+                    self.error(
+                        ErrorCode.RATE_LIMIT, reply_to=_peek_id(message), retry_after=round(decision.retry_after, 3)
+                    )
                     continue
                 try:
                     parsed = parse(message)

@@ -83,11 +83,19 @@ class Hub:
         last_id: str | None,
         identity: dict[str, Any],
         followed: list[str],
+        replay_all: bool = False,
     ) -> None:
-        """Greet the client, replay from its cursor (or a digest of ``followed``), go live."""
+        """Greet the client, replay from its cursor (or a digest of ``followed``), go live.
+
+        Without a cursor a client gets only live messages, unless ``replay_all`` (an
+        investigation's own stream: everything retained so far, then live).
+        """
         broker = self.broker
         cursor = DurableId.parse(last_id) if last_id else None
         resumed = cursor is not None and await broker.cursor_is_valid(stream, cursor)
+        if last_id is None and replay_all:
+            epoch = (await broker.last_id(stream)).rsplit("-", 1)[0]
+            cursor = DurableId(epoch, 0)
         settings = self.settings
         client.send(
             "connection",

@@ -34,7 +34,7 @@ class WatchEndpoint:
             client.close(CloseCode.POLICY, "not found", ErrorCode.NOT_FOUND)
             return
         identity = {"investigation_id": self.investigation_id}
-        await self.hub.open_stream(client, self.stream, self.last_id, identity, [self.stream])
+        await self.hub.open_stream(client, self.stream, self.last_id, identity, [self.stream], replay_all=True)
 
     async def close(self, client: Client) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
