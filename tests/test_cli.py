@@ -38,3 +38,12 @@ def test_token_command_needs_a_secret(
     monkeypatch.delenv("CIDADAO_JWT_SECRET", raising=False)
     assert cli.main(["token", "--sub", "alice"]) == 2
     assert "CIDADAO_JWT_SECRET" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_config_file(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "bad.toml"
+    path.write_text("velocidade = 3\n")
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    assert "velocidade" in capsys.readouterr().err

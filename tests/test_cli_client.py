@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from cidadao_trio import cli
+from cidadao_trio import cli, terminal
 from cidadao_trio.client import RealtimeClient
 
 from .process import ServerProcess, serve
@@ -67,9 +67,9 @@ def start_investigation(server: ServerProcess, session: str, *, wait: bool = Fal
 
 
 def test_progress_bar() -> None:
-    assert cli.progress_bar(45, "anomaly_detection") == "[#########-----------] 45% anomaly_detection"
-    assert cli.progress_bar(100, "completed") == "[####################] 100% completed"
-    assert cli.progress_bar(0, "initializing", width=4) == "[----] 0% initializing"
+    assert terminal.progress_bar(45, "anomaly_detection") == "[#########-----------] 45% anomaly_detection"
+    assert terminal.progress_bar(100, "completed") == "[####################] 100% completed"
+    assert terminal.progress_bar(0, "initializing", width=4) == "[----] 0% initializing"
 
 
 def test_parser_keeps_serve_and_token_and_adds_client_commands() -> None:

@@ -11,7 +11,6 @@ import json
 import re
 from typing import Any
 
-import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
