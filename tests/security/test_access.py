@@ -96,6 +96,31 @@ async def test_required_mode_refuses_other_first_message(autojump_clock: trio.te
         await expect_refusal(ws, "UNAUTHORIZED", 1008)
 
 
+async def test_optional_mode_accepts_first_auth_message(autojump_clock: trio.testing.MockClock) -> None:
+    async with secured() as server:
+        async with connect(server, f"{CHAT}console") as ws:
+            await send(ws, "auth", {"token": token("alice")}, id="a1")
+            ok = await receive(ws)
+            assert ok["type"] == "auth_ok" and ok["data"]["reply_to"] == "a1"
+            assert (await receive(ws))["type"] == "connection"
+        async with connect(server, f"{CHAT}console") as anonymous:
+            await expect_refusal(anonymous, "FORBIDDEN", 1008)  # alice owns it now
+        async with connect(server, f"{CHAT}console") as ws:
+            await send(ws, "auth", {"token": token("alice")})
+            assert (await receive(ws))["type"] == "auth_ok"
+            assert (await receive(ws))["type"] == "connection"
+
+
+async def test_optional_mode_keeps_a_first_message_that_is_not_auth(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with secured() as server, connect(server, f"{CHAT}quick") as ws:
+        await send(ws, "ping", id="first")
+        assert (await receive(ws))["type"] == "connection"
+        assert (await receive(ws))["data"] == {"reply_to": "first"}
+        assert next(iter(server.connections)).principal.is_anonymous
+
+
 async def test_session_belongs_to_first_principal(autojump_clock: trio.testing.MockClock) -> None:
     async with secured() as server:
         async with connect(server, f"{CHAT}mine?token={token('alice')}") as alice:

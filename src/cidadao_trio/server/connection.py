@@ -97,7 +97,13 @@ class Connection(Client):
         self.metrics = metrics
         self.batch = batch
         self.principal = Principal.anonymous()
-        self.outbox = Outbox(self.id, settings.outbox_messages, settings.outbox_bytes)
+        self.outbox = Outbox(
+            self.id,
+            settings.outbox_messages,
+            settings.outbox_bytes,
+            hard_messages=2 * settings.outbox_messages + settings.history_messages,
+            hard_bytes=4 * settings.outbox_bytes,
+        )
         self.limiter = RateLimiter.per_window(
             settings.rate_messages,
             settings.rate_window,
@@ -108,6 +114,8 @@ class Connection(Client):
         self.intent: CloseIntent | None = None
         self.context: dict[str, Any] = {"conn": self.id}  # for logs: ids, never tokens
         self._scope = trio.CancelScope()
+        self._auth_wait = trio.CancelScope()  # the first-message wait, cancelled by close()
+        self._pending: str | bytes | None = None  # a first message read while authenticating
         self._token_renewed = trio.Event()
 
     # --- Client, as the session layer sees it -------------------------------------------
@@ -140,6 +148,7 @@ class Connection(Client):
                 final = error_text(error, message, retry_after=retry_after)
             self.intent = CloseIntent(code, reason, final)
             log.info("closing connection: %d %s", code, reason, extra=self._log(code=int(code), reason=reason))
+        self._auth_wait.cancel()
         self._scope.cancel()
 
     def _log(self, **fields: Any) -> dict[str, Any]:
@@ -148,11 +157,20 @@ class Connection(Client):
     # --- authentication ----------------------------------------------------------------
 
     async def authenticate(self, token: str | None, peer: str | None) -> bool:
-        """Settle who this is before anything else; on refusal, record a 1008 close."""
-        first_message = token is None and self.gate.required
-        if first_message:
-            token = await self._first_auth_token()
-            if token is None:
+        """Settle who this is before anything else; on refusal, record a 1008 close.
+
+        Without a token in the URL or a header, the first message may carry one
+        (PROTOCOL.md §6): with ``auth=required`` we wait ``auth_timeout`` for it; with
+        ``optional`` only ``auth_grace``, and a first message of another kind is kept
+        and handled once the connection is open (the client is then anonymous).
+        """
+        first: ClientMessage | None = None
+        if token is None:
+            window = self.gate.auth_timeout if self.gate.required else self.settings.auth_grace
+            first = await self._first_message(window)
+            if first is not None and isinstance(first.command, Auth):
+                token = first.command.token
+            elif self.gate.required:
                 self.metrics.auth_failures.labels("missing").inc()
                 self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
                 return False
@@ -163,22 +181,25 @@ class Connection(Client):
             self.metrics.auth_failures.labels(refused.reason).inc()
             self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
             return False
-        if first_message:
-            self._acknowledge_token(None)
+        if first is not None and isinstance(first.command, Auth):
+            self._acknowledge_token(first.id)
         return True
 
-    async def _first_auth_token(self) -> str | None:
-        with trio.move_on_after(self.gate.auth_timeout):
+    async def _first_message(self, window: float) -> ClientMessage | None:
+        """Read one message within ``window``; keep it in ``_pending`` unless it is ``auth``."""
+        with trio.move_on_after(window) as self._auth_wait:
             try:
                 message = await self.ws.get_message()
             except ConnectionClosed:
                 return None
             try:
-                parsed = parse(message)
+                parsed = parse(message) if isinstance(message, str) else None
             except ProtocolError:
-                return None
-            if isinstance(parsed.command, Auth):
-                return parsed.command.token
+                parsed = None
+            if parsed is not None and isinstance(parsed.command, Auth):
+                return parsed
+            self._pending = message
+            return parsed
         return None
 
     def _renew_token(self, token: str, reply_to: ReplyTo, endpoint: Endpoint) -> None:
@@ -266,10 +287,13 @@ class Connection(Client):
         idle = self.settings.idle_timeout
         with trio.CancelScope(deadline=trio.current_time() + idle) as idle_scope:
             while True:
-                try:
-                    message = await self.ws.get_message()
-                except ConnectionClosed:
-                    return
+                if self._pending is not None:
+                    message, self._pending = self._pending, None
+                else:
+                    try:
+                        message = await self.ws.get_message()
+                    except ConnectionClosed:
+                        return
                 now = trio.current_time()
                 idle_scope.deadline = now + idle
                 if isinstance(message, bytes):

@@ -26,6 +26,10 @@ class Outbox:
     owner: int  # connection id; relayed messages from this connection are skipped
     max_messages: int = 256
     max_bytes: int = 1024 * 1024
+    # The hard ceiling; a connection raises it by the stream retention, so a replay of
+    # retained history (or an investigation copied in on subscribe) fits and drains.
+    hard_messages: int = attrs.field()
+    hard_bytes: int = attrs.field()
     _queue: deque[Delivery] = attrs.field(factory=deque, init=False)
     _bytes: int = attrs.field(default=0, init=False)
     _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -34,6 +38,14 @@ class Outbox:
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
     dropped: int = attrs.field(default=0, init=False)
     coalesced: int = attrs.field(default=0, init=False)
+
+    @hard_messages.default
+    def _hard_messages(self) -> int:
+        return HARD_LIMIT_FACTOR * self.max_messages
+
+    @hard_bytes.default
+    def _hard_bytes(self) -> int:
+        return HARD_LIMIT_FACTOR * self.max_bytes
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -66,14 +78,18 @@ class Outbox:
         self._update_fullness()
 
     def _make_room(self, incoming: Delivery) -> None:
+        """Drop typing, and keep only the latest pending message of each coalesce key."""
+        seen = {incoming.coalesce_key} if incoming.coalesce_key is not None else set()
         kept: deque[Delivery] = deque()
-        for pending in self._queue:
+        for pending in reversed(self._queue):
             if pending.type in DROPPABLE_TYPES:
                 self.dropped += 1
-            elif incoming.coalesce_key is not None and pending.coalesce_key == incoming.coalesce_key:
+            elif pending.coalesce_key is not None and pending.coalesce_key in seen:
                 self.coalesced += 1
             else:
-                kept.append(pending)
+                if pending.coalesce_key is not None:
+                    seen.add(pending.coalesce_key)
+                kept.appendleft(pending)
                 continue
             self._bytes -= pending.size
         self._queue = kept
@@ -86,10 +102,7 @@ class Outbox:
         elif not full and self._full_since is not None:
             self._full_since = None
             self._full_changed.set()
-        if (
-            len(self._queue) > HARD_LIMIT_FACTOR * self.max_messages
-            or self._bytes > HARD_LIMIT_FACTOR * self.max_bytes
-        ):
+        if len(self._queue) > self.hard_messages or self._bytes > self.hard_bytes:
             self.overflowed = True
             self._full_changed.set()
 
