@@ -324,3 +324,29 @@ def test_arbitrary_input_gets_only_protocol_answers(frames: list[str | bytes]) -
                 assert (await receive(bystander))["data"]["reply_to"] == "fine"
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_investigations_from_a_shared_session_are_public(autojump_clock: trio.testing.MockClock) -> None:
+    from ..contracts import small_dataset
+
+    async with secured(dataset=small_dataset()) as server:
+        async with connect(server, f"{CHAT}open-room") as anonymous:  # anon-owned session
+            await receive(anonymous)
+        async with connect(server, f"{CHAT}open-room?token={token('alice')}") as alice:
+            await receive(alice)
+            await send(alice, "chat", {"message": "Investigar contratos do Ministério da Saúde"})
+            turn = await receive_until(alice, lambda m: m["type"] == "chat_complete")
+            investigation_id = turn[-1]["data"]["investigation_id"]
+        assert server.engine is not None
+        assert (await server.engine.lookup(investigation_id)).public  # type: ignore[union-attr]
+        async with connect(server, f"{CHAT}own-room?token={token('alice')}") as alice:
+            await receive(alice)
+            await send(alice, "chat", {"message": "Investigar contratos do Ministério da Educação"})
+            turn = await receive_until(alice, lambda m: m["type"] == "chat_complete")
+            private_id = turn[-1]["data"]["investigation_id"]
+        assert not (await server.engine.lookup(private_id)).public  # type: ignore[union-attr]
+        async with connect(server, f"{CHAT}open-room?token={token('carol', roles=('auditor',))}") as carol:
+            await receive(carol)
+            await send(carol, "subscribe", {"investigation_id": private_id}, id="leak?")
+            refused = await receive(carol)
+            assert refused["data"]["code"] == "FORBIDDEN" and refused["data"]["reply_to"] == "leak?"

@@ -24,6 +24,13 @@ class AgentRequest:
     message: str  # the user's text (already validated, 1-8000 chars)
     context: Mapping[str, Any]  # optional client context, may be empty
     principal: Principal = attrs.field(factory=Principal.anonymous)  # who asked
+    shared_session: bool = True  # an anonymous session: anyone holding its id reads it
+
+    @property
+    def public(self) -> bool:
+        """What this request starts is public when anyone could read the session anyway
+        (PROTOCOL.md §6: investigations started from an anonymous session are public)."""
+        return self.principal.is_anonymous or self.shared_session
 
 
 class Agent(Protocol):

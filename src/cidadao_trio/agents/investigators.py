@@ -63,7 +63,7 @@ class _InvestigationReply:
     async def _chunks(self) -> AsyncIterator[str]:
         filters = parse_intent(self.request.message).filters
         principal = self.request.principal
-        record = await self.zumbi.engine.start(filters, principal.owner_key, public=principal.is_anonymous)
+        record = await self.zumbi.engine.start(filters, principal.owner_key, public=self.request.public)
         self.investigation_id = record.id
         self.suggested_actions = [
             f"Qual o status da investigação {record.id}?",

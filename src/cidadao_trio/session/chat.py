@@ -6,7 +6,7 @@ import attrs
 import trio
 
 from ..broker.base import session_stream
-from ..auth import Principal, may_open_session
+from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import (
     Cancel,
@@ -85,15 +85,24 @@ class ChatEndpoint:
                     {"role": "user", "content": text, "reply_to": reply_to},
                     origin=client.id,
                 )
-                self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal))
+                shared = self.session.owner_key == ANONYMOUS_OWNER
+                self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal, shared))
             case Typing(is_typing=is_typing):
                 if self.typing.allow(trio.current_time()):
                     await broker.publish(
                         self.stream, "typing", {"role": "user", "isTyping": is_typing}, origin=client.id
                     )
             case Subscribe(investigation_id=investigation_id):
-                if not await self.hub.may_see(client.principal, investigation_id):
+                access = await self.hub.lookup(investigation_id)
+                if access is None or not may_see_investigation(client.principal, access.owner_key, access.public):
                     client.error(ErrorCode.NOT_FOUND, "Investigação não encontrada.", reply_to)
+                    return
+                if not access.public and self.session.owner_key == ANONYMOUS_OWNER:
+                    client.error(
+                        ErrorCode.FORBIDDEN,
+                        "Investigações privadas só podem ser acompanhadas em uma sessão autenticada.",
+                        reply_to,
+                    )
                     return
                 await follow(broker, self.session_id, investigation_id, reply_to)
             case Unsubscribe(investigation_id=investigation_id):

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ..auth import Principal, may_see_investigation
+from ..auth import Principal
 from ..broker.base import Broker
 from ..config import Settings
 from ..metrics import Metrics
@@ -52,11 +52,6 @@ class Hub:
     metrics: Metrics
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
     lookup: Callable[[str], Awaitable[Visibility | None]] = _nothing
-
-    async def may_see(self, principal: Principal, investigation_id: str) -> bool:
-        """Unknown and invisible look the same to a client: both are NOT_FOUND."""
-        access = await self.lookup(investigation_id)
-        return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
     async def session(self, session_id: str) -> ChatSession:
         session = self.sessions.get(session_id)

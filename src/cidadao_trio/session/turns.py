@@ -31,6 +31,7 @@ class Turn:
     context: Mapping[str, Any]
     reply_to: ReplyTo
     principal: Principal = attrs.field(factory=Principal.anonymous)
+    shared_session: bool = True
 
 
 @attrs.define(eq=False)
@@ -90,7 +91,9 @@ class TurnRunner:
 
     async def _answer(self, queue: TurnQueue, turn: Turn) -> None:
         stream = session_stream(queue.session_id)
-        request = AgentRequest(queue.session_id, turn.message, turn.context, turn.principal)
+        request = AgentRequest(
+            queue.session_id, turn.message, turn.context, turn.principal, turn.shared_session
+        )
         agent = self.agents.route(request)
         await self._typing(stream, agent, True)
         reply = agent.reply(request)
