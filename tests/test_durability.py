@@ -223,3 +223,33 @@ async def test_investigation_endpoint_replays_events_so_far(autojump_clock: trio
             await progress(server, 30)
             seen = [await receive(ws) for _ in range(3)]
             assert [m["data"]["progress"] for m in seen] == [10, 20, 30]
+
+
+async def test_resubscribing_copies_only_what_is_new(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server() as server:
+        register_investigation(server, INV)
+        for value in (10, 20, 30):
+            await progress(server, value)
+        async with connect(server, "/api/v1/ws/chat/s1") as ws:
+            await receive(ws)
+            await send(ws, "subscribe", {"investigation_id": INV})
+            first = await receive_until(ws, lambda m: m["data"].get("progress") == 30)
+            assert len(first) == 4
+            await send(ws, "unsubscribe", {"investigation_id": INV})
+            await receive(ws)
+            await progress(server, 40)  # missed while not following: copied on the next subscribe
+            await send(ws, "subscribe", {"investigation_id": INV})
+            assert (await receive(ws))["type"] == "subscribed"
+            await progress(server, 50)
+            again = [(await receive(ws))["data"]["progress"] for _ in range(2)]
+            assert again == [40, 50]  # and no second copy of 10..30
+
+
+async def test_watch_replays_what_is_retained_after_trimming(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server(history_messages=3) as server:
+        register_investigation(server, INV)
+        for value in range(10, 70, 10):
+            await progress(server, value)
+        async with connect(server, f"/api/v1/ws/investigations/{INV}") as ws:
+            await receive(ws)
+            assert [(await receive(ws))["data"]["progress"] for _ in range(3)] == [40, 50, 60]

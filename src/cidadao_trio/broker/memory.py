@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -93,6 +93,10 @@ def _body_of(text: str, id: str) -> Body:
     return Body(_type_of(text), text[: len(text) - len(id) - 2])
 
 
+def _offset(id: str) -> int:
+    return int(id.rsplit("-", 1)[1])
+
+
 def _type_of(text: str) -> str:
     start = text.index('"type":"') + 8
     return text[start : text.index('"', start)]
@@ -118,6 +122,8 @@ class MemoryBroker:
         self._idle: OrderedDict[str, None] = OrderedDict()
         self._loading: dict[str, trio.Event] = {}
         self._followers_of: dict[str, set[str]] = {}  # target -> sources (reverse links)
+        self._pinned: Counter[str] = Counter()  # streams a publisher is loading: not evictable
+        self._copied: dict[tuple[str, str], int] = {}  # (source, target) -> last source offset copied
         self._store_lock = trio.CapacityLimiter(1)
         # The channel never blocks; the semaphore bounds it. A publisher waits for a slot
         # *before* taking offsets, so a cancelled publish cannot leave a hole.
@@ -162,7 +168,7 @@ class MemoryBroker:
         for item in window:
             for stream, delivery in item.offers:
                 if delivery.durable:
-                    stream.committed = int(delivery.id.rsplit("-", 1)[1])
+                    stream.committed = _offset(delivery.id)
                 for sink in list(stream.sinks):
                     sink.offer(delivery)
             if item.done is not None:
@@ -175,9 +181,13 @@ class MemoryBroker:
         """
         while True:
             wanted = self._wanted(keys, follow_links)
-            for key in wanted:
-                await self._stream(key)
-            await self._slots.acquire()
+            self._pinned.update(wanted)  # loading the last must not evict the first
+            try:
+                for key in wanted:
+                    await self._stream(key)
+                await self._slots.acquire()
+            finally:
+                self._pinned.subtract(wanted)
             if all(k in self._streams for k in self._wanted(keys, follow_links)):
                 return
             self._slots.release()
@@ -247,7 +257,12 @@ class MemoryBroker:
         while len(self._idle) > IDLE_STREAMS_CACHED:
             key, _ = self._idle.popitem(last=False)
             candidate = self._streams.get(key)
-            if candidate is not None and not candidate.sinks and candidate.committed == candidate.last_offset:
+            if (
+                candidate is not None
+                and not candidate.sinks
+                and not self._pinned[key]
+                and candidate.committed == candidate.last_offset
+            ):
                 del self._streams[key]
 
     def _append(self, stream: _Stream, message: Body, key: str | None, origin: int | None) -> tuple[Delivery, list[Op]]:
@@ -290,6 +305,7 @@ class MemoryBroker:
             copy, copy_ops = self._append(follower, message, key, origin)
             offers.append((follower, copy))
             ops.extend(copy_ops)
+            self._copied[(stream, follower.key)] = target.last_offset
         self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
         return delivery
 
@@ -300,11 +316,16 @@ class MemoryBroker:
         target.trim(self._clock(), self._max_messages, self._max_age)
         return cursor.offset >= target.oldest_offset() - 1
 
-    async def attach(self, stream: str, sink: Sink, after: DurableId | None) -> Attachment:
-        """Replay committed messages after the cursor into ``sink``, then deliver live ones."""
+    async def attach(
+        self, stream: str, sink: Sink, after: DurableId | None, *, from_oldest: bool = False
+    ) -> Attachment:
+        """Replay committed messages after the cursor (or, ``from_oldest``, everything
+        retained) into ``sink``, then deliver live ones."""
         target = await self._stream(stream)
         gap = after is not None and not await self.cursor_is_valid(stream, after)
         replayed = 0
+        if from_oldest and after is None:
+            after = DurableId(target.epoch, 0)
         if after is not None and not gap:
             for entry in target.committed_after(after.offset):
                 sink.offer(entry.delivery)
@@ -322,7 +343,8 @@ class MemoryBroker:
     async def link(self, source: str, target: str) -> int:
         """Copy ``source``'s retained history into ``target``, then follow it live.
 
-        Returns how many messages were copied. Linking twice copies nothing.
+        Returns how many messages were copied. Linking twice copies nothing, and linking
+        again after an unlink copies only what the target has not had yet.
         """
         await self._hold((source, target))
         origin, follower = self._streams[source], self._streams[target]
@@ -332,20 +354,23 @@ class MemoryBroker:
         origin.trim(self._clock(), self._max_messages, self._max_age)
         ops: list[Op] = [Link(source, target, True)]
         offers = []
+        already = self._copied.get((source, target), 0)
         for entry in list(origin.history):
+            if _offset(entry.delivery.id) <= already:
+                continue
             delivery, copy_ops = self._append(follower, entry.body, entry.delivery.coalesce_key, None)
             offers.append((follower, delivery))
             ops.extend(copy_ops)
         origin.links.add(target)
+        self._copied[(source, target)] = origin.last_offset
         self._followers_of.setdefault(target, set()).add(source)
         self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
         return len(offers)
 
     async def unlink(self, source: str, target: str) -> None:
-        origin = await self._stream(source)
-        origin.links.discard(target)
+        await self._hold((source,))
+        self._streams[source].links.discard(target)
         self._followers_of.get(target, set()).discard(source)
-        await self._hold(())
         self._send.send_nowait(_Publish((Link(source, target, False),), ()))
 
     async def followed_by(self, target: str) -> list[str]:
@@ -364,7 +389,7 @@ class MemoryBroker:
             keep = progress[-1:] + [
                 e for e in entries if e.delivery.type in ("anomaly_detected", "report_ready")
             ]
-            keep.sort(key=lambda e: int(e.delivery.id.rsplit("-", 1)[1]))
+            keep.sort(key=lambda e: _offset(e.delivery.id))
             for entry in keep:
                 eid = ephemeral_id()
                 digest.append(Delivery(entry.delivery.type, entry.body.stamp(eid), eid, False))

@@ -88,9 +88,6 @@ class Hub:
         broker = self.broker
         cursor = DurableId.parse(last_id) if last_id else None
         resumed = cursor is not None and await broker.cursor_is_valid(stream, cursor)
-        if last_id is None and replay_all:
-            epoch = (await broker.last_id(stream)).rsplit("-", 1)[0]
-            cursor = DurableId(epoch, 0)
         settings = self.settings
         client.send(
             "connection",
@@ -112,4 +109,4 @@ class Hub:
             client.error(ErrorCode.HISTORY_GAP)
             for delivery in await broker.digest(followed):
                 client.outbox.offer(delivery)
-        await broker.attach(stream, client.outbox, cursor)
+        await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
