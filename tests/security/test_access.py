@@ -350,3 +350,20 @@ async def test_investigations_from_a_shared_session_are_public(autojump_clock: t
             await send(carol, "subscribe", {"investigation_id": private_id}, id="leak?")
             refused = await receive(carol)
             assert refused["data"]["code"] == "FORBIDDEN" and refused["data"]["reply_to"] == "leak?"
+
+
+async def test_connections_waiting_for_auth_count_against_the_cap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with secured(auth="required", max_connections=2) as server:
+        async with connect(server, f"{CHAT}a") as a, connect(server, f"{CHAT}b") as b:
+            await trio.sleep(1)  # both are waiting to authenticate
+            async with connect(server, f"{CHAT}c") as c:
+                await expect_refusal(c, "OVERLOADED", 1013)
+            await send(a, "auth", {"token": token("alice")})
+            assert (await receive(a))["type"] == "auth_ok"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.drain)
+                await send(b, "auth", {"token": token("bob")})  # too late: the server drains
+                assert (await wait_closed(b)).code == 1001
+                assert (await wait_closed(a)).code == 1001

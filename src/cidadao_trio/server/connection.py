@@ -156,7 +156,7 @@ class Connection(Client):
 
     # --- authentication ----------------------------------------------------------------
 
-    async def authenticate(self, token: str | None, peer: str | None) -> bool:
+    async def authenticate(self, token: str | None) -> bool:
         """Settle who this is before anything else; on refusal, record a 1008 close.
 
         Without a token in the URL or a header, the first message may carry one
@@ -175,7 +175,7 @@ class Connection(Client):
                 self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
                 return False
         try:
-            self.principal = self.gate.identify(token, peer)
+            self.principal = self.gate.identify(token)
         except AuthError as refused:
             log.info("token refused", extra=self._log(reason=refused.reason))
             self.metrics.auth_failures.labels(refused.reason).inc()
@@ -204,7 +204,7 @@ class Connection(Client):
 
     def _renew_token(self, token: str, reply_to: ReplyTo, endpoint: Endpoint) -> None:
         try:
-            fresh = self.gate.identify(token, None)
+            fresh = self.gate.identify(token)
         except AuthError as refused:
             self.metrics.auth_failures.labels(refused.reason).inc()
             self.error(ErrorCode.UNAUTHORIZED, _auth_message(refused), reply_to)

@@ -72,7 +72,7 @@ class HttpApi:
         if token is None and self.gate.required:
             return _error(401, "Autenticação necessária.")
         try:
-            return self.gate.identify(token, None)
+            return self.gate.identify(token)
         except AuthError as refused:
             return _error(401, f"Autenticação recusada: {refused}.")
 

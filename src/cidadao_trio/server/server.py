@@ -200,7 +200,7 @@ class Server:
             if ws is None:
                 log.info("handshake timeout")
             else:
-                await self._run_websocket(ws, head, _peer_address(stream))
+                await self._run_websocket(ws, head)
             library.cancel_scope.cancel()
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
@@ -231,38 +231,43 @@ class Server:
             return None
         return head
 
-    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead, peer: str | None) -> None:
+    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead) -> None:
         connection = Connection(
             ws, self.settings, self.gate, self.metrics, batch=head.query.get("batch") == "1"
         )
         endpoint = self._admit(connection, head)
-        token = head.query.get("token") or bearer_token(head.headers)
-        if endpoint is None or not await connection.authenticate(token, peer):
+        if endpoint is None:
             await connection.finish()
             return
-        principal_key = connection.principal.key
-        if self.per_principal[principal_key] >= self.settings.max_connections_per_principal:
-            connection.close(
-                CloseCode.TRY_AGAIN_LATER, "too many connections for this user", ErrorCode.OVERLOADED,
-                retry_after=self.settings.overload_retry_after,
-            )
+        # Counted from here on, authenticated or not: the cap bounds pre-auth waits too.
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
-        self.per_principal[principal_key] += 1
+        principal_key: str | None = None
+        try:
+            token = head.query.get("token") or bearer_token(head.headers)
+            if await connection.authenticate(token):
+                principal_key = connection.principal.key
+                self._admit_principal(connection, principal_key)
+            await self._serve(connection, endpoint)
+        finally:
+            self.connections.discard(connection)
+            if principal_key is not None:
+                self.per_principal[principal_key] -= 1
+                if not self.per_principal[principal_key]:
+                    del self.per_principal[principal_key]
+            if not self.connections:
+                self._idle.set()
+
+    async def _serve(self, connection: Connection, endpoint: Endpoint) -> None:
         kind = "chat" if isinstance(endpoint, ChatEndpoint) else "investigation"
-        self.metrics.connects.labels(kind).inc()
+        if connection.intent is None:
+            self.metrics.connects.labels(kind).inc()
         self.metrics.connections_open.labels(kind).inc()
         try:
             await connection.run(endpoint)
         finally:
             self.metrics.connections_open.labels(kind).dec()
-            self.connections.discard(connection)
-            self.per_principal[principal_key] -= 1
-            if not self.per_principal[principal_key]:
-                del self.per_principal[principal_key]
-            if not self.connections:
-                self._idle.set()
 
     def _admit(self, connection: Connection, head: RequestHead) -> Endpoint | None:
         """The refusals that need no token: draining, capacity, origin, a bad id."""
@@ -279,6 +284,17 @@ class Server:
         else:
             return self._endpoint_for(head, connection)
         return None
+
+    def _admit_principal(self, connection: Connection, principal_key: str) -> None:
+        """After authentication: the per-user cap, and a drain that began meanwhile."""
+        self.per_principal[principal_key] += 1
+        if self.draining:
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        elif self.per_principal[principal_key] > self.settings.max_connections_per_principal:
+            connection.close(
+                CloseCode.TRY_AGAIN_LATER, "too many connections for this user", ErrorCode.OVERLOADED,
+                retry_after=self.settings.overload_retry_after,
+            )
 
     def _endpoint_for(self, head: RequestHead, connection: Connection) -> Endpoint | None:
         last_id = head.query.get("last_id") or None
@@ -300,17 +316,6 @@ class Server:
             return "draining"
         if not self.broker.healthy:
             return "store unavailable"
-        return None
-
-
-def _peer_address(stream: trio.abc.Stream) -> str | None:
-    stream = getattr(stream, "transport_stream", stream)  # under TLS
-    sock = getattr(stream, "socket", None)
-    if sock is None:
-        return None
-    try:
-        return str(sock.getpeername()[0])
-    except OSError:
         return None
 
 

@@ -37,11 +37,15 @@ class Gatekeeper:
             return True
         return origin.decode("ascii", "replace") in self.origins
 
-    def identify(self, token: str | None, peer: str | None) -> Principal:
+    def identify(self, token: str | None) -> Principal:
         """The principal for a token, or an anonymous one (caller enforces ``required``).
+
+        Each anonymous connection is its own principal: behind a reverse proxy every
+        citizen shares one address, so a per-address cap would lock most of them out;
+        the server-wide cap bounds anonymous load instead.
 
         Raises :class:`~cidadao_trio.auth.AuthError` for a token that is present but bad.
         """
         if token is None:
-            return Principal.anonymous(peer)
+            return Principal.anonymous()
         return self.verifier.verify(token)
