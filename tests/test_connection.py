@@ -422,3 +422,14 @@ def test_error_envelope_carries_retry_after() -> None:
     assert decoded["type"] == "error"
     assert decoded["data"]["code"] == "RATE_LIMIT" and decoded["data"]["retry_after"] == 1.5
     assert "aguarde" in decoded["data"]["message"].lower()
+
+
+async def test_session_state_is_released_when_unused(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server(reply_chunk_delay=1.0) as server:
+        async with connect(server, "/api/v1/ws/chat/short-lived") as ws:
+            await receive(ws)
+            await send(ws, "chat", {"message": "Olá"})
+            await receive(ws)
+        assert "short-lived" in server.hub.sessions  # its turn is still being answered
+        await trio.sleep(60)
+        assert "short-lived" not in server.hub.sessions

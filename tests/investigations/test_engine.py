@@ -199,3 +199,46 @@ async def test_private_investigation_reports_are_hidden(autojump_clock: trio.tes
         assert (await http_get(server, f"{path}?token={alice}"))[0] == 200
         assert (await http_get(server, f"{path}?token=garbage"))[0] == 401
         assert (await http_get(server, f"{path}/report?format=pdf&token={alice}"))[0] == 400
+
+
+async def test_open_investigations_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    from cidadao_trio.investigations.engine import EngineBusy
+
+    async with engine_running(max_running=1, max_open=2, step_delay=1.0) as engine:
+        await engine.start(Filters(), "anon", public=True)
+        await engine.start(Filters(), "anon", public=True)
+        try:
+            await engine.start(Filters(), "anon", public=True)
+        except EngineBusy:
+            pass
+        else:
+            raise AssertionError("a third open investigation was accepted")
+
+
+async def test_interrupted_investigation_tells_its_followers(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with engine_running(MemoryBroker(store=SqliteStore(path)), step_delay=60.0) as engine:
+        interrupted = await engine.start(Filters(agency=HEALTH), "anon", public=True)
+        await engine.broker.flush()
+    async with engine_running(MemoryBroker(store=SqliteStore(path))) as engine:
+        sink = EventSink()
+        await engine.broker.attach(f"investigation:{interrupted.id}", sink, None, from_oldest=True)
+        failed = await sink.wait_for("investigation_failed")
+        assert "reinício" in failed["data"]["reason"]
+        assert sink.of("investigation_progress")[-1]["status"] == "failed"
+
+
+async def test_cancelling_zumbis_reply_cancels_the_investigation(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server(dataset=small_dataset(), reply_chunk_delay=1.0, investigation_step_delay=5.0) as server, connect(
+        server, "/api/v1/ws/chat/s"
+    ) as ws:
+        await receive(ws)
+        await send(ws, "chat", {"message": "Investigar contratos do Ministério da Saúde"}, id="z")
+        await receive_until(ws, lambda m: m["type"] == "chat" and m["data"].get("chunk"))
+        await send(ws, "cancel", {"reply_to": "z"})
+        done = await receive_until(ws, lambda m: m["type"] == "chat_complete")
+        assert done[-1]["data"]["status"] == "cancelled"
+        await trio.sleep(10)
+        assert server.engine is not None
+        (record,) = await server.engine.listing()
+        assert record.status == "cancelled"

@@ -12,7 +12,7 @@ import trio
 from ..investigations.analysis import answer_question
 from ..investigations.detectors import format_brl
 from ..auth import may_see_investigation
-from ..investigations.engine import Investigation, InvestigationEngine
+from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
 from .base import AgentRequest, StreamedReply, split_chunks
 from .intent import parse_intent
 
@@ -63,7 +63,14 @@ class _InvestigationReply:
     async def _chunks(self) -> AsyncIterator[str]:
         filters = parse_intent(self.request.message).filters
         principal = self.request.principal
-        record = await self.zumbi.engine.start(filters, principal.owner_key, public=self.request.public)
+        try:
+            record = await self.zumbi.engine.start(filters, principal.owner_key, public=self.request.public)
+        except EngineBusy:
+            self.suggested_actions = ["Qual o status das investigações?"]
+            busy = "Há muitas investigações em andamento agora. Tente de novo em alguns minutos."
+            async for chunk in _stream(busy, self.zumbi.chunk_delay):
+                yield chunk
+            return
         self.investigation_id = record.id
         self.suggested_actions = [
             f"Qual o status da investigação {record.id}?",
@@ -76,8 +83,12 @@ class _InvestigationReply:
             "picos de gastos, contratos duplicados, fracionamento de despesas e aditivos fora do comum. "
             "Você verá o progresso e cada anomalia aqui, em tempo real."
         )
-        async for chunk in _stream(text, self.zumbi.chunk_delay):
-            yield chunk
+        try:
+            async for chunk in _stream(text, self.zumbi.chunk_delay):
+                yield chunk
+        except trio.Cancelled:  # the citizen cancelled the reply: stop what it started
+            self.zumbi.engine.cancel(record.id)
+            raise
 
 
 @attrs.define

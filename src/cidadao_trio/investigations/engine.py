@@ -37,6 +37,10 @@ DETECTION_SPAN = (30, 70)  # progress moves through this range as detectors fini
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
+class EngineBusy(Exception):
+    """Too many investigations are open; the caller asks the citizen to come back later."""
+
+
 class Scope(Protocol):
     """Which contracts an investigation looks at (``agents.intent.Filters``)."""
 
@@ -78,6 +82,7 @@ class InvestigationEngine:
         load_dataset: Callable[[], Sequence[Contract]],
         *,
         max_running: int = 4,
+        max_open: int = 32,
         step_delay: float = 0.25,
         in_thread: bool = True,
         today: Callable[[], dt.date] = dt.date.today,
@@ -91,6 +96,7 @@ class InvestigationEngine:
         self.records: dict[str, Investigation] = {}
         self._today = today
         self._slots = trio.CapacityLimiter(max_running)
+        self._max_open = max_open  # running plus waiting for a slot
         self._scopes: dict[str, trio.CancelScope] = {}
         self._detected: dict[str, list[Anomaly]] = {}
         self._nursery: trio.Nursery | None = None
@@ -99,14 +105,9 @@ class InvestigationEngine:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for raw in await self.broker.query(self.broker.store.load_investigations):
-            record = Investigation(**orjson.loads(raw))
+            record = self.records[record.id] = Investigation(**orjson.loads(raw))
             if not record.finished:
-                record = attrs.evolve(
-                    record, status="failed", reason="Investigação interrompida pelo reinício do servidor.",
-                    updated_at=utc_timestamp(),
-                )
-                await self._save(record)
-            self.records[record.id] = record
+                await self._fail(record, "Investigação interrompida pelo reinício do servidor.")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()  # serve at once; investigations wait for the data
@@ -124,6 +125,8 @@ class InvestigationEngine:
     async def start(self, scope: Scope, owner_key: str, public: bool, title: str | None = None) -> Investigation:
         """Open a new investigation and start it; returns at once with its record."""
         assert self._nursery is not None, "run() the engine first"
+        if len(self._scopes) >= self._max_open:
+            raise EngineBusy(len(self._scopes))
         record = Investigation(
             await self._next_id(), title or f"Contratos: {scope.describe()}", scope.describe(), owner_key, public
         )
@@ -174,8 +177,7 @@ class InvestigationEngine:
                     record = await self._walk(record, scope, stream)
         except Exception as exc:
             log.exception("investigation %s failed", record.id)
-            record = await self._advance(record, "failed", record.progress, "A investigação falhou.", reason=str(exc) or type(exc).__name__)
-            await self.broker.publish(stream, "investigation_failed", {"investigation_id": record.id, "reason": record.reason})
+            await self._fail(self.records[record.id], str(exc) or type(exc).__name__)
         finally:
             self._scopes.pop(record.id, None)
         if not self.records[record.id].finished:  # cancelled
@@ -226,6 +228,13 @@ class InvestigationEngine:
             },
         )
         return record
+
+    async def _fail(self, record: Investigation, reason: str) -> None:
+        """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
+        record = await self._advance(record, "failed", record.progress, "A investigação falhou.", reason=reason)
+        await self.broker.publish(
+            investigation_stream(record.id), "investigation_failed", {"investigation_id": record.id, "reason": reason}
+        )
 
     async def _advance(self, record: Investigation, status: str, progress: int, message: str, **changes: Any) -> Investigation:
         record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)

@@ -59,6 +59,7 @@ class Hub:
             owner = await self.broker.session_owner(session_id)
             queue = TurnQueue(session_id, self.settings.max_pending_turns)
             session = self.sessions.setdefault(session_id, ChatSession(session_id, queue, owner))
+            session.turns.on_idle = lambda: self.release(session)
         return session
 
     async def claim(self, session: ChatSession, principal: Principal) -> None:
@@ -68,8 +69,8 @@ class Hub:
 
     def release(self, session: ChatSession) -> None:
         """Forget an idle session's in-memory state; the store remembers its owner."""
-        if session.idle:
-            self.sessions.pop(session.id, None)
+        if session.idle and self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
 
     async def open_stream(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -44,6 +44,7 @@ class TurnQueue:
     current: Turn | None = None
     current_scope: trio.CancelScope | None = None
     worker_running: bool = False
+    on_idle: Callable[[], None] = lambda: None  # the hub forgets an unused session then
 
     @property
     def is_full(self) -> bool:
@@ -88,6 +89,7 @@ class TurnRunner:
                     log.exception("turn failed in session %s", queue.session_id)
         finally:
             queue.worker_running = False
+            queue.on_idle()
 
     async def _answer(self, queue: TurnQueue, turn: Turn) -> None:
         stream = session_stream(queue.session_id)
