@@ -8,6 +8,7 @@ codes, message types we know, auth failure reasons — never ids or tokens.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -17,6 +18,7 @@ from .protocol.inbound import COMMANDS
 from .protocol.outbound import DURABLE_TYPES
 
 _OUT_TYPES = DURABLE_TYPES | {"connection", "typing", "pong", "error", "auth_ok", "batch"}
+_CLOSE_CODES = {1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1013}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -71,14 +73,23 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self._out: dict[str, Any] = {}
         self.snapshot = _Snapshot()
         r.register(self.snapshot)
+
+    def disconnected(self, code: int) -> None:
+        """Peers choose their close code: label only the ones we know (or 1006)."""
+        known = code in _CLOSE_CODES
+        self.disconnects.labels(str(code) if known else "other").inc()
 
     def message_in(self, type: str) -> None:
         self.messages_in.labels(_known(type, COMMANDS)).inc()
 
     def message_out(self, type: str) -> None:
-        self.messages_out.labels(_known(type, _OUT_TYPES)).inc()
+        child = self._out.get(type)
+        if child is None:  # on the fan-out hot path: resolve each label once
+            child = self._out[type] = self.messages_out.labels(_known(type, _OUT_TYPES))
+        child.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_PATH_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+PATH_ID = r"[A-Za-z0-9_.:-]{1,64}"  # PROTOCOL.md §1: session and investigation ids
+_PATH_ID_RE = re.compile(PATH_ID)
 
 
 def is_valid_path_id(value: str) -> bool:

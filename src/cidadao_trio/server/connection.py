@@ -274,7 +274,7 @@ class Connection(Client):
     async def finish(self) -> None:
         intent = self.intent or CloseIntent(CloseCode.NORMAL, "")
         closed_by_peer = self.ws.closed
-        self.metrics.disconnects.labels(str(closed_by_peer.code if closed_by_peer else intent.code)).inc()
+        self.metrics.disconnected(closed_by_peer.code if closed_by_peer else intent.code)
         with trio.move_on_after(CLOSE_GRACE_SECONDS):
             try:
                 if intent.final_text is not None:

@@ -12,6 +12,7 @@ import orjson
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
 from ..investigations.engine import Investigation, InvestigationEngine
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..protocol.ids import PATH_ID
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
 from .frontdoor import RequestHead
@@ -20,10 +21,10 @@ TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 MARKDOWN = "text/markdown; charset=utf-8"
 HTML = "text/html; charset=utf-8"
-CONSOLE = resources.files("cidadao_trio") / "static" / "console.html"
+CONSOLE = (resources.files("cidadao_trio") / "static" / "console.html").read_bytes()
 
-INVESTIGATION = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})")
-REPORT = re.compile(r"/api/v1/investigations/(?P<id>[A-Za-z0-9_.:-]{1,64})/report")
+INVESTIGATION = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})")
+REPORT = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/report")
 
 
 @attrs.frozen
@@ -58,7 +59,7 @@ class HttpApi:
         if head.path == "/metrics":
             return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
         if head.path in ("/", "/index.html"):
-            return HttpResponse(200, CONSOLE.read_bytes(), HTML)
+            return HttpResponse(200, CONSOLE, HTML)
         if head.path in self.extra_routes:
             return await self.extra_routes[head.path](head)
         if (match := REPORT.fullmatch(head.path)) is not None:

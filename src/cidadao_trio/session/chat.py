@@ -12,7 +12,6 @@ from ..protocol.inbound import (
     Cancel,
     Chat,
     ClientMessage,
-    Ping,
     Subscribe,
     Typing,
     Unsubscribe,
@@ -66,9 +65,7 @@ class ChatEndpoint:
     async def handle(self, client: Client, message: ClientMessage) -> None:
         command, reply_to = message.command, message.id
         broker = self.hub.broker
-        match command:
-            case Ping():
-                client.send("pong", {"reply_to": reply_to} if reply_to is not None else {})
+        match command:  # ping and auth are answered by the connection itself
             case Chat(message=text, context=context):
                 queue = self.session.turns
                 if queue.is_full:

@@ -7,7 +7,7 @@ import attrs
 from ..broker.base import investigation_stream
 from ..auth import Principal, may_see_investigation
 from ..protocol.codes import CloseCode, ErrorCode
-from ..protocol.inbound import ClientMessage, Ping
+from ..protocol.inbound import ClientMessage
 from .client import Client
 from .hub import Hub, Visibility
 
@@ -40,11 +40,9 @@ class WatchEndpoint:
         self.hub.broker.detach(self.stream, client.outbox)
 
     async def handle(self, client: Client, message: ClientMessage) -> None:
-        if isinstance(message.command, Ping):
-            client.send("pong", {"reply_to": message.id} if message.id is not None else {})
-        else:
-            client.error(
-                ErrorCode.UNSUPPORTED,
-                "Este canal apenas transmite a investigação; use o chat para enviar mensagens.",
-                message.id,
-            )
+        """Receive-only: ping and auth are answered by the connection; the rest is refused."""
+        client.error(
+            ErrorCode.UNSUPPORTED,
+            "Este canal apenas transmite a investigação; use o chat para enviar mensagens.",
+            message.id,
+        )
