@@ -14,7 +14,7 @@ from ..investigations.detectors import format_brl
 from ..auth import may_see_investigation
 from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
 from .base import AgentRequest, StreamedReply, split_chunks
-from .intent import parse_intent
+from .intent import Filters, parse_intent
 
 _STATUS_PT = {
     "initializing": "preparando",
@@ -102,15 +102,19 @@ class Anita:
 
     def reply(self, request: AgentRequest) -> StreamedReply:
         filters = parse_intent(request.message).filters
-        if self.engine.ready.is_set():
-            text = answer_question(filters, self.engine.dataset)
-        else:
-            text = "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
         agency = filters.agency or "Ministério da Saúde"
         return StreamedReply(
-            _stream(text, self.chunk_delay),
+            self._answer(filters),
             suggested_actions=[f"Investigar contratos do {agency}", "O que é sobrepreço?"],
         )
+
+    async def _answer(self, filters: Filters) -> AsyncIterator[str]:
+        if self.engine.ready.is_set():
+            text = await self.engine.compute(answer_question, filters, self.engine.dataset)
+        else:
+            text = "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
+        async for chunk in _stream(text, self.chunk_delay):
+            yield chunk
 
 
 @attrs.define

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -31,6 +31,7 @@ from .model import Anomaly, Contract
 from .report import ReportInput, build_report
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ZUMBI = ("zumbi", "Zumbi dos Palmares")
 DETECTION_SPAN = (30, 70)  # progress moves through this range as detectors finish
@@ -92,6 +93,7 @@ class InvestigationEngine:
         self.ready = trio.Event()  # the dataset is loaded and scanned
         self._load_dataset = load_dataset
         self._in_thread = in_thread
+        self._cpu = trio.CapacityLimiter(1)  # one core for analysis, one for the event loop
         self.step_delay = step_delay
         self.records: dict[str, Investigation] = {}
         self._today = today
@@ -145,6 +147,12 @@ class InvestigationEngine:
 
     async def report(self, investigation_id: str) -> tuple[str, str] | None:
         return await self.broker.query(self.broker.store.load_report, investigation_id)
+
+    async def compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU-bound work over the dataset, off the event loop (heartbeats keep beating)."""
+        if not self._in_thread:
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._cpu)
 
     async def lookup(self, investigation_id: str) -> Investigation | None:
         """The freshest record: ours while we run it, else the store's (another node's)."""
@@ -206,12 +214,14 @@ class InvestigationEngine:
                 f"{len(anomalies)} anomalias encontradas até agora.", anomalies_detected=len(anomalies),
             )
         record = await self._advance(record, "forensic_enrichment", 70, "Anita Garibaldi está analisando padrões.")
-        findings = [_zumbi_summary(anomalies, record.scope), *pattern_findings(contracts, record.scope)]
+        findings = [_zumbi_summary(anomalies, record.scope), *await self.compute(pattern_findings, contracts, record.scope)]
         for finding in findings:
             await self.broker.publish(stream, "agent_finding", _finding_event(record.id, finding))
             await trio.sleep(self.step_delay)
         record = await self._advance(record, "summary_generation", 90, "Tiradentes está escrevendo o relatório.")
-        report = build_report(ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings))
+        report = await self.compute(
+            build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings)
+        )
         await self.broker.record(
             SaveReport(record.id, orjson.dumps(report.as_json()).decode(), report.as_markdown())
         )
