@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import attrs
 
 from ..protocol.envelope import DurableId
-from ..store.base import Op, Store
+from ..store.base import Op
 
 
 def session_stream(session_id: str) -> str:
@@ -50,11 +50,23 @@ class Attachment:
     replayed: int  # durable messages pushed to the sink before live ones
 
 
+class Records(Protocol):
+    """What callers read through ``broker.query(broker.store.load_..., ...)``.
+
+    The SQLite and memory stores answer synchronously (the broker runs them in a worker
+    thread); the Redis records answer with awaitables. ``query`` handles both.
+    """
+
+    durable: bool
+
+    def close(self) -> None: ...
+
+
 class Broker(Protocol):
     """Durable streams with offsets, live sinks and links (see ``memory.MemoryBroker``)."""
 
     healthy: bool
-    store: Store
+    store: Records
 
     async def run(self, *, task_status: Any = ...) -> None: ...
 

@@ -67,6 +67,7 @@ class Investigation:
     updated_at: str = attrs.field(factory=utc_timestamp)
     summary: Mapping[str, Any] | None = None
     reason: str | None = None
+    node: str = ""  # the server that runs it (several share a Redis store)
 
     @property
     def finished(self) -> bool:
@@ -86,6 +87,8 @@ class InvestigationEngine:
         max_open: int = 32,
         step_delay: float = 0.25,
         in_thread: bool = True,
+        node: str = "",
+        shared_store: bool = False,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
         self.broker = broker
@@ -93,6 +96,8 @@ class InvestigationEngine:
         self.ready = trio.Event()  # the dataset is loaded and scanned
         self._load_dataset = load_dataset
         self._in_thread = in_thread
+        self._node = node
+        self._shared_store = shared_store
         self._cpu = trio.CapacityLimiter(1)  # one core for analysis, one for the event loop
         self.step_delay = step_delay
         self.records: dict[str, Investigation] = {}
@@ -108,7 +113,8 @@ class InvestigationEngine:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for raw in await self.broker.query(self.broker.store.load_investigations):
             record = self.records[record.id] = Investigation(**orjson.loads(raw))
-            if not record.finished:
+            ours = not self._shared_store or record.node == self._node  # not another node's
+            if not record.finished and ours:
                 await self._fail(record, "Investigação interrompida pelo reinício do servidor.")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -130,7 +136,12 @@ class InvestigationEngine:
         if len(self._scopes) >= self._max_open:
             raise EngineBusy(len(self._scopes))
         record = Investigation(
-            await self._next_id(), title or f"Contratos: {scope.describe()}", scope.describe(), owner_key, public
+            await self._next_id(),
+            title or f"Contratos: {scope.describe()}",
+            scope.describe(),
+            owner_key,
+            public,
+            node=self._node,
         )
         self.records[record.id] = record
         await self._save(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections import Counter
 from functools import partial
@@ -25,6 +26,7 @@ from ..investigations.dataset import load_contracts
 from ..auth import bearer_token
 from ..broker.base import Broker
 from ..broker.memory import MemoryBroker
+from ..broker.redis import RedisBroker
 from ..config import Settings
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
@@ -52,12 +54,23 @@ from .transport import accept_websocket
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings) -> Store:
+def open_broker(settings: Settings, metrics: Metrics) -> Broker:
+    """``--store``: memory or sqlite for one node; redis for several behind a balancer."""
+    retention = {
+        "max_messages": settings.history_messages,
+        "max_age": settings.history_seconds,
+        "observe_write": metrics.store_writes.observe,
+    }
+    if settings.store == "redis":
+        return RedisBroker(settings.redis_url, **retention)
+    store: Store
     if settings.store == "memory":
-        return MemoryStore()
-    if settings.store == "sqlite":
-        return SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
-    raise ValueError(f"unknown store {settings.store!r} (expected sqlite or memory)")
+        store = MemoryStore()
+    elif settings.store == "sqlite":
+        store = SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
+    else:
+        raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
+    return MemoryBroker(store=store, **retention)
 
 class Server:
     def __init__(
@@ -69,12 +82,7 @@ class Server:
         self.settings = settings
         self._dataset = dataset
         self.metrics = Metrics()
-        self.broker = broker or MemoryBroker(
-            store=open_store(settings),
-            max_messages=settings.history_messages,
-            max_age=settings.history_seconds,
-            observe_write=self.metrics.store_writes.observe,
-        )
+        self.broker = broker or open_broker(settings, self.metrics)
         self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
         self.per_principal: Counter[str] = Counter()
@@ -109,6 +117,8 @@ class Server:
                 max_running=settings.max_investigations,
                 step_delay=settings.investigation_step_delay,
                 in_thread=given is None,
+                node=settings.node_name or f"{socket.gethostname()}:{settings.port}",
+                shared_store=settings.store == "redis",
             )
             await services.start(engine.run)
             delay = settings.reply_chunk_delay

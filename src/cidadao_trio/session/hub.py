@@ -89,6 +89,10 @@ class Hub:
         broker = self.broker
         cursor = DurableId.parse(last_id) if last_id else None
         resumed = cursor is not None and await broker.cursor_is_valid(stream, cursor)
+        if last_id is None and not replay_all:
+            # Live from here: pin the position now, so nothing published while we greet
+            # the client (a round trip to Redis, say) falls between the greeting and live.
+            cursor = DurableId.parse(await broker.last_id(stream))
         settings = self.settings
         client.send(
             "connection",

@@ -1,0 +1,686 @@
+"""The Redis broker: several server processes behave as one (same semantics as MemoryBroker).
+
+Every durable message goes through one Lua script that assigns the stream's next offset,
+appends the message to a Redis Stream, appends a copy to every stream that follows it and
+PUBLISHes each copy on its stream's channel, all atomically: nodes never race for an
+offset, and a message is stored before any node can deliver it.
+
+Each node keeps one pub/sub connection, subscribed to the channels of the streams it has
+sinks for. A reader task moves messages into a bounded trio channel; one fan-out task
+builds each Delivery once and offers it to the local sinks in offset order. Whatever the
+fan-out did not see (the channel overflowed, the connection dropped, a subscription was
+younger than the message) it reads back with XRANGE from the last offset it handled: a
+gap is filled from the stream and a duplicate is skipped by its offset.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import coredis
+import trio
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.retry import NoRetryPolicy
+
+from ..protocol.envelope import Body, DurableId, body, ephemeral_id
+from ..protocol.outbound import DURABLE_TYPES, coalesce_key
+from ..store.base import CreateStream, Link, Op, SaveInvestigation, SaveReport, SaveSession
+from .base import Attachment, Delivery, Sink
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE = 4096  # pub/sub messages waiting for the fan-out; past it, streams are re-read
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0  # seconds between attempts while Redis is away
+RETRYABLE = (RedisConnectionError, TimeoutError, OSError)  # OSError covers refused/reset
+
+# Keys, after the prefix P (one Redis, not Cluster: scripts build keys from P):
+#   m:<stream>  hash e=epoch n=last offset     s:<stream>  Redis Stream, ids "<offset>-0"
+#   c:<stream>  pub/sub channel                l:<source>  set: streams following it
+#   f:<target>  set: streams it follows        copied:<source>  target -> last id copied
+#   owners, investigations (hashes), investigations:order (list), report:<id>, n:<counter>
+# Entry fields: t=type p=envelope up to its id k=coalesce key c=created (unix s) u=token.
+# Channel payload, one per line: epoch, offset, type, key, origin, envelope text (JSON:
+# no raw newline). Every script gets ARGV[1] P, ARGV[2] a fresh epoch for streams that
+# have none yet, ARGV[3] MAXLEN.
+_PRELUDE = """
+local P, CANDIDATE, MAXLEN = ARGV[1], ARGV[2], ARGV[3]
+local function epoch_of(stream)
+  local meta = P .. 'm:' .. stream
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then epoch = CANDIDATE; redis.call('HSET', meta, 'e', epoch) end
+  return epoch
+end
+local function append(stream, t, p, k, c, origin, token)
+  local epoch = epoch_of(stream)
+  local n = redis.call('HINCRBY', P .. 'm:' .. stream, 'n', 1)
+  redis.call('XADD', P .. 's:' .. stream, 'MAXLEN', MAXLEN, n .. '-0', 't', t, 'p', p, 'k', k, 'c', c, 'u', token)
+  local id = epoch .. '-' .. n
+  redis.call('PUBLISH', P .. 'c:' .. stream, table.concat({epoch, n, t, k, origin, p .. id .. '"}'}, '\\n'))
+  return id
+end
+"""
+
+# ARGV[4..11]: stream, type, prefix, key, created, origin, token, retry ("1" on a retry).
+# Returns {id, follower, follower_id, ...}. A retry whose token is already in the stream
+# returns the first attempt's id instead of appending twice.
+PUBLISH = _PRELUDE + """
+local stream, token = ARGV[4], ARGV[10]
+if ARGV[11] == '1' then
+  for _, e in ipairs(redis.call('XREVRANGE', P .. 's:' .. stream, '+', '-', 'COUNT', MAXLEN)) do
+    if e[2][10] == token then return {epoch_of(stream) .. '-' .. string.match(e[1], '^%d+')} end
+  end
+end
+local out = {append(stream, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], token)}
+local followers = redis.call('SMEMBERS', P .. 'l:' .. stream)
+table.sort(followers)
+for _, f in ipairs(followers) do
+  table.insert(out, f)
+  table.insert(out, append(f, ARGV[5], ARGV[6], ARGV[7], ARGV[8], '', ''))
+end
+return out
+"""
+
+# ARGV[4..7]: source, target, now, cutoff. Copies the source's live history into the
+# target and records the link both ways. Returns {copied, last_id}; {0} if already linked.
+# A relink copies only what came after the unlink (P..'copied:'..source, target -> id).
+LINK = _PRELUDE + """
+local source, target = ARGV[4], ARGV[5]
+if redis.call('SADD', P .. 'l:' .. source, target) == 0 then return {0} end
+redis.call('SADD', P .. 'f:' .. target, source)
+local already = 0
+local had = redis.call('HGET', P .. 'copied:' .. source, target)
+if had and string.match(had, '^(.*)-') == epoch_of(source) then already = tonumber(string.match(had, '(%d+)$')) end
+local copied, last = 0, ''
+for _, e in ipairs(redis.call('XRANGE', P .. 's:' .. source, '(' .. already .. '-0', '+')) do
+  local f = e[2]
+  if tonumber(f[8]) >= tonumber(ARGV[7]) then
+    last = append(target, f[2], f[4], f[6], ARGV[6], '', '')
+    copied = copied + 1
+  end
+end
+return {copied, last}
+"""
+
+# ARGV[4..6]: stream, cutoff, after ("" = no entries). Forgets entries older than the
+# cutoff, then returns {epoch, last offset, first retained offset, entries after `after`}.
+RANGE = _PRELUDE + """
+local stream, cutoff = ARGV[4], tonumber(ARGV[5])
+local skey = P .. 's:' .. stream
+local epoch = epoch_of(stream)
+local last = tonumber(redis.call('HGET', P .. 'm:' .. stream, 'n') or '0')
+local head = redis.call('XRANGE', skey, '-', '+', 'COUNT', 1)
+if head[1] and tonumber(head[1][2][8]) < cutoff then
+  local keep, start, batch = nil, '-', nil
+  repeat
+    batch = redis.call('XRANGE', skey, start, '+', 'COUNT', 100)
+    for _, e in ipairs(batch) do
+      if tonumber(e[2][8]) >= cutoff then keep = e[1]; break end
+    end
+    if #batch > 0 then start = '(' .. batch[#batch][1] end
+  until keep or #batch == 0
+  if keep then redis.call('XTRIM', skey, 'MINID', keep) else redis.call('XTRIM', skey, 'MAXLEN', 0) end
+  head = redis.call('XRANGE', skey, '-', '+', 'COUNT', 1)
+end
+local first = last + 1
+if head[1] then first = tonumber(string.match(head[1][1], '^%d+')) end
+local entries = {}
+if ARGV[6] ~= '' then entries = redis.call('XRANGE', skey, (tonumber(ARGV[6]) + 1) .. '-0', '+') end
+return {epoch, last, first, entries}
+"""
+
+# ARGV[4..]: ops of four strings (kind, a, b, c), applied in order, atomically.
+RECORD = _PRELUDE + """
+for i = 4, #ARGV, 4 do
+  local kind, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if kind == 'session' then
+    redis.call('HSETNX', P .. 'owners', a, b)
+  elseif kind == 'link' and c == '1' then
+    redis.call('SADD', P .. 'l:' .. a, b); redis.call('SADD', P .. 'f:' .. b, a)
+  elseif kind == 'link' and redis.call('SREM', P .. 'l:' .. a, b) == 1 then
+    redis.call('SREM', P .. 'f:' .. b, a)
+    local n = redis.call('HGET', P .. 'm:' .. a, 'n') or '0'
+    redis.call('HSET', P .. 'copied:' .. a, b, epoch_of(a) .. '-' .. n)
+  elseif kind == 'investigation' then
+    if redis.call('HSET', P .. 'investigations', a, b) == 1 then redis.call('RPUSH', P .. 'investigations:order', a) end
+  elseif kind == 'report' then
+    redis.call('HSET', P .. 'report:' .. a, 'json', b, 'markdown', c)
+  elseif kind == 'stream' then
+    redis.call('HSETNX', P .. 'm:' .. a, 'e', b)
+  end
+end
+return #ARGV
+"""
+
+
+def _encode(op: Op) -> tuple[str, str, str, str] | None:
+    match op:
+        case SaveSession(session_id=session_id, owner_key=owner_key):
+            return ("session", session_id, owner_key, "")
+        case Link(source=source, target=target, active=active):
+            return ("link", source, target, "1" if active else "")
+        case SaveInvestigation(investigation_id=investigation_id, record=record):
+            return ("investigation", investigation_id, record, "")
+        case SaveReport(investigation_id=investigation_id, json=json, markdown=markdown):
+            return ("report", investigation_id, json, markdown)
+        case CreateStream(stream=stream, epoch=epoch):
+            return ("stream", stream, epoch, "")
+    return None  # Append/Trim: streams are written by the publish and link scripts
+
+
+@attrs.frozen
+class _Range:
+    """A stream as Redis holds it: epoch, last and first retained offsets, some entries."""
+
+    epoch: str
+    last: int
+    first: int
+    entries: list[tuple[int, Body, str | None]]
+
+    @classmethod
+    def parse(cls, raw: Any) -> _Range:
+        epoch, last, first, entries = raw
+        parsed = []
+        for entry_id, fields in entries:
+            parsed.append((int(entry_id.split("-", 1)[0]), Body(fields[1], fields[3]), fields[5] or None))
+        return cls(epoch, int(last), int(first), parsed)
+
+    def valid(self, cursor: DurableId) -> bool:
+        return cursor.epoch == self.epoch and self.first - 1 <= cursor.offset <= self.last
+
+    def deliveries(self) -> Iterator[tuple[int, Delivery]]:
+        for offset, message, key in self.entries:
+            id = f"{self.epoch}-{offset}"
+            yield offset, Delivery(message.type, message.stamp(id), id, True, None, key)
+
+
+@attrs.define(eq=False)
+class _Attached:
+    sink: Sink
+    floor: int  # offsets at or below it were replayed by attach (or predate it): skip
+
+
+@attrs.define(eq=False)
+class _Local:
+    """A stream with sinks on this node, as far as the fan-out has handled it."""
+
+    key: str
+    epoch: str = ""
+    delivered: int = 0  # last offset the fan-out handled
+    published: int = 0  # last offset this node appended to it (``flush`` waits for it)
+    sinks: list[_Attached] = attrs.field(factory=list)
+    attaching: int = 0  # attaches in progress keep it from being unsubscribed
+    ready: trio.Event = attrs.field(factory=trio.Event)  # subscribed (or resynced later)
+
+    def adopt(self, epoch: str) -> bool:
+        """Take the epoch Redis reports; False if it changed (history lost: start over)."""
+        if self.epoch == epoch:
+            return True
+        changed = bool(self.epoch)
+        self.epoch, self.delivered, self.published = epoch, 0, 0
+        for attached in self.sinks:
+            attached.floor = 0
+        return not changed
+
+    def offer(self, delivery: Delivery, offset: int) -> None:
+        for attached in self.sinks:
+            if offset > attached.floor:
+                attached.sink.offer(delivery)
+        self.delivered = offset
+
+
+class RedisRecords:
+    """The records all nodes share (the broker's ``store``); reads are coroutines."""
+
+    durable = True
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+        self._key = broker.key
+
+    async def load_session_owner(self, session_id: str) -> str | None:
+        return await self._broker.call(lambda c, _: c.hget(self._key("owners"), session_id))
+
+    async def links_to(self, target: str) -> list[str]:
+        return sorted(await self._broker.call(lambda c, _: c.smembers(self._key("f:" + target))))
+
+    async def load_investigations(self) -> list[str]:
+        """Every investigation record (JSON), oldest first."""
+        ids = await self._broker.call(lambda c, _: c.lrange(self._key("investigations:order"), 0, -1))
+        if not ids:
+            return []
+        records = await self._broker.call(lambda c, _: c.hmget(self._key("investigations"), ids))
+        return [record for record in records if record is not None]
+
+    async def load_investigation(self, investigation_id: str) -> str | None:
+        return await self._broker.call(lambda c, _: c.hget(self._key("investigations"), investigation_id))
+
+    async def load_report(self, investigation_id: str) -> tuple[str, str] | None:
+        key = self._key("report:" + investigation_id)
+        json, markdown = await self._broker.call(lambda c, _: c.hmget(key, ["json", "markdown"]))
+        return None if json is None else (json, markdown)
+
+    async def next_number(self, counter: str) -> int:
+        """INCR is atomic across nodes; a retry after a lost reply may skip a number."""
+        return int(await self._broker.call(lambda c, _: c.incr(self._key("n:" + counter))))
+
+    def close(self) -> None:
+        pass  # the connection belongs to RedisBroker.run
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_messages: int = 1000,
+        max_age: float = 24 * 3600.0,
+        prefix: str = "cidadao:",
+        clock: Callable[[], float] = time.time,
+        observe_write: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
+        self._url = url
+        self._max_messages = max_messages
+        self._max_age = max_age
+        self._prefix = prefix
+        self._clock = clock
+        self._observe_write = observe_write
+        self._node = os.urandom(4).hex()  # origins are connection ids, unique per node only
+        self.store = RedisRecords(self)
+        self.healthy = False
+        self.overflows = 0  # times the pub/sub inbox was full (streams were re-read)
+        self._client: coredis.Redis[str] | None = None
+        self._scripts: dict[str, Any] = {}
+        self._started = trio.Event()
+        self._commands_ok = True
+        self._subscribed = False
+        self._pubsub: Any = None
+        self._listening = trio.CancelScope()
+        self._sub_lock = trio.Lock()  # SUBSCRIBE/UNSUBSCRIBE and the set of local streams
+        self._local: dict[str, _Local] = {}
+        self._resync: set[str] = set()
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, str] | None](INBOX_SIZE)
+        self._idle = trio.Event()  # a stream lost its last sink
+        self._changed = trio.Event()  # a write was acknowledged or a message delivered
+        self._inflight = 0
+
+    def key(self, name: str) -> str:
+        return self._prefix + name
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the client, the pub/sub listener, the fan-out and the janitor."""
+        # No retries inside coredis: a re-sent script would append twice. ``call`` retries,
+        # telling the publish script to look for its token first.
+        async with coredis.Redis.from_url(
+            self._url, decode_responses=True, connect_timeout=2.0, stream_timeout=10.0, retry_policy=NoRetryPolicy()
+        ) as client:
+            self._client = client
+            for name, source in (("publish", PUBLISH), ("link", LINK), ("range", RANGE), ("record", RECORD)):
+                self._scripts[name] = client.register_script(source)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._listen)
+                    nursery.start_soon(self._fan_out)
+                    nursery.start_soon(self._janitor)
+                    nursery.start_soon(self._probe)
+                    self._started.set()
+                    task_status.started()
+            finally:
+                self._client, self.healthy = None, False
+
+    async def flush(self) -> None:
+        """Wait until this node's writes are acknowledged and offered to its own sinks."""
+        while self._inflight or any(s.published > s.delivered for s in self._local.values()):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _health(self, *, commands: bool | None = None, subscribed: bool | None = None) -> None:
+        if commands is not None:
+            self._commands_ok = commands
+        if subscribed is not None:
+            self._subscribed = subscribed
+        self.healthy = self._commands_ok and self._subscribed
+
+    async def call(self, request: Callable[[coredis.Redis[str], int], Awaitable[Any]]) -> Any:
+        """Run ``request(client, attempt)``, retrying with backoff while Redis is away."""
+        await self._started.wait()
+        delay, attempt = BACKOFF_MIN, 0
+        while True:
+            if self._client is None:
+                raise trio.ClosedResourceError("the Redis broker is not running")
+            try:
+                result = await request(self._client, attempt)
+            except RETRYABLE as exc:
+                self._health(commands=False)
+                log.warning("redis unavailable (%s); retrying in %.2f s", exc, delay)
+                await trio.sleep(delay)
+                delay, attempt = min(delay * 2, BACKOFF_MAX), attempt + 1
+                continue
+            self._health(commands=True)
+            return result
+
+    async def _script(self, name: str, *args: str, retry_flag: bool = False) -> Any:
+        """A script with the shared ARGV head; ``retry_flag`` appends "1" on retries."""
+        await self._started.wait()
+        script = self._scripts[name]
+        self._inflight += 1
+        try:
+            return await self.call(
+                lambda c, attempt: script(
+                    args=[self._prefix, os.urandom(4).hex(), str(self._max_messages), *args]
+                    + (["1" if attempt else "0"] if retry_flag else [])
+                )
+            )
+        finally:
+            self._inflight -= 1
+            self._notify()
+
+    # --- the Broker interface ------------------------------------------------------------
+
+    async def publish(
+        self,
+        stream: str,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        origin: int | None = None,
+    ) -> Delivery:
+        """Append (durable types) and publish; returns once Redis has acknowledged it."""
+        message = body(type, data)
+        key = coalesce_key(type, data)
+        tag = f"{self._node}:{origin}" if origin is not None else ""
+        if type not in DURABLE_TYPES:
+            text = message.stamp(ephemeral_id())
+            await self._publish_ephemeral(stream, "\n".join(("", "0", type, key or "", tag, text)))
+            return Delivery(type, text, "", False, origin, key)
+        started = time.perf_counter()
+        token = os.urandom(8).hex()
+        ids = await self._script(
+            "publish", stream, type, message.prefix, key or "", repr(self._clock()), tag, token, retry_flag=True
+        )
+        self._observe_write(time.perf_counter() - started)
+        self._note_published(stream, ids[0])
+        for follower, follower_id in zip(ids[1::2], ids[2::2]):
+            self._note_published(follower, follower_id)
+        return Delivery(type, message.stamp(ids[0]), ids[0], True, origin, key)
+
+    async def _publish_ephemeral(self, stream: str, payload: str) -> None:
+        """Typing indicators may be dropped (PROTOCOL.md §5): one attempt, no waiting."""
+        await self._started.wait()
+        try:
+            if self._client is not None:
+                await self._client.publish(self.key("c:" + stream), payload)
+        except RETRYABLE:
+            log.info("dropped an ephemeral message: redis unavailable")
+
+    def _note_published(self, stream: str, id: str) -> None:
+        state = self._local.get(stream)
+        parsed = DurableId.parse(id)
+        if state is not None and parsed is not None and parsed.epoch == state.epoch:
+            state.published = max(state.published, parsed.offset)
+
+    async def _range(self, stream: str, after: int | None) -> _Range:
+        cutoff = repr(self._clock() - self._max_age)
+        return _Range.parse(await self._script("range", stream, cutoff, "" if after is None else str(after)))
+
+    async def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool:
+        return (await self._range(stream, None)).valid(cursor)
+
+    async def attach(
+        self, stream: str, sink: Sink, after: DurableId | None, *, from_oldest: bool = False
+    ) -> Attachment:
+        """Subscribe, replay from the cursor (or, ``from_oldest``, everything retained)
+        with XRANGE, then hand over to the fan-out.
+
+        The sink joins with a floor, the last offset it was given: the fan-out offers it
+        only later ones, so the seam between replay and live has no gap and no duplicate.
+        """
+        state = self._local.get(stream)
+        fresh = state is None
+        if state is None:
+            state = self._local[stream] = _Local(stream)
+        state.attaching += 1  # the janitor leaves it subscribed meanwhile
+        try:
+            await self._watch(state, fresh)
+            start = after.offset if after is not None else 0 if from_oldest else None
+            info = await self._range(stream, start)
+            gap = after is not None and not info.valid(after)
+            replaying = start is not None and not gap
+            replay = list(info.deliveries()) if replaying else []
+            last = info.last
+            state.adopt(info.epoch)
+            # The fan-out may have handled offsets past our read: read up to where it is.
+            while replaying and state.delivered > last and state.epoch == info.epoch:
+                more = await self._range(stream, last)
+                replay += [(o, d) for o, d in more.deliveries() if o > last]
+                last = max(last, more.last)
+            for _, delivery in replay:
+                sink.offer(delivery)
+            floor = max(last, state.delivered)
+            if not state.sinks:
+                state.delivered = floor  # nobody else waits for older offsets
+            state.sinks.append(_Attached(sink, floor))
+            return Attachment(gap, len(replay))
+        finally:
+            state.attaching -= 1
+            if not state.sinks:
+                self._idle.set()
+
+    async def _watch(self, state: _Local, fresh: bool) -> None:
+        """Subscribe before anyone reads the stream (a listener reconnect resyncs it)."""
+        if not fresh:
+            await state.ready.wait()
+            return
+        try:
+            async with self._sub_lock:
+                if self._pubsub is not None and self._local.get(state.key) is state:
+                    await self._subscribe(self._pubsub, [state.key])
+        finally:
+            state.ready.set()
+
+    async def _subscribe(self, pubsub: Any, streams: list[str]) -> None:
+        try:
+            await pubsub.subscribe(*[self.key("c:" + s) for s in streams])
+        except Exception:
+            log.warning("subscribe failed; reconnecting the pub/sub connection", exc_info=True)
+            self._listening.cancel()  # the listener resubscribes everything and resyncs
+
+    def detach(self, stream: str, sink: Sink) -> None:
+        state = self._local.get(stream)
+        if state is not None:
+            state.sinks = [a for a in state.sinks if a.sink is not sink]
+            if not state.sinks:
+                self._idle.set()
+
+    async def link(self, source: str, target: str) -> int:
+        """Copy ``source``'s retained history into ``target``, then follow it live.
+
+        Returns how many messages were copied. Linking twice copies nothing.
+        """
+        now = self._clock()
+        raw = await self._script("link", source, target, repr(now), repr(now - self._max_age))
+        if int(raw[0]):
+            self._note_published(target, raw[1])
+        return int(raw[0])
+
+    async def unlink(self, source: str, target: str) -> None:
+        await self.record(Link(source, target, False))
+
+    async def followed_by(self, target: str) -> list[str]:
+        """The streams ``target`` follows (a session's investigations)."""
+        return await self.store.links_to(target)
+
+    async def digest(self, sources: Iterable[str]) -> list[Delivery]:
+        """What a client that lost history needs (PROTOCOL.md §4), as ephemeral messages."""
+        digest = []
+        for source in sources:
+            entries = (await self._range(source, 0)).entries
+            progress = [e for e in entries if e[1].type == "investigation_progress"]
+            keep = progress[-1:] + [e for e in entries if e[1].type in ("anomaly_detected", "report_ready")]
+            for _, message, _ in sorted(keep, key=lambda e: e[0]):
+                eid = ephemeral_id()
+                digest.append(Delivery(message.type, message.stamp(eid), eid, False))
+        return digest
+
+    async def last_id(self, stream: str) -> str:
+        info = await self._range(stream, None)
+        return f"{info.epoch}-{info.last}"
+
+    async def record(self, *ops: Op) -> None:
+        """Apply store writes in order, atomically (one script)."""
+        encoded = [part for op in ops if (fields := _encode(op)) is not None for part in fields]
+        if encoded:
+            await self._script("record", *encoded)
+
+    async def query(self, read: Callable[..., Any], *args: Any) -> Any:
+        """Run a ``store`` read (they are coroutines here; plain callables work too)."""
+        result = read(*args)
+        return await result if inspect.isawaitable(result) else result
+
+    async def session_owner(self, session_id: str) -> str | None:
+        return await self.store.load_session_owner(session_id)
+
+    async def save_session_owner(self, session_id: str, owner_key: str) -> None:
+        await self.record(SaveSession(session_id, owner_key))
+
+    # --- this node's side of pub/sub -----------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Keep one pub/sub connection; after each (re)connect, re-read every local stream."""
+        delay = BACKOFF_MIN
+        skip = len(self.key("c:"))
+        assert self._client is not None
+        while True:
+            try:
+                async with self._client.pubsub(
+                    ignore_subscribe_messages=True, retry_policy=NoRetryPolicy(), subscription_timeout=10.0
+                ) as ps:
+                    with trio.CancelScope() as self._listening:
+                        async with self._sub_lock:
+                            if self._local:
+                                await ps.subscribe(*[self.key("c:" + s) for s in self._local])
+                            self._pubsub = ps
+                            self._resync.update(self._local)
+                        self._wake()
+                        self._health(subscribed=True)
+                        delay = BACKOFF_MIN
+                        try:
+                            await self._read(ps, skip)
+                        finally:
+                            # Never hand a subscribed connection back to the pool, and skip
+                            # coredis's UNSUBSCRIBE on the way out (it fails once cancelled).
+                            ps.channels.clear()
+                            ps.patterns.clear()
+                            ps.connection.invalidate()
+            except Exception as exc:
+                log.warning("redis pub/sub lost (%s); reconnecting in %.2f s", exc, delay)
+            finally:
+                self._pubsub = None
+                self._health(subscribed=False)
+            await trio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _read(self, ps: Any, skip: int) -> None:
+        """Move messages into the bounded inbox; when it is full, mark the stream for a re-read."""
+        while True:
+            message = await ps.get_message()
+            if message is None or message["type"] != "message":
+                continue
+            stream = message["channel"][skip:]
+            try:
+                self._inbox_send.send_nowait((stream, message["data"]))
+            except trio.WouldBlock:
+                self.overflows += 1
+                self._resync.add(stream)
+
+    def _wake(self) -> None:
+        try:
+            self._inbox_send.send_nowait(None)
+        except trio.WouldBlock:
+            pass  # the fan-out has plenty to wake up for
+
+    async def _fan_out(self) -> None:
+        """The only task that offers live messages: one order per stream, no doubles."""
+        async for item in self._inbox:
+            while self._resync:
+                state = self._local.get(self._resync.pop())
+                if state is not None:
+                    await self._catch_up(state)
+            if item is not None:
+                await self._deliver(*item)
+
+    async def _deliver(self, stream: str, payload: str) -> None:
+        state = self._local.get(stream)
+        if state is None:
+            return
+        epoch, offset_text, type, key, tag, text = payload.split("\n", 5)
+        node, _, origin_text = tag.partition(":")
+        origin = int(origin_text) if node == self._node else None
+        if not epoch:
+            ephemeral = Delivery(type, text, "", False, origin, key or None)
+            for attached in state.sinks:
+                attached.sink.offer(ephemeral)
+            return
+        offset = int(offset_text)
+        if not state.sinks or not state.epoch:  # an attach is reading Redis meanwhile
+            state.adopt(epoch)
+            state.delivered = max(state.delivered, offset)
+            self._notify()
+        elif epoch != state.epoch or offset > state.delivered + 1:
+            await self._catch_up(state)  # a gap, or another epoch: Redis has the truth
+        elif offset == state.delivered + 1:
+            state.offer(Delivery(type, text, f"{epoch}-{offset}", True, origin, key or None), offset)
+            self._notify()
+
+    async def _catch_up(self, state: _Local) -> None:
+        """Offer what the stream holds past the last offset handled (XRANGE), in order."""
+        for _ in range(2):
+            info = await self._range(state.key, state.delivered)
+            if self._local.get(state.key) is not state:
+                return
+            if state.adopt(info.epoch):
+                break
+        else:
+            return
+        if state.sinks and info.first > state.delivered + 1:
+            log.warning("%s: offsets %d..%d expired before delivery", state.key, state.delivered + 1, info.first - 1)
+        for offset, delivery in info.deliveries():
+            if offset > state.delivered:
+                state.offer(delivery, offset)
+        state.delivered = max(state.delivered, info.last)
+        self._notify()
+
+    async def _probe(self) -> None:
+        """After a failed command, PING until Redis answers, so ``healthy`` recovers."""
+        while True:
+            await trio.sleep(1.0)
+            if not self._commands_ok:
+                with trio.move_on_after(2.0):
+                    await self.call(lambda c, _: c.ping())
+
+    async def _janitor(self) -> None:
+        """Unsubscribe from streams that lost their last sink (``detach`` cannot await)."""
+        while True:
+            await self._idle.wait()
+            self._idle = trio.Event()
+            async with self._sub_lock:
+                idle = [k for k, s in self._local.items() if not s.sinks and not s.attaching]
+                for stream in idle:
+                    del self._local[stream]
+                if idle and self._pubsub is not None:
+                    try:
+                        await self._pubsub.unsubscribe(*[self.key("c:" + s) for s in idle])
+                    except Exception:
+                        log.warning("unsubscribe failed; reconnecting", exc_info=True)
+                        self._listening.cancel()
+            self._notify()
