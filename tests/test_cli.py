@@ -47,3 +47,11 @@ def test_serve_refuses_a_bad_config_file(tmp_path: object, capsys: pytest.Captur
     path.write_text("velocidade = 3\n")
     assert cli.main(["serve", "--config", str(path)]) == 2
     assert "velocidade" in capsys.readouterr().err
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [f.name for f in config.fields() if f"`{config.env_name(f.name)}`" not in readme]
+    assert missing == []
