@@ -139,3 +139,22 @@ def test_json_logs_are_one_object_per_line_with_context(capsys: pytest.CaptureFi
     assert event["message"] == "closing connection: 1000 idle timeout"
     assert (event["level"], event["conn"], event["session"], event["code"]) == ("info", 7, "s1", 1000)
     assert event["ts"].endswith("Z")
+
+
+def test_shared_frames_reach_clients_with_and_without_deflate() -> None:
+    """Small messages travel as one shared frame (written straight to the socket)."""
+
+    async def turn(port: int, compression: str | None) -> list[dict]:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws/chat/f", compression=compression) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "chat", "data": {"message": "Olá " * 300}}))
+            seen = []
+            while not seen or seen[-1]["type"] != "chat_complete":
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return seen
+
+    with serve() as server:
+        for compression in (None, "deflate"):
+            seen = asyncio.run(turn(server.port, compression))
+            assert seen[0]["data"]["content"] == "Olá " * 300  # 1.2 KB: deflated when negotiated
+            assert seen[-1]["data"]["status"] == "completed"

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import attrs
 
 from ..protocol.envelope import DurableId
+from ..protocol.frames import payload_size, text_frame
 from ..store.base import Op
 
 
@@ -29,11 +30,16 @@ class Delivery:
     durable: bool
     origin: int | None = None  # connection that caused it; relays skip their origin
     coalesce_key: str | None = None
-    size: int = attrs.field()
+    frame: bytes = attrs.field(init=False, repr=False, eq=False)  # shared by every connection
+    size: int = attrs.field(init=False)  # payload bytes, for outbox bounds
+
+    @frame.default
+    def _frame(self) -> bytes:
+        return text_frame(self.text.encode())
 
     @size.default
     def _size(self) -> int:
-        return len(self.text.encode())
+        return payload_size(self.frame)
 
 
 class Sink(Protocol):

@@ -24,12 +24,14 @@ from ..broker.base import Delivery
 from ..config import Settings
 from ..protocol.codes import DEFAULT_MESSAGES, CloseCode, ErrorCode
 from ..protocol.envelope import encode, encode_batch, ephemeral_id, utc_timestamp
+from ..protocol.frames import text_frame
 from ..protocol.inbound import Auth, ClientMessage, Ping, ProtocolError, ReplyTo, parse
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
 from ..session.client import Client
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
+from .transport import FrameSender
 
 log = logging.getLogger(__name__)
 
@@ -327,24 +329,22 @@ class Connection(Client):
 
     async def _write(self) -> None:
         outbox = self.outbox
+        sender = FrameSender(self.ws)
         while True:
             await outbox.wait_ready()
-            if self.batch:
-                if len(outbox) < BATCH_MAX_MESSAGES:  # gather before sending: fuller frames
-                    await trio.sleep(self.settings.batch_linger)
-                items = outbox.take(BATCH_MAX_MESSAGES, BATCH_MAX_BYTES)
-                if len(items) > 1:
-                    text = encode_batch((item.text for item in items), len(items))
-                else:
-                    text = items[0].text
+            if self.batch and len(outbox) < BATCH_MAX_MESSAGES:
+                await trio.sleep(self.settings.batch_linger)  # gather before sending: fuller frames
+            items = outbox.take(BATCH_MAX_MESSAGES if self.batch else 1, BATCH_MAX_BYTES)
+            if len(items) > 1:
+                text = encode_batch((item.text for item in items), len(items))
+                frame = text_frame(text.encode())
             else:
-                items = outbox.take()
-                text = items[0].text
+                text, frame = items[0].text, items[0].frame
             for item in items:
                 self.metrics.message_out(item.type)
             self.metrics.frames_out.inc()
             try:
-                await self.ws.send_message(text)
+                await sender.send(frame, text)
             except ConnectionClosed:
                 self._scope.cancel()
                 return

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import trio
 import wsproto.events
-from trio_websocket import WebSocketConnection
+from trio_websocket import CloseReason as LibraryCloseReason
+from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+
+from ..protocol.frames import payload_size
 
 # trio-websocket's internal queue between its reader and ours; our reader always drains.
 MESSAGE_QUEUE_SIZE = 4
@@ -80,10 +84,13 @@ class BoundedDeflate(PerMessageDeflate):
             self._inflated = 0
         return super().frame_inbound_complete(proto, fin)
 
+    def leaves_alone(self, size: int) -> bool:
+        return size < self._min_size
+
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
-        if opcode is not Opcode.CONTINUATION and fin and len(data) < self._min_size:
+        if opcode is not Opcode.CONTINUATION and fin and self.leaves_alone(len(data)):
             return (rsv, data)
         return super().frame_outbound(proto, opcode, rsv, data, fin)
 
@@ -118,6 +125,56 @@ class _ServerWebSocket(WebSocketConnection):
         self._open_handshake.set()
 
     extensions: list[PerMessageDeflate] = []
+
+
+class FrameSender:
+    """Sends a connection's messages; shared pre-built frames go straight to the socket.
+
+    trio-websocket re-encodes and re-frames every message per connection, and each
+    ``send_all`` costs several trio reschedules. For a plain TCP connection with no
+    extension negotiated, a server frame is the same bytes for everyone, so we write the
+    shared frame with one ``os.write`` under the library's own stream lock (so nothing
+    interleaves with its pongs and close frames) and fall back to ``send_all`` only for
+    what the kernel did not take. TLS uses the library's path, and so do the messages
+    permessage-deflate compresses (below ``min_size`` it leaves them alone, so the shared
+    frame is right there too).
+    """
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+        inner = getattr(ws._stream, "_inner", None)
+        self._fd = inner.socket.fileno() if isinstance(inner, trio.SocketStream) else None
+
+    def _direct(self, size: int) -> bool:
+        ws = self._ws
+        connection = ws._wsproto.connection
+        return (
+            self._fd is not None
+            and connection is not None
+            and connection.state == ConnectionState.OPEN
+            and all(isinstance(e, BoundedDeflate) and e.leaves_alone(size) for e in connection._proto.extensions)
+            and not ws._stream_lock.locked()
+        )
+
+    async def send(self, frame: bytes, text: str) -> None:
+        """Raises ``ConnectionClosed`` when the peer is gone, like ``send_message``."""
+        ws = self._ws
+        if not self._direct(payload_size(frame)):
+            await ws.send_message(text)
+            return
+        assert self._fd is not None
+        ws._stream_lock.acquire_nowait()
+        try:
+            try:
+                sent = os.write(self._fd, frame)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(frame):
+                await ws._stream.send_all(memoryview(frame)[sent:])
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionClosed(LibraryCloseReason(1006, "connection lost")) from None
+        finally:
+            ws._stream_lock.release()
 
 
 async def accept_websocket(
