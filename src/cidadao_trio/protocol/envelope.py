@@ -10,6 +10,7 @@ import datetime as _dt
 import itertools
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,8 +27,21 @@ _ephemeral_prefix = EPHEMERAL_PREFIX + os.urandom(4).hex() + "-"
 
 def utc_timestamp(now: _dt.datetime | None = None) -> str:
     """RFC 3339, UTC, millisecond precision, ``Z`` suffix."""
-    now = _dt.datetime.now(_dt.UTC) if now is None else now.astimezone(_dt.UTC)
+    if now is None:
+        return _now_timestamp()
+    now = now.astimezone(_dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+_second = [-1, ""]  # the current second, formatted once: timestamps are on the hot path
+
+
+def _now_timestamp() -> str:
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))]
+    return f"{_second[1]}{int((now - second) * 1000):03d}Z"
 
 
 def ephemeral_id() -> str:
