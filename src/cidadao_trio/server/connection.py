@@ -31,7 +31,7 @@ from ..session.access import Gatekeeper
 from ..session.client import Client
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
-from .transport import FrameSender
+from .transport import FrameSender, send_ping
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ class Connection(Client):
         self._scope = trio.CancelScope()
         self._auth_wait = trio.CancelScope()  # the first-message wait, cancelled by close()
         self._pending: str | bytes | None = None  # a first message read while authenticating
-        self._token_renewed = trio.Event()
+        self._attention = trio.Event()  # wakes _watch: fullness changed, token renewed
+        self._token_deadline = float("inf")  # trio time of the token's exp
 
     # --- Client, as the session layer sees it -------------------------------------------
 
@@ -177,7 +178,7 @@ class Connection(Client):
                 self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
                 return False
         try:
-            self.principal = self.gate.identify(token)
+            self._use(self.gate.identify(token))
         except AuthError as refused:
             log.info("token refused", extra=self._log(reason=refused.reason))
             self.metrics.auth_failures.labels(refused.reason).inc()
@@ -217,9 +218,16 @@ class Connection(Client):
         if not endpoint.permits(fresh):
             self.error(ErrorCode.FORBIDDEN, "Este token não dá acesso a este canal.", reply_to)
             return
-        self.principal = fresh
+        self._use(fresh)
         self._acknowledge_token(reply_to)
-        self._token_renewed.set()
+        self._attention.set()
+
+    def _use(self, principal: Principal) -> None:
+        self.principal = principal
+        expires = principal.expires_at
+        self._token_deadline = (
+            float("inf") if expires is None else trio.current_time() + max(0.0, expires - time.time())
+        )
 
     def _acknowledge_token(self, reply_to: ReplyTo) -> None:
         expires = self.principal.expires_at
@@ -229,20 +237,6 @@ class Connection(Client):
         if reply_to is not None:
             data["reply_to"] = reply_to
         self.send("auth_ok", data)
-
-    async def _expire_token(self) -> None:
-        """Close with TOKEN_EXPIRED at the token's ``exp`` unless a fresh one arrived."""
-        while True:
-            expires = self.principal.expires_at
-            deadline = float("inf")
-            if expires is not None:
-                deadline = trio.current_time() + max(0.0, expires - time.time())
-            with trio.move_on_at(deadline) as waiting:
-                await self._token_renewed.wait()
-            if waiting.cancelled_caught:
-                self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
-                return
-            self._token_renewed = trio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -255,9 +249,7 @@ class Connection(Client):
                     return
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write)
-                    nursery.start_soon(self._heartbeat)
-                    nursery.start_soon(self._guard_slow_consumer)
-                    nursery.start_soon(self._expire_token)
+                    nursery.start_soon(self._watch)
                     await endpoint.open(self)
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
@@ -349,26 +341,48 @@ class Connection(Client):
                 self._scope.cancel()
                 return
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await trio.sleep(self.settings.heartbeat_interval)
-            with trio.move_on_after(self.settings.heartbeat_timeout) as waiting:
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return
-            if waiting.cancelled_caught:
-                self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
-                return
+    async def _watch(self) -> None:
+        """Every rarely-firing timer of the connection, in one task (memory per connection).
 
-    async def _guard_slow_consumer(self) -> None:
-        outbox = self.outbox
-        timeout = self.settings.slow_consumer_timeout
+        Heartbeat: a ping every ``heartbeat_interval``; no pong ``heartbeat_timeout`` later
+        drops the connection (1011). Slow consumer: an outbox full for
+        ``slow_consumer_timeout`` (or past its hard ceiling) closes 1013. Token expiry:
+        ``TOKEN_EXPIRED`` + 1008 at ``exp`` unless an ``auth`` message renewed it.
+        """
+        settings = self.settings
+        next_ping = trio.current_time() + settings.heartbeat_interval
+        pong: trio.Event | None = None
+        pong_deadline = float("inf")
+        self.outbox.on_full_changed = self._attention_needed
         while True:
-            since = outbox.full_since
-            if outbox.overflowed or (since is not None and trio.current_time() >= since + timeout):
+            now = trio.current_time()
+            since = self.outbox.full_since
+            full_deadline = since + settings.slow_consumer_timeout if since is not None else float("inf")
+            if self.outbox.overflowed or now >= full_deadline:
                 self.metrics.slow_consumers.inc()
                 self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
                 return
-            with trio.move_on_at(since + timeout if since is not None else float("inf")):
-                await outbox.wait_full_changed()
+            if now >= self._token_deadline:
+                self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
+                return
+            if pong is not None and pong.is_set():
+                pong, pong_deadline = None, float("inf")
+            if now >= pong_deadline:
+                self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
+                return
+            if now >= next_ping:
+                next_ping = now + settings.heartbeat_interval
+                if pong is None and not self.ws._stream_lock.locked():  # a stalled send is the guard's
+                    with trio.move_on_after(settings.heartbeat_timeout):
+                        try:
+                            pong = await send_ping(self.ws)
+                        except ConnectionClosed:
+                            return
+                    pong_deadline = now + settings.heartbeat_timeout
+            wake_at = min(full_deadline, self._token_deadline, pong_deadline, next_ping)
+            with trio.move_on_at(wake_at):
+                await self._attention.wait()
+            self._attention = trio.Event()
+
+    def _attention_needed(self) -> None:
+        self._attention.set()

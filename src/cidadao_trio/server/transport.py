@@ -127,6 +127,21 @@ class _ServerWebSocket(WebSocketConnection):
     extensions: list[PerMessageDeflate] = []
 
 
+async def send_ping(ws: WebSocketConnection) -> trio.Event:
+    """Send a ping and return the event its pong sets, without waiting for it.
+
+    ``WebSocketConnection.ping`` waits for the pong, which needs a task per connection
+    just to wait; this lets one task keep every timer of a connection.
+    """
+    payload = os.urandom(4)
+    while payload in ws._pings:
+        payload = os.urandom(4)
+    pong = trio.Event()
+    ws._pings[payload] = pong
+    await ws._send(wsproto.events.Ping(payload=payload))
+    return pong
+
+
 class FrameSender:
     """Sends a connection's messages; shared pre-built frames go straight to the socket.
 

@@ -11,6 +11,7 @@ at once past a hard ceiling of twice the bound, so memory stays bounded).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -35,6 +36,8 @@ class Outbox:
     _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
     _full_since: float | None = attrs.field(default=None, init=False)
     _full_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    # Also told when fullness changes: lets a connection watch several timers in one task.
+    on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, init=False)
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
     dropped: int = attrs.field(default=0, init=False)
     coalesced: int = attrs.field(default=0, init=False)
@@ -99,12 +102,15 @@ class Outbox:
         if full and self._full_since is None:
             self._full_since = trio.current_time()
             self._full_changed.set()
+            self.on_full_changed()
         elif not full and self._full_since is not None:
             self._full_since = None
             self._full_changed.set()
+            self.on_full_changed()
         if len(self._queue) > self.hard_messages or self._bytes > self.hard_bytes:
             self.overflowed = True
             self._full_changed.set()
+            self.on_full_changed()
 
     def take(self, max_messages: int = 1, max_bytes: int = 64 * 1024) -> list[Delivery]:
         """Pop up to ``max_messages`` pending deliveries (at least one if any is pending)."""
