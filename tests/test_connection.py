@@ -387,7 +387,7 @@ async def test_unknown_cursor_gets_history_gap(autojump_clock: trio.testing.Mock
 
 
 async def test_batch_mode_groups_pending_messages(autojump_clock: trio.testing.MockClock) -> None:
-    async with running_server() as server, _watching(server, "INV-1?batch=1") as ws:
+    async with running_server(batch_linger=0.005) as server, _watching(server, "INV-1?batch=1") as ws:
         await receive(ws)
         for progress in range(5):
             await server.broker.publish(

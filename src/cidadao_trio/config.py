@@ -41,7 +41,7 @@ class Settings:
     typing_debounce: float = _setting(1.0, "min seconds between relayed typing per connection")
     outbox_messages: int = _setting(256, "per-connection outbox bound, in messages")
     outbox_bytes: int = _setting(1024 * 1024, "per-connection outbox bound, in bytes")
-    batch_linger: float = _setting(0.005, "seconds a batch=1 writer waits to fill a batch")
+    batch_linger: float = _setting(0.0, "seconds a batch=1 writer waits to fill a batch (0: what is queued)")
     slow_consumer_timeout: float = _setting(10.0, "seconds a full outbox is tolerated before 1013")
     history_messages: int = _setting(1000, "durable messages kept per stream")
     history_seconds: float = _setting(24 * 3600.0, "seconds durable messages are kept per stream")

@@ -548,3 +548,16 @@ def test_outbox_policy_property(ops: list[tuple], max_messages: int, max_bytes: 
             assert serials == sorted(serials)
 
     trio.run(scenario)
+
+
+def test_a_batch_frame_is_built_once_for_the_same_run_of_messages() -> None:
+    from cidadao_trio.server.connection import _BatchFrames
+
+    cache = _BatchFrames(size=2)
+    items = [Delivery("chat", '{"n":1}', "e-1", True), Delivery("chat", '{"n":2}', "e-2", True)]
+    text, frame = cache.frame(items)
+    again_text, again_frame = cache.frame(list(items))
+    assert again_frame is frame and again_text is text
+    assert '"count":2' in text and frame.endswith(text.encode())
+    other = cache.frame([items[1], items[0]])
+    assert other[1] is not frame

@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -40,6 +41,30 @@ BATCH_MAX_BYTES = 64 * 1024
 CLOSE_GRACE_SECONDS = 2.0
 
 _connection_ids = itertools.count(1)
+
+
+class _BatchFrames:
+    """Subscribers of one stream usually take the same run of messages in one batch: the
+    ``batch`` envelope and its frame are then built once, not once per connection."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._recent: OrderedDict[tuple[int, ...], tuple[list[Delivery], str, bytes]] = OrderedDict()
+        self._size = size
+
+    def frame(self, items: list[Delivery]) -> tuple[str, bytes]:
+        key = tuple(map(id, items))
+        hit = self._recent.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], items)):  # ids reused?
+            return hit[1], hit[2]
+        text = encode_batch((item.text for item in items), len(items))
+        frame = text_frame(text.encode())
+        self._recent[key] = (items, text, frame)
+        if len(self._recent) > self._size:
+            self._recent.popitem(last=False)
+        return text, frame
+
+
+_batches = _BatchFrames()
 
 
 class Endpoint(Protocol):
@@ -324,12 +349,12 @@ class Connection(Client):
         sender = FrameSender(self.ws)
         while True:
             await outbox.wait_ready()
-            if self.batch and len(outbox) < BATCH_MAX_MESSAGES:
-                await trio.sleep(self.settings.batch_linger)  # gather before sending: fuller frames
+            linger = self.settings.batch_linger
+            if self.batch and linger > 0 and len(outbox) < BATCH_MAX_MESSAGES:
+                await trio.sleep(linger)  # gather before sending: fuller frames
             items = outbox.take(BATCH_MAX_MESSAGES if self.batch else 1, BATCH_MAX_BYTES)
             if len(items) > 1:
-                text = encode_batch((item.text for item in items), len(items))
-                frame = text_frame(text.encode())
+                text, frame = _batches.frame(items)
             else:
                 text, frame = items[0].text, items[0].frame
             for item in items:
