@@ -20,5 +20,23 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (issue 6): their own venv and node modules, never the project's dependencies.
+BENCH_VENV := benchmarks/.venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+LOADGEN_STAMP := benchmarks/loadgen/node_modules/.installed
+
+$(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e . -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
+
+$(LOADGEN_STAMP): benchmarks/loadgen/package.json benchmarks/loadgen/package-lock.json
+	npm ci --prefix benchmarks/loadgen --no-audit --no-fund
+	touch $(LOADGEN_STAMP)
+
+bench: $(BENCH_STAMP) $(LOADGEN_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks all
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""FastAPI + uvicorn reference implementation of the benchmarked subset."""
