@@ -35,7 +35,7 @@ import statistics
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from .model import Anomaly, AnomalyType, Contract, Severity
 
@@ -684,14 +684,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     detect_value_divergence,
 )
 
-ANOMALY_TYPES: tuple[AnomalyType, ...] = (
-    "price_deviation",
-    "supplier_concentration",
-    "spending_spike",
-    "duplicate_contract",
-    "contract_splitting",
-    "value_divergence",
-)
+ANOMALY_TYPES: tuple[AnomalyType, ...] = get_args(AnomalyType)  # declared once, in model.py
 
 
 def run_all(contracts: Sequence[Contract]) -> list[Anomaly]:
