@@ -3,7 +3,7 @@ Abaporu tells how investigations are going. Each streams its answer like Drummon
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 import orjson
@@ -26,6 +26,16 @@ _STATUS_PT = {
     "failed": "falhou",
     "cancelled": "cancelada",
 }
+
+
+def _streamed(compose: Callable[[], Awaitable[str]], delay: float, actions: list[str]) -> StreamedReply:
+    """An answer composed when the reply starts streaming (so ``cancel`` stops that too)."""
+
+    async def chunks() -> AsyncIterator[str]:
+        async for chunk in _stream(await compose(), delay):
+            yield chunk
+
+    return StreamedReply(chunks(), suggested_actions=actions)
 
 
 async def _stream(text: str, delay: float) -> AsyncIterator[str]:
@@ -103,18 +113,13 @@ class Anita:
     def reply(self, request: AgentRequest) -> StreamedReply:
         filters = parse_intent(request.message).filters
         agency = filters.agency or "Ministério da Saúde"
-        return StreamedReply(
-            self._answer(filters),
-            suggested_actions=[f"Investigar contratos do {agency}", "O que é sobrepreço?"],
-        )
+        actions = [f"Investigar contratos do {agency}", "O que é sobrepreço?"]
+        return _streamed(lambda: self._compose(filters), self.chunk_delay, actions)
 
-    async def _answer(self, filters: Filters) -> AsyncIterator[str]:
-        if self.engine.ready.is_set():
-            text = await self.engine.compute(answer_question, filters, self.engine.dataset)
-        else:
-            text = "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
-        async for chunk in _stream(text, self.chunk_delay):
-            yield chunk
+    async def _compose(self, filters: Filters) -> str:
+        if not self.engine.ready.is_set():
+            return "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
+        return await self.engine.compute(answer_question, filters, self.engine.dataset)
 
 
 @attrs.define
@@ -127,25 +132,23 @@ class Tiradentes:
     agent_name: str = "Tiradentes"
 
     def reply(self, request: AgentRequest) -> StreamedReply:
-        return StreamedReply(self._answer(request), suggested_actions=["Investigar contratos do Ministério da Educação"])
+        actions = ["Investigar contratos do Ministério da Educação"]
+        return _streamed(lambda: self._compose(request), self.chunk_delay, actions)
 
-    async def _answer(self, request: AgentRequest) -> AsyncIterator[str]:
+    async def _compose(self, request: AgentRequest) -> str:
         record = await _pick(self.engine, request)
         if record is None:
-            text = "Ainda não há investigação para relatar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”."
-        elif record.status != "completed":
-            text = f"A investigação {record.id} ainda está {_STATUS_PT.get(record.status, record.status)} ({record.progress}%). O relatório sai quando ela terminar."
-        else:
-            stored = await self.engine.report(record.id)
-            summary = orjson.loads(stored[0])["summary"] if stored else dict(record.summary or {})
-            text = (
-                f"Relatório da investigação {record.id} ({record.scope}): {summary.get('total_records', 0)} contratos analisados, "
-                f"{summary.get('anomalies_found', 0)} anomalias, {format_brl(float(summary.get('suspicious_value', 0)))} em contratos suspeitos "
-                f"de um total de {format_brl(float(summary.get('total_value', 0)))}. Risco {summary.get('risk_score', 0)} de 10. "
-                f"O relatório completo está em /api/v1/investigations/{record.id}/report?format=markdown."
-            )
-        async for chunk in _stream(text, self.chunk_delay):
-            yield chunk
+            return "Ainda não há investigação para relatar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”."
+        if record.status != "completed":
+            return f"A investigação {record.id} ainda está {_STATUS_PT.get(record.status, record.status)} ({record.progress}%). O relatório sai quando ela terminar."
+        stored = await self.engine.report(record.id)
+        summary = orjson.loads(stored[0])["summary"] if stored else dict(record.summary or {})
+        return (
+            f"Relatório da investigação {record.id} ({record.scope}): {summary.get('total_records', 0)} contratos analisados, "
+            f"{summary.get('anomalies_found', 0)} anomalias, {format_brl(float(summary.get('suspicious_value', 0)))} em contratos suspeitos "
+            f"de um total de {format_brl(float(summary.get('total_value', 0)))}. Risco {summary.get('risk_score', 0)} de 10. "
+            f"O relatório completo está em /api/v1/investigations/{record.id}/report?format=markdown."
+        )
 
 
 @attrs.define
@@ -158,22 +161,18 @@ class Abaporu:
     agent_name: str = "Abaporu"
 
     def reply(self, request: AgentRequest) -> StreamedReply:
-        return StreamedReply(self._answer(request), suggested_actions=["Gerar relatório"])
+        return _streamed(lambda: self._compose(request), self.chunk_delay, ["Gerar relatório"])
 
-    async def _answer(self, request: AgentRequest) -> AsyncIterator[str]:
+    async def _compose(self, request: AgentRequest) -> str:
         record = await _pick(self.engine, request)
         if record is None:
-            text = "Não encontrei investigações em andamento. Quer começar uma? Diga, por exemplo: “Investigar contratos do Ministério da Defesa”."
-        else:
-            text = (
-                f"A investigação {record.id} ({record.scope}) está {_STATUS_PT.get(record.status, record.status)}: "
-                f"{record.progress}% concluída, {record.records_processed} contratos analisados e "
-                f"{record.anomalies_detected} anomalias encontradas."
-            )
-            if record.reason:
-                text += f" Motivo: {record.reason}"
-        async for chunk in _stream(text, self.chunk_delay):
-            yield chunk
+            return "Não encontrei investigações em andamento. Quer começar uma? Diga, por exemplo: “Investigar contratos do Ministério da Defesa”."
+        text = (
+            f"A investigação {record.id} ({record.scope}) está {_STATUS_PT.get(record.status, record.status)}: "
+            f"{record.progress}% concluída, {record.records_processed} contratos analisados e "
+            f"{record.anomalies_detected} anomalias encontradas."
+        )
+        return f"{text} Motivo: {record.reason}" if record.reason else text
 
 
 async def _pick(engine: InvestigationEngine, request: AgentRequest) -> Investigation | None:
