@@ -232,7 +232,7 @@ def routes(server: Server) -> dict[tuple[str, str], control.Route]:
     }
 
 
-async def run(settings: config.Settings, control_port: int) -> None:
+async def run(settings: config.Settings, control_port: int, freeze: bool = False) -> None:
     server = Server(settings, dataset=())
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with server.running():
@@ -240,6 +240,9 @@ async def run(settings: config.Settings, control_port: int) -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve_tcp)
                 await nursery.start(control.serve, control_port, routes(server))
+                if freeze:
+                    gc.collect()
+                    gc.freeze()
                 print(
                     f"harness listening on {settings.host}:{settings.port} control {control_port}",
                     flush=True,
@@ -253,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.harness_server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-port", type=int, required=True, help="loopback port of the control API")
+    parser.add_argument("--gc-thresholds", default="", metavar="G0,G1,G2",
+                        help="experiment: gc.set_threshold(...) before serving (default: Python's 700,10,10)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="experiment: gc.freeze() once the server is up (start-up objects leave the GC's scans)")
     add_settings_flags(parser)
     args = parser.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in config.fields()}
@@ -261,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile()
-    trio.run(run, settings, args.control_port)
+    if args.gc_thresholds:
+        gc.set_threshold(*(int(v) for v in args.gc_thresholds.split(",")))
+    trio.run(run, settings, args.control_port, args.gc_freeze)
     return 0
 
 

@@ -8,6 +8,7 @@ investigation locally, without a server, and write its report).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,14 @@ def mint(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune_garbage_collector() -> None:
+    """Full collections were the longest pauses under load (benchmarks/README.md): keep
+    start-up objects (the dataset, modules) out of them and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(settings: Settings) -> None:
     from .server.server import Server
 
@@ -108,6 +117,7 @@ async def serve(settings: Settings) -> None:
         async with server.running():
             async with trio.open_nursery() as nursery:
                 listeners = await nursery.start(server.serve_tcp)
+                tune_garbage_collector()
                 scheme = "https" if settings.tls_cert else "http"
                 for listener in listeners:
                     sock = getattr(listener, "transport_listener", listener).socket

@@ -98,17 +98,22 @@ async def test_required_mode_refuses_other_first_message(autojump_clock: trio.te
 
 async def test_optional_mode_accepts_first_auth_message(autojump_clock: trio.testing.MockClock) -> None:
     async with secured() as server:
-        async with connect(server, f"{CHAT}console") as ws:
+        async with connect(server, f"{CHAT}alices?token={token('alice')}") as ws:  # alice owns it
+            await receive(ws)
+        async with connect(server, f"{CHAT}alices") as ws:  # the console sends auth first
             await send(ws, "auth", {"token": token("alice")}, id="a1")
             ok = await receive(ws)
             assert ok["type"] == "auth_ok" and ok["data"]["reply_to"] == "a1"
             assert (await receive(ws))["type"] == "connection"
-        async with connect(server, f"{CHAT}console") as anonymous:
-            await expect_refusal(anonymous, "FORBIDDEN", 1008)  # alice owns it now
-        async with connect(server, f"{CHAT}console") as ws:
-            await send(ws, "auth", {"token": token("alice")})
-            assert (await receive(ws))["type"] == "auth_ok"
+        async with connect(server, f"{CHAT}alices") as anonymous:  # waits auth_grace, then refused
+            await expect_refusal(anonymous, "FORBIDDEN", 1008)
+        async with connect(server, f"{CHAT}brand-new") as ws:  # anonymous admitted: greeted at once
+            started = trio.current_time()
             assert (await receive(ws))["type"] == "connection"
+            assert trio.current_time() - started < 0.01
+            await send(ws, "auth", {"token": token("alice")}, id="a2")  # and upgraded later
+            assert (await receive(ws))["data"]["reply_to"] == "a2"
+            assert next(iter(server.connections)).principal.sub == "alice"
 
 
 async def test_optional_mode_keeps_a_first_message_that_is_not_auth(

@@ -68,6 +68,7 @@ _batches = _BatchFrames()
 
 
 class Endpoint(Protocol):
+    async def prepare(self) -> None: ...
     def permits(self, principal: Principal) -> bool: ...
     async def open(self, client: Client) -> None: ...
     async def handle(self, client: Client, message: ClientMessage) -> None: ...
@@ -184,18 +185,23 @@ class Connection(Client):
 
     # --- authentication ----------------------------------------------------------------
 
-    async def authenticate(self, token: str | None) -> bool:
+    async def authenticate(self, token: str | None, endpoint: Endpoint) -> bool:
         """Settle who this is before anything else; on refusal, record a 1008 close.
 
         Without a token in the URL or a header, the first message may carry one
-        (PROTOCOL.md §6): with ``auth=required`` we wait ``auth_timeout`` for it; with
-        ``optional`` only ``auth_grace``, and a first message of another kind is kept
-        and handled once the connection is open (the client is then anonymous).
+        (PROTOCOL.md §6): with ``auth=required`` we wait ``auth_timeout`` for it. With
+        ``optional``, an anonymous client the endpoint admits is greeted at once (an
+        ``auth`` message may upgrade it later); only where anonymous would be refused (a
+        session someone owns, a private investigation) do we wait ``auth_grace`` for it.
+        A first message of another kind is kept and handled once the connection is open.
         """
         first: ClientMessage | None = None
         if token is None:
+            await endpoint.prepare()
             window = self.gate.auth_timeout if self.gate.required else self.settings.auth_grace
-            first = await self._first_message(window)
+            if not self.gate.required and endpoint.permits(Principal.anonymous()):
+                window = 0.0
+            first = await self._first_message(window) if window > 0 else None
             if first is not None and isinstance(first.command, Auth):
                 token = first.command.token
             elif self.gate.required:

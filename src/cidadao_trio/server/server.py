@@ -256,7 +256,7 @@ class Server:
         principal_key: str | None = None
         try:
             token = head.query.get("token") or bearer_token(head.headers)
-            if await connection.authenticate(token):
+            if await connection.authenticate(token, endpoint):
                 principal_key = connection.principal.key
                 self._admit_principal(connection, principal_key)
             await self._serve(connection, endpoint)

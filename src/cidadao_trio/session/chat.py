@@ -44,9 +44,14 @@ class ChatEndpoint:
         owner = self._session.owner_key if self._session is not None else None
         return may_open_session(principal, self.session_id, owner)
 
+    async def prepare(self) -> None:
+        """Load the session before authentication, so the connection knows who may open it."""
+        if self._session is None:
+            self._session = await self.hub.session(self.session_id)
+            self._session.connections += 1  # before any await, so release() cannot drop it
+
     async def open(self, client: Client) -> None:
-        self._session = await self.hub.session(self.session_id)
-        self.session.connections += 1  # before any await, so release() cannot drop it
+        await self.prepare()
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "forbidden", ErrorCode.FORBIDDEN)
             return

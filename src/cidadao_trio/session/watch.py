@@ -28,8 +28,12 @@ class WatchEndpoint:
         access = self._access
         return access is not None and may_see_investigation(principal, access.owner_key, access.public)
 
-    async def open(self, client: Client) -> None:
+    async def prepare(self) -> None:
         self._access = await self.hub.lookup(self.investigation_id)
+
+    async def open(self, client: Client) -> None:
+        if self._access is None:
+            await self.prepare()
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "not found", ErrorCode.NOT_FOUND)
             return
