@@ -15,11 +15,13 @@ import contextlib
 import itertools
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -77,17 +79,24 @@ class Page:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, what: str, timeout: float = DEADLINE) -> Any:
-        """Poll ``expression`` until it is truthy; its value, or a failure naming ``what``."""
+        """Wait, inside the page, until ``expression`` is truthy; its value, or a failure
+        naming ``what``. The page re-checks on every DOM change (a MutationObserver), so
+        the test neither sleeps nor polls."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.js(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 log = self.js("document.getElementById('log')?.innerText ?? ''")
                 status = self.js("document.getElementById('status')?.textContent ?? ''")
                 raise BrowserError(f"timed out after {timeout} s waiting for {what}; status={status!r}; log={log!r}")
-            time.sleep(0.1)
+            try:
+                value = self.js(_until(expression, min(remaining, DEADLINE / 2)))
+            except BrowserError as lost:  # a navigation replaced the page mid-wait: wait in the new one
+                if "context" not in str(lost).lower():
+                    raise
+                continue
+            if value:
+                return value
 
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
@@ -114,6 +123,47 @@ class Page:
             out.write(base64.b64decode(data))
 
 
+def _devtools_url(process: subprocess.Popen[bytes]) -> str:
+    """Chromium announces its DevTools endpoint on stderr; read it (a thread keeps draining
+    stderr afterwards, so the browser never blocks on a full pipe)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            lines.put(raw.decode(errors="replace"))
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except queue.Empty:
+            raise BrowserError(f"chromium announced no DevTools endpoint within {DEADLINE} s") from None
+        if line is None:
+            raise BrowserError(f"chromium exited with {process.wait()}:\n{''.join(seen)}")
+        seen.append(line)
+        match = re.search(r"DevTools listening on (ws://\S+)", line)
+        if match:
+            return match.group(1)
+
+
+def _until(expression: str, seconds: float) -> str:
+    """A promise resolving to ``expression`` once truthy (checked on DOM changes and a
+    slow timer, for state that is not in the DOM), or to null after ``seconds``."""
+    return f"""new Promise(resolve => {{
+      const check = () => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }};
+      const done = value => {{ observer.disconnect(); clearInterval(timer); clearTimeout(limit); resolve(value); }};
+      const observer = new MutationObserver(() => {{ const v = check(); if (v) done(v); }});
+      observer.observe(document, {{subtree: true, childList: true, attributes: true, characterData: true}});
+      const timer = setInterval(() => {{ const v = check(); if (v) done(v); }}, 100);
+      const limit = setTimeout(() => done(null), {int(seconds * 1000)});
+      const first = check(); if (first) done(first);
+    }})"""
+
+
 @contextlib.contextmanager
 def chromium(width: int = 1280, height: int = 900) -> Iterator[Page]:
     """A headless Chromium with one blank tab; the browser is always killed on the way out."""
@@ -121,29 +171,14 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Page]:
         pytest.fail(f"Chromium is required at {CHROMIUM} for the console's browser tests; install it with "
                     "`apt-get update && apt-get install -y chromium chromium-driver` (.ci/run does)", pytrace=False)
     profile = tempfile.mkdtemp(prefix="cidadao-chromium-")
-    stderr = tempfile.TemporaryFile()
     process = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                                 f"--window-size={width},{height}", "about:blank"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     stack = contextlib.ExitStack()
     ws: ClientConnection | None = None
     try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + DEADLINE
-        lines: list[str] = []
-        while len(lines) < 2:
-            if process.poll() is not None:
-                stderr.seek(0)
-                raise BrowserError(f"chromium exited with {process.returncode}:\n{stderr.read().decode(errors='replace')}")
-            if time.monotonic() > deadline:
-                raise BrowserError(f"chromium wrote no {port_file} within {DEADLINE} s")
-            with contextlib.suppress(FileNotFoundError):
-                with open(port_file) as f:
-                    lines = f.read().split()
-            time.sleep(0.05)
-        ws = stack.enter_context(connect(f"ws://127.0.0.1:{lines[0]}{lines[1]}", max_size=None,
-                                         open_timeout=DEADLINE))
+        ws = stack.enter_context(connect(_devtools_url(process), max_size=None, open_timeout=DEADLINE))
         target = _browser_call(ws, "Target.createTarget", url="about:blank")["targetId"]
         session = _browser_call(ws, "Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         page = Page(ws, session)
@@ -159,7 +194,6 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Page]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the browser and every helper process it started
         process.wait()
-        stderr.close()
         shutil.rmtree(profile, ignore_errors=True)
 
 

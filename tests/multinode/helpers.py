@@ -101,3 +101,16 @@ async def greeted(ws: Any) -> dict[str, Any]:
     pong = await receive(ws)
     assert pong == {**pong, "type": "pong", "data": {"reply_to": "attached"}}, pong
     return hello
+
+
+def hold_fan_out(broker: RedisBroker) -> trio.Event:
+    """Make the node's fan-out wait before each delivery until the returned event is set."""
+    gate = trio.Event()
+    deliver = broker._deliver
+
+    async def held(*item: str) -> None:
+        await gate.wait()
+        await deliver(*item)
+
+    broker._deliver = held  # type: ignore[method-assign]
+    return gate

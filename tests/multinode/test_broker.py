@@ -12,7 +12,7 @@ from cidadao_trio.broker.base import investigation_stream, session_stream
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.store.base import SaveInvestigation, SaveReport
 
-from .helpers import ListSink, cursor, offsets, started, wait_healthy
+from .helpers import ListSink, cursor, hold_fan_out, offsets, started, wait_healthy
 from .redis_process import RedisProcess
 
 S = session_stream("s1")
@@ -229,14 +229,7 @@ async def test_an_overflowing_inbox_is_refilled_from_the_stream(
     b = await started(nursery, redis.url)
     sink = ListSink()
     await b.attach(S, sink, None)
-    gate = trio.Event()
-    deliver = b._deliver
-
-    async def stuck(*item: str) -> None:
-        await gate.wait()
-        await deliver(*item)
-
-    b._deliver = stuck  # type: ignore[method-assign]
+    gate = hold_fan_out(b)
     published = await chats(a, 30)
     with trio.fail_after(10):
         while b.overflows < 27:  # one held by the fan-out, two queued, the rest dropped

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.redis import RedisBroker
 
-from .helpers import ListSink, cursor, offsets, started
+from .helpers import ListSink, cursor, hold_fan_out, offsets, started
 from .redis_process import RedisProcess, redis_process
 
 S = session_stream("seam")
@@ -131,14 +131,7 @@ async def test_a_replayed_message_is_not_offered_again_when_the_fan_out_catches_
     first, second = ListSink(), ListSink()
     start = await b.last_id(S)
     await b.attach(S, first, None)
-    gate = trio.Event()
-    deliver = b._deliver
-
-    async def held(*item: str) -> None:
-        await gate.wait()
-        await deliver(*item)
-
-    b._deliver = held  # type: ignore[method-assign]
+    gate = hold_fan_out(b)
     published = await _chats(a, 3)
     assert (await b.attach(S, second, cursor(start))).replayed == 3
     assert first.durable_ids == []
