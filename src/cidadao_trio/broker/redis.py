@@ -139,7 +139,8 @@ RECORD = _PRELUDE + """
 for i = 4, #ARGV, 4 do
   local kind, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if kind == 'session' then
-    redis.call('HSETNX', P .. 'owners', a, b)
+    local owner = redis.call('HGET', P .. 'owners', a)
+    if (not owner) or owner == 'anon' then redis.call('HSET', P .. 'owners', a, b) end
   elseif kind == 'link' and c == '1' then
     redis.call('SADD', P .. 'l:' .. a, b); redis.call('SADD', P .. 'f:' .. b, a)
   elseif kind == 'link' and redis.call('SREM', P .. 'l:' .. a, b) == 1 then

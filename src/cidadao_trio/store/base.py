@@ -11,6 +11,8 @@ from typing import Protocol
 
 import attrs
 
+from ..auth import ANONYMOUS_OWNER
+
 
 @attrs.frozen
 class StoredMessage:
@@ -149,7 +151,8 @@ class MemoryStore:
         for op in ops:
             match op:
                 case SaveSession(session_id=session_id, owner_key=owner_key):
-                    self._owners.setdefault(session_id, owner_key)
+                    if self._owners.get(session_id, ANONYMOUS_OWNER) == ANONYMOUS_OWNER:
+                        self._owners[session_id] = owner_key  # a user may claim an anonymous one
                 case Link(source=source, target=target, active=active):
                     (self._links.add if active else self._links.discard)((source, target))
                 case SaveInvestigation(investigation_id=investigation_id, record=record):

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..auth import ANONYMOUS_OWNER
 from .base import (
     Append,
     CreateStream,
@@ -155,8 +156,11 @@ class SqliteStore:
                     case Link(source=source, target=target, active=False):
                         db.execute("DELETE FROM links WHERE source = ? AND target = ?", (source, target))
                     case SaveSession(session_id=session_id, owner_key=owner_key):
-                        db.execute(
-                            "INSERT OR IGNORE INTO sessions VALUES (?, ?)", (session_id, owner_key)
+                        db.execute(  # first owner wins; a user may claim an anonymous one
+                            "INSERT INTO sessions VALUES (?, ?) ON CONFLICT (session_id)"
+                            " DO UPDATE SET owner_key = excluded.owner_key"
+                            " WHERE sessions.owner_key = ?",
+                            (session_id, owner_key, ANONYMOUS_OWNER),
                         )
                     case SaveInvestigation(investigation_id=investigation_id, record=record):
                         db.execute(
