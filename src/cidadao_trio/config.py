@@ -60,7 +60,9 @@ class Settings:
     jwt_issuer: str | None = _setting(None, "required iss claim, when set")
     jwt_leeway: float = _setting(30.0, "clock skew allowed on exp/nbf, seconds")
     auth_timeout: float = _setting(10.0, "seconds to send the first auth message when required")
-    auth_grace: float = _setting(0.25, "seconds an optional-auth connection waits for a first auth message")
+    max_pending_auth_per_address: int = _setting(
+        16, "connections from one address still settling who they are, before OVERLOADED"
+    )
     allowed_origins: str = _setting("", "comma-separated Origin allow-list (empty: any)")
     max_connections_per_principal: int = _setting(20, "connections per user before OVERLOADED")
     rate_messages: int = _setting(100, "client messages allowed per rate window")

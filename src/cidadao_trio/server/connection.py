@@ -32,6 +32,7 @@ from ..session.access import Gatekeeper
 from ..session.client import Client
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
+from .admission import Admission
 from .transport import FrameSender, send_ping
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ _batches = _BatchFrames()
 class Endpoint(Protocol):
     async def prepare(self) -> None: ...
     def permits(self, principal: Principal) -> bool: ...
+    async def upgraded(self, client: Client) -> bool:
+        """The client authenticated late; True if that claimed its (anonymous) session."""
     async def open(self, client: Client) -> None: ...
     async def handle(self, client: Client, message: ClientMessage) -> None: ...
     async def close(self, client: Client) -> None: ...
@@ -117,6 +120,8 @@ class Connection(Client):
         metrics: Metrics,
         *,
         batch: bool = False,
+        admission: Admission | None = None,
+        address: str = "local",
     ) -> None:
         self.id = next(_connection_ids)
         self.ws = ws
@@ -125,6 +130,11 @@ class Connection(Client):
         self.metrics = metrics
         self.batch = batch
         self.principal = Principal.anonymous()
+        self.admission = admission or Admission(
+            settings.max_connections_per_principal, settings.max_pending_auth_per_address
+        )
+        self.address = address  # the peer's, for the pre-auth cap
+        self._counted: str | None = None  # the principal key this connection is counted under
         self.outbox = Outbox(
             self.id,
             settings.outbox_messages,
@@ -186,22 +196,23 @@ class Connection(Client):
     # --- authentication ----------------------------------------------------------------
 
     async def authenticate(self, token: str | None, endpoint: Endpoint) -> bool:
-        """Settle who this is before anything else; on refusal, record a 1008 close.
+        """Settle who this is before the greeting (§6); on refusal, record the close.
 
-        Without a token in the URL or a header, the first message may carry one
-        (PROTOCOL.md §6): with ``auth=required`` we wait ``auth_timeout`` for it. With
-        ``optional``, an anonymous client the endpoint admits is greeted at once (an
-        ``auth`` message may upgrade it later); only where anonymous would be refused (a
-        session someone owns, a private investigation) do we wait ``auth_grace`` for it.
-        A first message of another kind is kept and handled once the connection is open.
+        Without a token in the URL or a header, a first ``auth`` message decides: with
+        ``auth=required`` we wait ``auth_timeout`` for it. With ``optional``, an anonymous
+        client the endpoint admits is greeted at once (an ``auth`` message may upgrade it
+        later); where anonymous would be refused (a session someone owns, a private
+        investigation) we wait ``auth_timeout`` too. A first message of another kind is
+        kept and handled once the connection is open. While it waits, a connection counts
+        against its address's pre-auth cap; once settled, against its principal's cap.
         """
         first: ClientMessage | None = None
         if token is None:
             await endpoint.prepare()
-            window = self.gate.auth_timeout if self.gate.required else self.settings.auth_grace
-            if not self.gate.required and endpoint.permits(Principal.anonymous()):
-                window = 0.0
-            first = await self._first_message(window) if window > 0 else None
+            if self.gate.required or not endpoint.permits(Principal.anonymous()):
+                first = await self._wait_for_first_message()
+                if self.intent is not None:
+                    return False
             if first is not None and isinstance(first.command, Auth):
                 token = first.command.token
             elif self.gate.required:
@@ -209,15 +220,40 @@ class Connection(Client):
                 self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED)
                 return False
         try:
-            self._use(self.gate.identify(token))
+            principal = self.gate.identify(token)
         except AuthError as refused:
             log.info("token refused", extra=self._log(reason=refused.reason))
             self.metrics.auth_failures.labels(refused.reason).inc()
             self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
             return False
+        if not self.admission.take(principal.key):
+            self._refuse_overload("too many connections for this user")
+            return False
+        self._counted = principal.key
+        self._use(principal)
         if first is not None and isinstance(first.command, Auth):
             self._acknowledge_token(first.id)
         return True
+
+    def release_admission(self) -> None:
+        if self._counted is not None:
+            self.admission.release(self._counted)
+            self._counted = None
+
+    def _refuse_overload(self, reason: str) -> None:
+        self.close(
+            CloseCode.TRY_AGAIN_LATER, reason, ErrorCode.OVERLOADED,
+            retry_after=self.settings.overload_retry_after,
+        )
+
+    async def _wait_for_first_message(self) -> ClientMessage | None:
+        if not self.admission.begin_pending(self.address):
+            self._refuse_overload("too many unauthenticated connections from this address")
+            return None
+        try:
+            return await self._first_message(self.gate.auth_timeout)
+        finally:
+            self.admission.end_pending(self.address)
 
     async def _first_message(self, window: float) -> ClientMessage | None:
         """Read one message within ``window``; keep it in ``_pending`` unless it is ``auth``."""
@@ -236,7 +272,8 @@ class Connection(Client):
             return parsed
         return None
 
-    def _renew_token(self, token: str, reply_to: ReplyTo, endpoint: Endpoint) -> None:
+    async def _renew_token(self, token: str, reply_to: ReplyTo, endpoint: Endpoint) -> None:
+        """An ``auth`` on an open connection: renew its token, or upgrade an anonymous one."""
         try:
             fresh = self.gate.identify(token)
         except AuthError as refused:
@@ -249,24 +286,37 @@ class Connection(Client):
         if not endpoint.permits(fresh):
             self.error(ErrorCode.FORBIDDEN, "Este token não dá acesso a este canal.", reply_to)
             return
+        if not self.admission.move(self._counted, fresh.key):
+            self.error(
+                ErrorCode.OVERLOADED, "Conexões demais abertas para este usuário.", reply_to,
+                self.settings.overload_retry_after,
+            )
+            return
+        self._counted = fresh.key
+        upgrading = self.principal.is_anonymous
         self._use(fresh)
-        self._acknowledge_token(reply_to)
+        claimed = await endpoint.upgraded(self) if upgrading else False
+        self._acknowledge_token(reply_to, claimed)
         self._attention.set()
 
     def _use(self, principal: Principal) -> None:
         self.principal = principal
         expires = principal.expires_at
         self._token_deadline = (
-            float("inf") if expires is None else trio.current_time() + max(0.0, expires - time.time())
+            float("inf")
+            if expires is None
+            else trio.current_time() + max(0.0, expires + self.settings.jwt_leeway - time.time())
         )
 
-    def _acknowledge_token(self, reply_to: ReplyTo) -> None:
+    def _acknowledge_token(self, reply_to: ReplyTo, session_claimed: bool = False) -> None:
         expires = self.principal.expires_at
         data: dict[str, Any] = {"expires_at": None}
         if expires is not None:
             data["expires_at"] = utc_timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
         if reply_to is not None:
             data["reply_to"] = reply_to
+        if session_claimed:
+            data["session_claimed"] = True
         self.send("auth_ok", data)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -344,7 +394,7 @@ class Connection(Client):
                 if isinstance(parsed.command, Ping):
                     self.send("pong", {} if parsed.id is None else {"reply_to": parsed.id})
                 elif isinstance(parsed.command, Auth):
-                    self._renew_token(parsed.command.token, parsed.id, endpoint)
+                    await self._renew_token(parsed.command.token, parsed.id, endpoint)
                 else:
                     await endpoint.handle(self, parsed)
         if idle_scope.cancelled_caught:

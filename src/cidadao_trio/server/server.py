@@ -38,6 +38,7 @@ from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.turns import TurnRunner
 from ..session.watch import WatchEndpoint
+from .admission import Admission
 from .connection import Connection, Endpoint
 from .http_api import HttpApi
 from .frontdoor import (
@@ -85,7 +86,7 @@ class Server:
         self.broker = broker or open_broker(settings, self.metrics)
         self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
-        self.per_principal: Counter[str] = Counter()
+        self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
         self.draining = False
         self._hub: Hub | None = None
         self._nursery: trio.Nursery | None = None
@@ -210,7 +211,7 @@ class Server:
             if ws is None:
                 log.info("handshake timeout")
             else:
-                await self._run_websocket(ws, head)
+                await self._run_websocket(ws, head, _peer_address(stream))
             library.cancel_scope.cancel()
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
@@ -241,9 +242,10 @@ class Server:
             return None
         return head
 
-    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead) -> None:
+    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead, address: str) -> None:
         connection = Connection(
-            ws, self.settings, self.gate, self.metrics, batch=head.query.get("batch") == "1"
+            ws, self.settings, self.gate, self.metrics,
+            batch=head.query.get("batch") == "1", admission=self.admission, address=address,
         )
         endpoint = self._admit(connection, head)
         if endpoint is None:
@@ -253,19 +255,14 @@ class Server:
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
-        principal_key: str | None = None
         try:
             token = head.query.get("token") or bearer_token(head.headers)
-            if await connection.authenticate(token, endpoint):
-                principal_key = connection.principal.key
-                self._admit_principal(connection, principal_key)
+            if await connection.authenticate(token, endpoint) and self.draining:
+                connection.close(CloseCode.GOING_AWAY, "server shutting down")
             await self._serve(connection, endpoint)
         finally:
+            connection.release_admission()
             self.connections.discard(connection)
-            if principal_key is not None:
-                self.per_principal[principal_key] -= 1
-                if not self.per_principal[principal_key]:
-                    del self.per_principal[principal_key]
             if not self.connections:
                 self._idle.set()
 
@@ -294,17 +291,6 @@ class Server:
         else:
             return self._endpoint_for(head, connection)
         return None
-
-    def _admit_principal(self, connection: Connection, principal_key: str) -> None:
-        """After authentication: the per-user cap, and a drain that began meanwhile."""
-        self.per_principal[principal_key] += 1
-        if self.draining:
-            connection.close(CloseCode.GOING_AWAY, "server shutting down")
-        elif self.per_principal[principal_key] > self.settings.max_connections_per_principal:
-            connection.close(
-                CloseCode.TRY_AGAIN_LATER, "too many connections for this user", ErrorCode.OVERLOADED,
-                retry_after=self.settings.overload_retry_after,
-            )
 
     def _endpoint_for(self, head: RequestHead, connection: Connection) -> Endpoint | None:
         last_id = head.query.get("last_id") or None
@@ -341,3 +327,16 @@ async def _respond_quietly(
         await send_response(stream, parser, status, body, content_type, extra_headers)
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         pass
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    """The peer's IP, for the pre-auth cap; in-memory test streams share one address."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:
+            return "unknown"
+        return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+    return "local"

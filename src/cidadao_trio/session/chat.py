@@ -56,14 +56,19 @@ class ChatEndpoint:
             client.close(CloseCode.POLICY, "forbidden", ErrorCode.FORBIDDEN)
             return
         await self.hub.claim(self.session, client.principal)
+        self.session.members.add(client)
         self.typing = TypingDebounce(self.hub.settings.typing_debounce)
         followed = await self.hub.broker.followed_by(self.stream)
         identity = {"session_id": self.session.id}
         await self.hub.open_stream(client, self.stream, self.last_id, identity, followed)
 
+    async def upgraded(self, client: Client) -> bool:
+        return await self.hub.claim_anonymous(self.session, client)
+
     async def close(self, client: Client) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
         if self._session is not None:
+            self._session.members.discard(client)
             self._session.connections -= 1
             self.hub.release(self._session)
 

@@ -7,11 +7,11 @@ from typing import Any, Protocol
 
 import attrs
 
-from ..auth import Principal
+from ..auth import ANONYMOUS_OWNER, Principal, may_open_session
 from ..broker.base import Broker
 from ..config import Settings
 from ..metrics import Metrics
-from ..protocol.codes import ErrorCode
+from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
 from ..protocol.outbound import CONNECTED_MESSAGE
 from .client import Client
@@ -23,7 +23,8 @@ class ChatSession:
     id: str
     turns: TurnQueue
     owner_key: str | None = None  # the first principal to open it (PROTOCOL.md §6)
-    connections: int = 0
+    connections: int = 0  # counted from prepare(), before a connection is open
+    members: set[Client] = attrs.field(factory=set)  # open connections, to close on a claim
 
     @property
     def idle(self) -> bool:
@@ -63,9 +64,26 @@ class Hub:
         return session
 
     async def claim(self, session: ChatSession, principal: Principal) -> None:
+        """A new session belongs to the first principal that opens it."""
         if session.owner_key is None:
             session.owner_key = principal.owner_key
             await self.broker.save_session_owner(session.id, session.owner_key)
+
+    async def claim_anonymous(self, session: ChatSession, claimer: Client) -> bool:
+        """An anonymous session becomes ``claimer``'s (its late ``auth``, §6).
+
+        Every other connection of the session that may no longer open it is closed
+        FORBIDDEN: whoever held the id before the claim must not go on reading.
+        """
+        principal = claimer.principal
+        if principal.is_anonymous or session.owner_key not in (None, ANONYMOUS_OWNER):
+            return False
+        session.owner_key = principal.owner_key
+        await self.broker.save_session_owner(session.id, session.owner_key)
+        for member in list(session.members):
+            if member is not claimer and not may_open_session(member.principal, session.id, session.owner_key):
+                member.close(CloseCode.POLICY, "session claimed", ErrorCode.FORBIDDEN)
+        return True
 
     def release(self, session: ChatSession) -> None:
         """Forget an idle session's in-memory state; the store remembers its owner."""

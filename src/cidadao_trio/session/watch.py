@@ -40,6 +40,9 @@ class WatchEndpoint:
         identity = {"investigation_id": self.investigation_id}
         await self.hub.open_stream(client, self.stream, self.last_id, identity, [self.stream], replay_all=True)
 
+    async def upgraded(self, client: Client) -> bool:
+        return False  # an investigation's visibility is set when it starts
+
     async def close(self, client: Client) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
 
