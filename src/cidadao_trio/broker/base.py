@@ -20,6 +20,14 @@ def investigation_stream(investigation_id: str) -> str:
     return f"investigation:{investigation_id}"
 
 
+class StoreUnavailable(Exception):
+    """The store cannot accept writes now: nothing was accepted (PROTOCOL.md §7 ``UNAVAILABLE``)."""
+
+    def __init__(self, reason: str, retry_after: float = 5.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
 @attrs.frozen
 class Delivery:
     """One encoded message on its way to connections; the text is shared, never re-encoded."""
