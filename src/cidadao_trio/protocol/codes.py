@@ -27,6 +27,8 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "NOT_FOUND"
     OVERLOADED = "OVERLOADED"
     HISTORY_GAP = "HISTORY_GAP"
+    DUPLICATE = "DUPLICATE"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -42,5 +44,7 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_FOUND: "Não encontrado.",
     ErrorCode.OVERLOADED: "O servidor está sobrecarregado. Tente novamente em instantes.",
     ErrorCode.HISTORY_GAP: "Parte do histórico não está mais disponível; enviamos um resumo.",
+    ErrorCode.DUPLICATE: "Esta mensagem já foi recebida.",
+    ErrorCode.UNAVAILABLE: "O servidor não consegue gravar agora; nada foi aceito. Tente novamente em instantes.",
     ErrorCode.INTERNAL_ERROR: "Erro interno. Tente novamente.",
 }

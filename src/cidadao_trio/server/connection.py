@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..auth import AuthError, Principal
-from ..broker.base import Delivery
+from ..broker.base import Delivery, StoreUnavailable
 from ..config import Settings
 from ..protocol.codes import DEFAULT_MESSAGES, CloseCode, ErrorCode
 from ..protocol.envelope import encode, encode_batch, ephemeral_id, utc_timestamp
@@ -396,7 +396,10 @@ class Connection(Client):
                 elif isinstance(parsed.command, Auth):
                     await self._renew_token(parsed.command.token, parsed.id, endpoint)
                 else:
-                    await endpoint.handle(self, parsed)
+                    try:
+                        await endpoint.handle(self, parsed)
+                    except StoreUnavailable as unavailable:
+                        self.error(ErrorCode.UNAVAILABLE, reply_to=parsed.id, retry_after=unavailable.retry_after)
         if idle_scope.cancelled_caught:
             self.close(CloseCode.NORMAL, "idle timeout")
 

@@ -18,7 +18,7 @@ import trio
 from ..agents.base import Agent, AgentRequest
 from ..agents.router import AgentRouter
 from ..auth import Principal
-from ..broker.base import Broker, session_stream
+from ..broker.base import Broker, StoreUnavailable, session_stream
 from ..protocol.inbound import ReplyTo
 from .follow import follow
 
@@ -85,6 +85,8 @@ class TurnRunner:
                 turn = queue.pending.popleft()
                 try:
                     await self._answer(queue, turn)
+                except StoreUnavailable as unavailable:  # the broker logs the store's state
+                    log.warning("turn ended in session %s: %s", queue.session_id, unavailable)
                 except Exception:  # never let one session's turn take the server down
                     log.exception("turn failed in session %s", queue.session_id)
         finally:
@@ -119,6 +121,8 @@ class TurnRunner:
                         },
                     )
                     parts.append(chunk)
+            except StoreUnavailable:
+                status = "failed"  # ending the turn below may fail too; _work says so once
             except Exception:
                 log.exception("agent %s failed in session %s", agent.agent_id, queue.session_id)
                 status = "failed"
