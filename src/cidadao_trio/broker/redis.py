@@ -30,7 +30,7 @@ from coredis.retry import NoRetryPolicy
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
-from ..store.base import CreateStream, Link, Op, SaveInvestigation, SaveReport, SaveSession
+from ..store.base import CreateStream, Link, Op, SaveInvestigation, SaveReport, SaveSession, SaveTurn
 from .base import Attachment, Delivery, Sink
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,10 @@ for i = 4, #ARGV, 4 do
     redis.call('HSET', P .. 'copied:' .. a, b, epoch_of(a) .. '-' .. n)
   elseif kind == 'investigation' then
     if redis.call('HSET', P .. 'investigations', a, b) == 1 then redis.call('RPUSH', P .. 'investigations:order', a) end
+  elseif kind == 'turn' and b == '' then
+    redis.call('HDEL', P .. 'turns', a)
+  elseif kind == 'turn' then
+    redis.call('HSET', P .. 'turns', a, b)
   elseif kind == 'report' then
     redis.call('HSET', P .. 'report:' .. a, 'json', b, 'markdown', c)
   elseif kind == 'stream' then
@@ -171,6 +175,8 @@ def _encode(op: Op) -> tuple[str, str, str, str] | None:
             return ("report", investigation_id, json, markdown)
         case CreateStream(stream=stream, epoch=epoch):
             return ("stream", stream, epoch, "")
+        case SaveTurn(session_id=session_id, turn_key=turn_key, record=record):
+            return ("turn", f"{session_id}\x1f{turn_key}", record or "", "")
     return None  # Append/Trim: streams are written by the publish and link scripts
 
 
@@ -265,6 +271,10 @@ class RedisRecords:
         key = self._key("report:" + investigation_id)
         json, markdown = await self._broker.call(lambda c, _: c.hmget(key, ["json", "markdown"]))
         return None if json is None else (json, markdown)
+
+    async def load_open_turns(self) -> list[tuple[str, str, str]]:
+        turns = await self._broker.call(lambda c, _: c.hgetall(self._key("turns")))
+        return [(*field.split("\x1f", 1), record) for field, record in turns.items()]
 
     async def next_number(self, counter: str) -> int:
         """INCR is atomic across nodes; a retry after a lost reply may skip a number."""

@@ -112,13 +112,14 @@ class Server:
             await services.start(self.broker.run)
             settings = self.settings
             given = self._dataset
+            node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
             engine = self.engine = self.http.engine = InvestigationEngine(
                 self.broker,
                 (lambda: given) if given is not None else partial(load_contracts, settings.dataset),
                 max_running=settings.max_investigations,
                 step_delay=settings.investigation_step_delay,
                 in_thread=given is None,
-                node=settings.node_name or f"{socket.gethostname()}:{settings.port}",
+                node=node,
                 shared_store=settings.store == "redis",
             )
             await services.start(engine.run)
@@ -130,10 +131,12 @@ class Server:
                 report=Tiradentes(engine, delay),
                 status=Abaporu(engine, delay),
             )
+            runner = TurnRunner(self.broker, agents, services, node, settings.store == "redis")
+            await runner.end_interrupted()
             self._hub = Hub(
                 settings,
                 self.broker,
-                TurnRunner(self.broker, agents, services),
+                runner,
                 self.metrics,
                 lookup=engine.lookup,
             )

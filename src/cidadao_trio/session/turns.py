@@ -7,7 +7,9 @@ resumes it from its cursor.
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +21,7 @@ from ..agents.base import Agent, AgentRequest
 from ..agents.router import AgentRouter
 from ..auth import Principal
 from ..broker.base import Broker, StoreUnavailable, session_stream
+from ..store.base import SaveTurn
 from ..protocol.inbound import ReplyTo
 from .follow import follow
 
@@ -54,11 +57,38 @@ class TurnQueue:
         return reply_to is None or turn.reply_to == reply_to
 
 
+INTERRUPTED_REPLY = "A resposta foi interrompida porque o servidor reiniciou. Envie a pergunta de novo."
+
+
 @attrs.define(eq=False)
 class TurnRunner:
     broker: Broker
     agents: AgentRouter
     nursery: trio.Nursery
+    node: str = ""  # turns begun here; several nodes share a Redis store
+    shared_store: bool = False
+
+    async def end_interrupted(self) -> int:
+        """End, as failed, every turn a crash or restart of this node cut (§7)."""
+        ended = 0
+        for session_id, turn_key, raw in await self.broker.query(self.broker.store.load_open_turns):
+            record = json.loads(raw)
+            if self.shared_store and record.get("node") != self.node:
+                continue  # another live node is answering it
+            data = {
+                "status": "failed",
+                "agent_id": record["agent_id"],
+                "agent_name": record["agent_name"],
+                "content": INTERRUPTED_REPLY,
+                "suggested_actions": [],
+                "reply_to": record.get("reply_to"),
+            }
+            await self.broker.publish(session_stream(session_id), "chat_complete", data)
+            await self.broker.record(SaveTurn(session_id, turn_key, None))
+            ended += 1
+        if ended:
+            log.info("ended %d chat turns interrupted by a restart", ended)
+        return ended
 
     def submit(self, queue: TurnQueue, turn: Turn) -> None:
         queue.pending.append(turn)
@@ -99,6 +129,9 @@ class TurnRunner:
             queue.session_id, turn.message, turn.context, turn.principal, turn.shared_session
         )
         agent = self.agents.route(request)
+        turn_key = secrets.token_hex(8)
+        begun = {"node": self.node, "reply_to": turn.reply_to, "agent_id": agent.agent_id, "agent_name": agent.agent_name}
+        await self.broker.record(SaveTurn(queue.session_id, turn_key, json.dumps(begun)))
         await self._typing(stream, agent, True)
         reply = agent.reply(request)
         parts: list[str] = []
@@ -133,6 +166,7 @@ class TurnRunner:
         investigation = reply.investigation_id if status == "completed" else None
         with trio.CancelScope(shield=True):
             await self._complete(queue.session_id, turn, agent, status, "".join(parts), suggested, investigation)
+            await self.broker.record(SaveTurn(queue.session_id, turn_key, None))
             if investigation is not None:
                 await follow(self.broker, queue.session_id, investigation)
             await self._typing(stream, agent, False)
