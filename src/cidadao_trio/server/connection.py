@@ -33,7 +33,7 @@ from ..session.client import Client
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
 from .admission import Admission
-from .transport import FrameSender, send_ping
+from .transport import FrameSender, send_ping, write_in_progress
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ class Connection(Client):
                 return
             if now >= next_ping:
                 next_ping = now + settings.heartbeat_interval
-                if pong is None and not self.ws._stream_lock.locked():  # a stalled send is the guard's
+                if pong is None and not write_in_progress(self.ws):  # a stalled send is the guard's
                     with trio.move_on_after(settings.heartbeat_timeout):
                         try:
                             pong = await send_ping(self.ws)

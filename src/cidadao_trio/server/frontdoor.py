@@ -68,7 +68,7 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
             if not data:
                 raise BadRequest(400, "connection closed before the request head")
             raw += data
-            parser.receive_data(data)
+            parser.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
             if len(raw) > MAX_HEAD_BYTES:  # h11 bounds only heads that arrive incomplete

@@ -11,7 +11,7 @@ from trio_websocket import CloseReason as LibraryCloseReason
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from ..protocol.frames import payload_size
@@ -27,7 +27,7 @@ class ReplayStream(trio.abc.Stream):
         self._prefix = prefix
         self._inner = inner
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             size = len(self._prefix) if max_bytes is None else max_bytes
             chunk, self._prefix = self._prefix[:size], self._prefix[size:]
@@ -48,6 +48,155 @@ class ReplayStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+CLOSE_FRAME_START = 0x88  # FIN + close opcode: the first byte of every close frame we send
+
+
+class WholeFrameStream(trio.abc.Stream):
+    """The connection's stream as the library sees it: no write ever starts inside a frame.
+
+    Every write passes here under one lock: the library's frames (pongs, pings, close,
+    compressed messages) and our shared pre-built frames. On plain TCP each write is
+    counted byte by byte, so when one is cancelled midway (a slow consumer closed while
+    the kernel buffer was full) its unsent tail is kept and the next write sends it
+    first: a close frame follows a complete frame, or, if the tail cannot leave before
+    the close deadline, the library drops TCP with no close frame at all (PROTOCOL.md
+    §5). Other streams keep trio's own contract: a TLS stream whose write was cancelled
+    is broken and ends in that same TCP drop; in-memory streams write whole chunks.
+    """
+
+    def __init__(self, inner: trio.abc.Stream, sock: trio.socket.SocketType | None) -> None:
+        self._inner = inner
+        self._socket = sock
+        self._lock = trio.Lock()
+        self._tail = memoryview(b"")  # what a cancelled write left unsent
+        self.close_started = False  # a close frame went (or is going) out: no data after it
+
+    @property
+    def counts_bytes(self) -> bool:
+        """Plain TCP: writes are tracked to the byte, shared frames may skip the library."""
+        return self._socket is not None
+
+    @property
+    def writing(self) -> bool:
+        """A write is under way or left a frame unfinished (the peer is not reading)."""
+        return self._lock.locked() or bool(self._tail)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        async with self._lock:
+            if data[:1] == bytes((CLOSE_FRAME_START,)):
+                self.close_started = True
+            await self._write(bytes(data))
+
+    async def send_data_frame(self, frame: bytes) -> None:
+        """Write one complete data frame; raise ``ClosedResourceError`` once a close began.
+
+        The fan-out hot path: when nothing else is being written, the frame goes out with
+        one plain ``os.write`` and no trio reschedule; only a remainder the kernel did not
+        take waits for the socket.
+        """
+        if self.close_started:
+            raise trio.ClosedResourceError("the close handshake has begun")
+        if self._socket is None or self._lock.locked() or self._tail:
+            async with self._lock:
+                if self.close_started:
+                    raise trio.ClosedResourceError("the close handshake has begun")
+                await self._write(frame)
+            return
+        fd = self._socket.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("socket was already closed")
+        self._lock.acquire_nowait()
+        try:
+            try:
+                sent = os.write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(exc) from exc
+            if sent < len(frame):
+                self._tail = memoryview(frame)[sent:]
+                await self._send_tail()
+        finally:
+            self._lock.release()
+
+    async def _write(self, data: bytes) -> None:
+        if self._socket is None:
+            await self._inner.send_all(data)
+            return
+        await self._send_tail()  # finish the frame a cancelled write left behind
+        self._tail = memoryview(data)
+        await self._send_tail()
+
+    async def _send_tail(self) -> None:
+        assert self._socket is not None
+        while self._tail:
+            try:
+                sent = await self._socket.send(self._tail)  # cancel-safe: exact count
+            except OSError as exc:
+                raise trio.BrokenResourceError(exc) from exc
+            self._tail = self._tail[sent:]
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        send_eof = getattr(self._inner, "send_eof", None)
+        if send_eof is not None:
+            await send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class MessageLimit(Extension):
+    """Bounds each inbound message in UTF-8 bytes (PROTOCOL.md §7), whatever its type.
+
+    trio-websocket's ``max_message_size`` counts the *characters* of a text message, so
+    65,536 ``€`` (196,608 bytes) would pass a 64 KiB limit. This counts payload bytes as
+    wsproto decodes them, after permessage-deflate inflated them (it runs after
+    :class:`BoundedDeflate`), and closes 1009 as soon as a message grows past the limit,
+    before it is buffered whole. It is not a negotiated extension: no client offers its
+    name, and ``enabled()`` keeps it in every connection's frame pipeline.
+    """
+
+    name = "x-cidadao-message-limit"
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max = max_message_bytes
+        self._size = 0
+        self._data_frame = False
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool | str:
+        return False
+
+    def accept(self, offer: str) -> bool | str | None:
+        return None  # never negotiated: it needs nothing from the peer
+
+    def frame_inbound_header(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        self._data_frame = not opcode.iscontrol()  # a ping between fragments is not counted
+        return RsvBits(False, False, False)
+
+    def frame_inbound_payload_data(self, proto: FrameDecoder | FrameProtocol, data: bytes) -> bytes | CloseReason:
+        if self._data_frame:
+            self._size += len(data)
+            if self._size > self._max:
+                return CloseReason.MESSAGE_TOO_BIG
+        return data
+
+    def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol, fin: bool) -> bytes | CloseReason | None:
+        if fin and self._data_frame:
+            self._size = 0
+        return None
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -80,9 +229,16 @@ class BoundedDeflate(PerMessageDeflate):
         return inflated
 
     def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol, fin: bool) -> bytes | CloseReason | None:
-        if fin:
+        compressed = self._inbound_compressed and self._inbound_is_compressible
+        data_frame = self._inbound_is_compressible  # a ping between fragments ends no message
+        tail = super().frame_inbound_complete(proto, fin)
+        if compressed and isinstance(tail, bytes):
+            self._inflated += len(tail)  # the final flush counts too
+            if self._inflated > self._budget:
+                return CloseReason.MESSAGE_TOO_BIG
+        if fin and data_frame:
             self._inflated = 0
-        return super().frame_inbound_complete(proto, fin)
+        return tail
 
     def leaves_alone(self, size: int) -> bool:
         return size < self._min_size
@@ -124,7 +280,8 @@ class _ServerWebSocket(WebSocketConnection):
         )
         self._open_handshake.set()
 
-    extensions: list[PerMessageDeflate] = []
+    extensions: list[Extension] = []
+    wire: WholeFrameStream | None = None  # the stream every write of this connection goes through
 
 
 async def send_ping(ws: WebSocketConnection) -> trio.Event:
@@ -146,50 +303,43 @@ class FrameSender:
     """Sends a connection's messages; shared pre-built frames go straight to the socket.
 
     trio-websocket re-encodes and re-frames every message per connection, and each
-    ``send_all`` costs several trio reschedules. For a plain TCP connection with no
-    extension negotiated, a server frame is the same bytes for everyone, so we write the
-    shared frame with one ``os.write`` under the library's own stream lock (so nothing
-    interleaves with its pongs and close frames) and fall back to ``send_all`` only for
-    what the kernel did not take. TLS uses the library's path, and so do the messages
-    permessage-deflate compresses (below ``min_size`` it leaves them alone, so the shared
-    frame is right there too).
+    ``send_all`` costs several trio reschedules. For a plain TCP connection, a server
+    frame is the same bytes for everyone, so the shared frame goes to the connection's
+    :class:`WholeFrameStream` (one ``os.write`` when the kernel takes it, serialized with
+    the library's pongs and close frames by that stream's lock). TLS uses the library's
+    path, and so do the messages permessage-deflate compresses (below ``min_size`` it
+    leaves them alone, so the shared frame is right there too).
     """
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self._ws = ws
-        inner = getattr(ws._stream, "_inner", None)
-        self._fd = inner.socket.fileno() if isinstance(inner, trio.SocketStream) else None
+        self._wire = ws.wire if isinstance(ws, _ServerWebSocket) else None
+        self._deflate = [e for e in getattr(ws, "extensions", ()) if isinstance(e, BoundedDeflate)]
 
     def _direct(self, size: int) -> bool:
-        ws = self._ws
-        connection = ws._wsproto.connection
         return (
-            self._fd is not None
-            and connection is not None
-            and connection.state == ConnectionState.OPEN
-            and all(isinstance(e, BoundedDeflate) and e.leaves_alone(size) for e in connection._proto.extensions)
-            and not ws._stream_lock.locked()
+            self._wire is not None
+            and self._wire.counts_bytes
+            and self._ws.closed is None
+            and all(not e.enabled() or e.leaves_alone(size) for e in self._deflate)
         )
 
     async def send(self, frame: bytes, text: str) -> None:
         """Raises ``ConnectionClosed`` when the peer is gone, like ``send_message``."""
-        ws = self._ws
         if not self._direct(payload_size(frame)):
-            await ws.send_message(text)
+            await self._ws.send_message(text)
             return
-        assert self._fd is not None
-        ws._stream_lock.acquire_nowait()
+        assert self._wire is not None
         try:
-            try:
-                sent = os.write(self._fd, frame)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(frame):
-                await ws._stream.send_all(memoryview(frame)[sent:])
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._wire.send_data_frame(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ConnectionClosed(LibraryCloseReason(1006, "connection lost")) from None
-        finally:
-            ws._stream_lock.release()
+
+
+def write_in_progress(ws: WebSocketConnection) -> bool:
+    """True while a write to ``ws`` is under way or stalled (a stalled peer is not pinged)."""
+    wire = ws.wire if isinstance(ws, _ServerWebSocket) else None
+    return wire is not None and wire.writing
 
 
 async def accept_websocket(
@@ -203,14 +353,20 @@ async def accept_websocket(
 
     Mirrors ``trio_websocket.wrap_server_stream``, with our connection class.
     """
+    sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+    wire = WholeFrameStream(ReplayStream(head, stream), sock)
     connection = _ServerWebSocket(
-        ReplayStream(head, stream),
+        wire,
         WSConnection(ConnectionType.SERVER),
         message_queue_size=MESSAGE_QUEUE_SIZE,
-        max_message_size=max_message_bytes,
+        max_message_size=max_message_bytes,  # characters; MessageLimit counts the bytes
     )
+    connection.wire = wire
+    extensions: list[Extension] = []
     if deflate_min_size is not None:
-        connection.extensions = [BoundedDeflate(max_message_bytes, deflate_min_size)]
+        extensions.append(BoundedDeflate(max_message_bytes, deflate_min_size))
+    extensions.append(MessageLimit(max_message_bytes))  # after inflating
+    connection.extensions = extensions
     nursery.start_soon(connection._reader_task)
     request = await connection._get_request()
     return await request.accept()
