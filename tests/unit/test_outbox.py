@@ -561,3 +561,65 @@ def test_a_batch_frame_is_built_once_for_the_same_run_of_messages() -> None:
     assert '"count":2' in text and frame.endswith(text.encode())
     other = cache.frame([items[1], items[0]])
     assert other[1] is not frame
+
+
+# --- replay (§5: a replay is never coalesced or dropped) --------------------------------
+
+
+async def test_replayed_progress_is_never_coalesced() -> None:
+    outbox = Outbox(1, max_messages=4, hard_messages=4 + 10)  # a connection adds the retention
+    with outbox.replaying():
+        for pct in range(10):
+            outbox.offer(progress("INV-A", pct, id=f"e1-{pct}"))
+    assert outbox.coalesced == 0 and len(outbox) == 10
+    assert outbox.full_since is not None and not outbox.overflowed  # full, within the hard ceiling
+    assert [d.id for d in drain(outbox)] == [f"e1-{pct}" for pct in range(10)]
+
+
+async def test_live_messages_after_a_replay_do_not_coalesce_it() -> None:
+    outbox = Outbox(1, max_messages=3)
+    with outbox.replaying():
+        for pct in range(5):
+            outbox.offer(progress("INV-A", pct))
+    outbox.offer(progress("INV-A", 50))  # live, outbox full: only live ones may give way
+    outbox.offer(progress("INV-A", 60))
+    assert labels(drain(outbox)) == [f"INV-A:{pct}" for pct in range(5)] + ["INV-A:60"]
+    assert outbox.coalesced == 1
+
+
+async def test_a_replayed_copy_keeps_the_shared_frame_and_size() -> None:
+    outbox = Outbox(1, max_messages=1)
+    original = progress("INV-A", 10, id="e1-7")
+    with outbox.replaying():
+        outbox.offer(original)
+    (queued,) = drain(outbox)
+    assert queued.frame is original.frame and queued.size == original.size
+    assert (queued.type, queued.text, queued.id, queued.coalesce_key) == (original.type, original.text, "e1-7", None)
+
+
+async def test_protection_ends_with_the_block_and_nests() -> None:
+    outbox = Outbox(1, max_messages=2)
+    with outbox.replaying():
+        with outbox.replaying():
+            outbox.offer(progress("INV-A", 1))
+        outbox.offer(progress("INV-A", 2))  # still inside the outer block
+    outbox.offer(progress("INV-A", 3))
+    outbox.offer(progress("INV-A", 4))  # over the bound: coalesces 3 only
+    assert labels(drain(outbox)) == ["INV-A:1", "INV-A:2", "INV-A:4"]
+    with pytest.raises(RuntimeError):
+        with outbox.replaying():
+            raise RuntimeError("a failing replay")
+    outbox.offer(progress("INV-A", 5))
+    outbox.offer(progress("INV-A", 6))
+    outbox.offer(progress("INV-A", 7))
+    assert labels(drain(outbox)) == ["INV-A:7"]  # not protected any more: 5 and 6 gave way
+
+
+async def test_live_typing_during_a_replay_is_still_dropped_when_full() -> None:
+    outbox = Outbox(1, max_messages=2)
+    with outbox.replaying():
+        for n in range(3):
+            outbox.offer(make("chat", f"c{n}"))
+        outbox.offer(make("typing", "t"))
+    assert labels(drain(outbox)) == ["c0", "c1", "c2"]
+    assert outbox.dropped == 1

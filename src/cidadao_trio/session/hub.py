@@ -130,6 +130,8 @@ class Hub:
             # Anything committed while the digest is built is replayed from here.
             cursor = DurableId.parse(await broker.last_id(stream))
             client.error(ErrorCode.HISTORY_GAP)
-            for delivery in await broker.digest(followed):
-                client.outbox.offer(delivery)
-        await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
+            with client.outbox.replaying():  # §5: a digest is never coalesced or dropped
+                for delivery in await broker.digest(followed):
+                    client.outbox.offer(delivery)
+        with client.outbox.replaying():  # nor is a replay (the hard ceiling includes retention)
+            await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)

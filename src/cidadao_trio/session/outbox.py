@@ -6,12 +6,17 @@ dropped and pending progress messages of one investigation are coalesced; messag
 must never be dropped are still queued, the outbox records since when it has been full,
 and the connection closes it 1013 if it stays full for ``slow_consumer_timeout`` (or
 at once past a hard ceiling of twice the bound, so memory stays bounded).
+
+Replayed history (a resume, events copied on subscribe, a digest) is offered inside
+:meth:`Outbox.replaying`: those deliveries are never coalesced or dropped, so a replay
+stays contiguous; the hard ceiling includes the stream retention, so a whole replay fits.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import attrs
 import trio
@@ -36,6 +41,7 @@ class Outbox:
     _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
     _full_since: float | None = attrs.field(default=None, init=False)
     _full_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _replaying: int = attrs.field(default=0, init=False)  # depth of replaying() blocks
     # Also told when fullness changes: lets a connection watch several timers in one task.
     on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, init=False)
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
@@ -67,14 +73,35 @@ class Outbox:
             or self._bytes + extra_bytes > self.max_bytes
         )
 
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Deliveries offered inside this block are protected: never coalesced or dropped.
+
+        A protected delivery is queued as a copy without a coalesce key (the shared frame
+        is kept, not re-encoded), so no later ``_make_room`` can merge it away.
+        """
+        self._replaying += 1
+        try:
+            yield
+        finally:
+            self._replaying -= 1
+
     def offer(self, delivery: Delivery) -> None:
         if delivery.origin == self.owner and delivery.type in DROPPABLE_TYPES:
             return  # a connection's own typing is not echoed back to it
+        if self._replaying and delivery.type not in DROPPABLE_TYPES:  # live typing stays droppable
+            if delivery.coalesce_key is not None:
+                delivery = attrs.evolve(delivery, coalesce_key=None, frame=delivery.frame)
+            self._append(delivery)
+            return
         if self._over(1, delivery.size):
             self._make_room(delivery)
             if self._over(1, delivery.size) and delivery.type in DROPPABLE_TYPES:
                 self.dropped += 1
                 return
+        self._append(delivery)
+
+    def _append(self, delivery: Delivery) -> None:
         self._queue.append(delivery)
         self._bytes += delivery.size
         self._ready.set()

@@ -1,0 +1,57 @@
+"""Regression of issue 11 item 5: a resume replay larger than the outbox has no gaps (§5).
+
+Resuming with ``last_id=<…>-44`` after a slow-consumer close replayed offsets 45, 49,
+53, 55…: the outbox coalesced the replayed ``investigation_progress``. A replay is
+never coalesced or dropped; backpressure on it only pauses it.
+"""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from cidadao_trio.server.server import Server
+
+from .harness import connect, receive, register_investigation, running_server
+
+PUBLISHED = 300  # more than the outbox's 256 messages
+
+
+async def publish_progress(server: Server, investigation_id: str, count: int) -> list[str]:
+    ids = []
+    for step in range(count):
+        delivery = await server.broker.publish(
+            f"investigation:{investigation_id}",
+            "investigation_progress",
+            {"investigation_id": investigation_id, "phase": "analisando", "progress": step * 100 // count},
+        )
+        ids.append(delivery.id)
+    return ids
+
+
+def offset(durable_id: str) -> int:
+    return int(durable_id.rsplit("-", 1)[1])
+
+
+async def test_resume_replays_every_progress_message_to_a_slow_reader(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_server() as server:
+        register_investigation(server, "INV-1")
+        ids = await publish_progress(server, "INV-1", PUBLISHED)
+        cursor = ids[43]  # the client saw up to offset 44
+        async with connect(server, f"/api/v1/ws/investigations/INV-1?last_id={cursor}") as ws:
+            hello = await receive(ws)
+            assert hello["type"] == "connection" and hello["data"]["resumed"] is True
+            replayed: list[str] = []
+            with trio.fail_after(60):
+                while not replayed or replayed[-1] != ids[-1]:  # up to the newest message
+                    await trio.sleep(0.01)  # a slow reader: 2.5 s for the whole replay, under 10 s
+                    message = await receive(ws)
+                    assert message["type"] == "investigation_progress"
+                    replayed.append(message["id"])
+            (connection,) = server.connections
+            assert connection.outbox.coalesced == 0 and connection.intent is None
+        assert replayed == ids[44:]
+        offsets = [offset(i) for i in replayed]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))  # contiguous
