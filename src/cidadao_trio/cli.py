@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from . import config, logs
@@ -109,27 +110,51 @@ def tune_garbage_collector() -> None:
 
 
 async def serve(settings: Settings) -> None:
-    from .server.server import Server
-
+    """Run until SIGINT or SIGTERM, watched from the first instant: a start-up still
+    waiting for its store stops at once; a listening server stops accepting and drains."""
     log = logging.getLogger("cidadao_trio")
-    server = Server(settings)
+    stop = _Stop(trio.CancelScope())
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with server.running():
-            async with trio.open_nursery() as nursery:
-                listeners = await nursery.start(server.serve_tcp)
-                tune_garbage_collector()
-                scheme = "https" if settings.tls_cert else "http"
-                for listener in listeners:
-                    sock = getattr(listener, "transport_listener", listener).socket
-                    host, port = sock.getsockname()[:2]
-                    shown = f"[{host}]" if ":" in host else host
-                    print(f"cidadao-trio listening on {scheme}://{shown}:{port}/", flush=True)
-                async for signum in signals:
-                    log.info("received %s: draining", signal.Signals(signum).name)
-                    break
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve_until_stopped, settings, stop, nursery.cancel_scope)
+            async for signum in signals:
+                log.info("received %s: draining", signal.Signals(signum).name)
+                break
+            stop.target.cancel()
     log.info("stopped")
 
+
+@attrs.define
+class _Stop:
+    """What a signal cancels: the whole start-up, then (once listening) the accept loop only,
+    so that leaving ``server.running()`` drains the connections with 1001."""
+
+    target: trio.CancelScope
+
+
+async def _serve_until_stopped(settings: Settings, stop: _Stop, done: trio.CancelScope) -> None:
+    from .server.server import Server
+
+    try:
+        with stop.target:
+            server = Server(settings)
+            async with server.running():
+                stop.target = trio.CancelScope()
+                with stop.target:
+                    async with trio.open_nursery() as nursery:
+                        listeners = await nursery.start(server.serve_tcp)
+                        tune_garbage_collector()
+                        _announce(listeners, "https" if settings.tls_cert else "http")
+    finally:
+        done.cancel()  # stopped, or failed by itself: stop watching signals
+
+
+def _announce(listeners: Sequence[Any], scheme: str) -> None:
+    for listener in listeners:
+        sock = getattr(listener, "transport_listener", listener).socket
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"cidadao-trio listening on {scheme}://{shown}:{port}/", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

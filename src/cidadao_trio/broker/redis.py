@@ -26,18 +26,21 @@ import attrs
 import coredis
 import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
 from ..store.base import CreateStream, Link, Op, SaveInvestigation, SaveReport, SaveSession, SaveTurn
 from .base import Attachment, Delivery, Sink
+from .outage import OutageLog, reason
 
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 4096  # pub/sub messages waiting for the fan-out; past it, streams are re-read
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0  # seconds between attempts while Redis is away
 RETRYABLE = (RedisConnectionError, TimeoutError, OSError)  # OSError covers refused/reset
+CONNECT_TIMEOUT = 2.0  # seconds for one connection attempt
 
 # Keys, after the prefix P (one Redis, not Cluster: scripts build keys from P):
 #   m:<stream>  hash e=epoch n=last offset     s:<stream>  Redis Stream, ids "<offset>-0"
@@ -310,6 +313,8 @@ class RedisBroker:
         self._started = trio.Event()
         self._commands_ok = True
         self._subscribed = False
+        self._first_subscription = trio.Event()
+        self._outage = OutageLog(log, trio.current_time, BACKOFF_MAX)
         self._pubsub: Any = None
         self._listening = trio.CancelScope()
         self._sub_lock = trio.Lock()  # SUBSCRIBE/UNSUBSCRIBE and the set of local streams
@@ -330,7 +335,11 @@ class RedisBroker:
         # No retries inside coredis: a re-sent script would append twice. ``call`` retries,
         # telling the publish script to look for its token first.
         async with coredis.Redis.from_url(
-            self._url, decode_responses=True, connect_timeout=2.0, stream_timeout=10.0, retry_policy=NoRetryPolicy()
+            self._url,
+            decode_responses=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            stream_timeout=10.0,
+            retry_policy=NoRetryPolicy(),
         ) as client:
             self._client = client
             for name, source in (("publish", PUBLISH), ("link", LINK), ("range", RANGE), ("record", RECORD)):
@@ -342,9 +351,24 @@ class RedisBroker:
                     nursery.start_soon(self._janitor)
                     nursery.start_soon(self._probe)
                     self._started.set()
+                    await self._first_contact()
                     task_status.started()
             finally:
                 self._client, self.healthy = None, False
+
+    async def _first_contact(self) -> None:
+        """Try Redis once before reporting "started", so that ``healthy`` tells the server
+        whether start-up work may wait for Redis (reachable) or must not (it would block
+        listening: the server listens anyway and /readyz answers 503)."""
+        assert self._client is not None
+        with trio.move_on_after(CONNECT_TIMEOUT + 1.0):
+            try:
+                await self._client.ping()
+            except (RedisError, *RETRYABLE) as exc:
+                self._health(commands=False)
+                self._outage.failed(exc)
+                return
+            await self._first_subscription.wait()
 
     async def flush(self) -> None:
         """Wait until this node's writes are acknowledged and offered to its own sinks."""
@@ -361,6 +385,8 @@ class RedisBroker:
         if subscribed is not None:
             self._subscribed = subscribed
         self.healthy = self._commands_ok and self._subscribed
+        if self.healthy:
+            self._outage.recovered()
 
     async def call(self, request: Callable[[coredis.Redis[str], int], Awaitable[Any]]) -> Any:
         """Run ``request(client, attempt)``, retrying with backoff while Redis is away."""
@@ -373,7 +399,7 @@ class RedisBroker:
                 result = await request(self._client, attempt)
             except RETRYABLE as exc:
                 self._health(commands=False)
-                log.warning("redis unavailable (%s); retrying in %.2f s", exc, delay)
+                self._outage.failed(exc)
                 await trio.sleep(delay)
                 delay, attempt = min(delay * 2, BACKOFF_MAX), attempt + 1
                 continue
@@ -502,8 +528,8 @@ class RedisBroker:
     async def _subscribe(self, pubsub: Any, streams: list[str]) -> None:
         try:
             await pubsub.subscribe(*[self.key("c:" + s) for s in streams])
-        except Exception:
-            log.warning("subscribe failed; reconnecting the pub/sub connection", exc_info=True)
+        except Exception as exc:
+            log.warning("subscribe failed (%s); reconnecting the pub/sub connection", reason(exc))
             self._listening.cancel()  # the listener resubscribes everything and resyncs
 
     def detach(self, stream: str, sink: Sink) -> None:
@@ -584,6 +610,7 @@ class RedisBroker:
                             self._resync.update(self._local)
                         self._wake()
                         self._health(subscribed=True)
+                        self._first_subscription.set()
                         delay = BACKOFF_MIN
                         try:
                             await self._read(ps, skip)
@@ -594,7 +621,8 @@ class RedisBroker:
                             ps.patterns.clear()
                             ps.connection.invalidate()
             except Exception as exc:
-                log.warning("redis pub/sub lost (%s); reconnecting in %.2f s", exc, delay)
+                self._health(subscribed=False)
+                self._outage.failed(exc)
             finally:
                 self._pubsub = None
                 self._health(subscribed=False)
@@ -691,7 +719,7 @@ class RedisBroker:
                 if idle and self._pubsub is not None:
                     try:
                         await self._pubsub.unsubscribe(*[self.key("c:" + s) for s in idle])
-                    except Exception:
-                        log.warning("unsubscribe failed; reconnecting", exc_info=True)
+                    except Exception as exc:
+                        log.warning("unsubscribe failed (%s); reconnecting", reason(exc))
                         self._listening.cancel()
             self._notify()

@@ -111,20 +111,31 @@ class InvestigationEngine:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for raw in await self.broker.query(self.broker.store.load_investigations):
-            record = self.records[record.id] = Investigation(**orjson.loads(raw))
-            ours = not self._shared_store or record.node == self._node  # not another node's
-            if not record.finished and ours:
-                await self._fail(record, "Investigação interrompida pelo reinício do servidor.")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.broker.healthy:
+                await self._end_interrupted()
+            else:  # an unreachable store must not keep the server from listening (/readyz: 503)
+                nursery.start_soon(self._end_interrupted)
             task_status.started()  # serve at once; investigations wait for the data
             if self._in_thread:
-                self.dataset, self._detected = await trio.to_thread.run_sync(self._load_and_scan)
+                # Abandoned on cancel: a signal during start-up must not wait for a big file.
+                self.dataset, self._detected = await trio.to_thread.run_sync(self._load_and_scan, abandon_on_cancel=True)
             else:  # a dataset given in memory; also keeps virtual clocks free of threads
                 self.dataset, self._detected = self._load_and_scan()
             self.ready.set()
             await trio.sleep_forever()
+
+    async def _end_interrupted(self) -> None:
+        """Mark failed what a restart of this node cut (not what this process runs now)."""
+        for raw in await self.broker.query(self.broker.store.load_investigations):
+            record = Investigation(**orjson.loads(raw))
+            if record.id in self._scopes:
+                continue  # started by this process while the store was unreachable
+            self.records[record.id] = record
+            ours = not self._shared_store or record.node == self._node  # not another node's
+            if not record.finished and ours:
+                await self._fail(record, "Investigação interrompida pelo reinício do servidor.")
 
     def _load_and_scan(self) -> tuple[Sequence[Contract], dict[str, list[Anomaly]]]:
         dataset = self._load_dataset()

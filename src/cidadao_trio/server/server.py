@@ -132,7 +132,10 @@ class Server:
                 status=Abaporu(engine, delay),
             )
             runner = TurnRunner(self.broker, agents, services, node, settings.store == "redis")
-            await runner.end_interrupted()
+            if self.broker.healthy:
+                await runner.end_interrupted()
+            else:  # Redis unreachable at start: listen anyway (/readyz: 503), end them once it is back
+                services.start_soon(runner.end_interrupted)
             self._hub = Hub(
                 settings,
                 self.broker,
