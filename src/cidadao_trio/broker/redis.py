@@ -28,6 +28,7 @@ import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
@@ -41,12 +42,19 @@ INBOX_SIZE = 4096  # pub/sub messages waiting for the fan-out; past it, streams 
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0  # seconds between attempts while Redis is away
 RETRYABLE = (RedisConnectionError, TimeoutError, OSError)  # OSError covers refused/reset
 CONNECT_TIMEOUT = 2.0  # seconds for one connection attempt
+DATA_LOST = (
+    "redis lost its data (restarted without persistence, or flushed): session owners, history and "
+    "investigations stored before are gone, so anyone may now open a session that had an owner; "
+    "run redis with appendonly yes (README: Several nodes)"
+)
 
 # Keys, after the prefix P (one Redis, not Cluster: scripts build keys from P):
 #   m:<stream>  hash e=epoch n=last offset     s:<stream>  Redis Stream, ids "<offset>-0"
 #   c:<stream>  pub/sub channel                l:<source>  set: streams following it
 #   f:<target>  set: streams it follows        copied:<source>  target -> last id copied
 #   owners, investigations (hashes), investigations:order (list), report:<id>, n:<counter>
+#   data-set  "<random id> <unix time>", written once with SET NX: if it changes under a
+#             running node, Redis lost everything (see ``_check_data_set``)
 # Entry fields: t=type p=envelope up to its id k=coalesce key c=created (unix s) u=token.
 # Channel payload, one per line: epoch, offset, type, key, origin, envelope text (JSON:
 # no raw newline). Every script gets ARGV[1] P, ARGV[2] a fresh epoch for streams that
@@ -308,6 +316,9 @@ class RedisBroker:
         self.store = RedisRecords(self)
         self.healthy = False
         self.overflows = 0  # times the pub/sub inbox was full (streams were re-read)
+        self.data_losses = 0  # times Redis was found emptied under this node
+        self._data_set: str | None = None  # the marker this node saw last
+        self._persistence_checked = False
         self._client: coredis.Redis[str] | None = None
         self._scripts: dict[str, Any] = {}
         self._started = trio.Event()
@@ -608,6 +619,7 @@ class RedisBroker:
                                 await ps.subscribe(*[self.key("c:" + s) for s in self._local])
                             self._pubsub = ps
                             self._resync.update(self._local)
+                        await self._check_data_set()
                         self._wake()
                         self._health(subscribed=True)
                         self._first_subscription.set()
@@ -628,6 +640,39 @@ class RedisBroker:
                 self._health(subscribed=False)
             await trio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _check_data_set(self) -> None:
+        """After each (re)connect: is this still the data set this node knew?
+
+        A Redis without persistence comes back empty from a restart, and an empty Redis
+        looks like a new one: every session is unowned again. The marker, written once per
+        data set, tells the two apart; every node that knew the old one logs it.
+        """
+        assert self._client is not None
+        key = self.key("data-set")
+        await self._client.set(key, f"{os.urandom(8).hex()} {int(self._clock())}", condition=PureToken.NX)
+        current = await self._client.get(key)
+        if self._data_set is not None and current != self._data_set:
+            self.data_losses += 1
+            log.error(DATA_LOST)
+        self._data_set = current
+        if not self._persistence_checked:
+            self._persistence_checked = True
+            await self._warn_without_persistence()
+
+    async def _warn_without_persistence(self) -> None:
+        """Say at start-up what a restart of this Redis would cost (CONFIG may be disabled)."""
+        assert self._client is not None
+        try:
+            config = await self._client.config_get(["appendonly"])
+        except RedisError as exc:
+            log.debug("cannot read the redis persistence setting: %s", reason(exc))
+            return
+        if config.get("appendonly") == "no":
+            log.warning(
+                "redis runs with appendonly no: a restart of it loses what was written since its last "
+                "snapshot (everything, without one), session owners included; run it with appendonly yes"
+            )
 
     async def _read(self, ps: Any, skip: int) -> None:
         """Move messages into the bounded inbox; when it is full, mark the stream for a re-read."""
