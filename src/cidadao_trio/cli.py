@@ -1,8 +1,7 @@
-"""``cidadao-trio``: the command line. Flags come from :class:`~cidadao_trio.config.Settings`.
+"""The command line: argument parsing and dispatch; every ``serve`` flag comes from Settings.
 
-Besides ``serve`` and ``token``, three citizen-facing commands: ``chat`` (talk to the agents
-from a terminal), ``watch`` (follow an investigation live) and ``investigate`` (run one
-investigation locally, without a server, and write its report).
+Operator commands (serve, token) speak English; the citizen commands (chat, watch,
+investigate) speak Portuguese.
 """
 
 from __future__ import annotations
@@ -13,71 +12,187 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import attrs
 import trio
 
-from . import config, logs
+from . import __version__, config, logs, preflight
 from .config import Settings
 from .terminal import run_client, run_chat, run_investigate, run_watch
 
-DEFAULT_URL = "http://localhost:8000"
+DESCRIPTION = """\
+cidadao-trio: the real-time server of Cidadão.AI, and terminal clients for it.
+
+operator commands: serve (run the server), token (mint a development token).
+comandos para cidadãos: chat (conversar com os agentes), watch (acompanhar uma
+investigação ao vivo), investigate (investigar localmente, sem servidor).
+"""
+
+# What a flag's value looks like in --help (a value, never the variable's name).
+METAVARS = {
+    "host": "ADDRESS",
+    "port": "PORT",
+    "redis_url": "URL",
+    "node_name": "NAME",
+    "data_dir": "DIR",
+    "tls_cert": "FILE",
+    "tls_key": "FILE",
+    "dataset": "FILE",
+    "jwt_public_key": "FILE",
+    "jwt_jwks": "FILE",
+    "jwt_secret": "SECRET",
+    "jwt_audience": "AUDIENCE",
+    "jwt_issuer": "ISSUER",
+    "allowed_origins": "ORIGINS",
+}
+KIND_METAVARS = {"int": "N", "float": "SECONDS", "bool": "on|off", "str": "TEXT", "str | None": "TEXT"}
+BYTES_SETTINGS = {"max_message_bytes", "outbox_bytes", "deflate_min_size"}
+
+
+class CommandLine(argparse.ArgumentParser):
+    """A usage error is one line (not the whole usage of ``serve``'s fifty flags), exit 2."""
+
+    def __init__(self, *args: Any, language: str = "en", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.language = language
+
+    def error(self, message: str) -> NoReturn:
+        if self.language == "pt":
+            message = message.replace("the following arguments are required", "faltam os argumentos")
+            self.exit(2, f"{self.prog}: erro: {message} (veja {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class PortugueseHelp(argparse.HelpFormatter):
+    """Help of the citizen commands: Portuguese headings (arguments are grouped by hand)."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "uso: ")
+
+    def start_section(self, heading: str | None) -> None:
+        super().start_section({"positional arguments": "argumentos", "options": "opções"}.get(heading or "", heading))
+
+
+def default_url() -> str:
+    """``CIDADAO_URL``, else localhost on ``CIDADAO_PORT`` (the port ``serve`` reads too)."""
+    return os.environ.get("CIDADAO_URL") or f"http://localhost:{os.environ.get('CIDADAO_PORT') or '8000'}"
+
+
+def _metavar(field: Any) -> str | None:
+    if field.metadata.get("choices"):
+        return None  # argparse shows {a,b}
+    if field.name in METAVARS:
+        return METAVARS[field.name]
+    if field.name in BYTES_SETTINGS:
+        return "BYTES"
+    return KIND_METAVARS.get(field.type if isinstance(field.type, str) else field.type.__name__, "VALUE")
+
+
+def _value_parser(field: Any) -> Callable[[str], Any]:
+    """``config.coerce`` with an error argparse prints as one line (``--port abc``)."""
+
+    def parse(raw: str) -> Any:
+        try:
+            return config.coerce(field, raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {config.describe_type(field)}, got {raw!r}") from None
+
+    return parse
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     defaults = Settings()
     for field in config.fields():
-        flag = "--" + field.name.replace("_", "-")
         parser.add_argument(
-            flag,
+            preflight.flag(field.name),
             dest=field.name,
-            type=lambda raw, field=field: config.coerce(field, raw),
+            type=_value_parser(field),
+            choices=field.metadata.get("choices"),
             default=None,
-            metavar=config.env_name(field.name),
-            help=f"{field.metadata['help']} (default: {getattr(defaults, field.name)})",
+            metavar=_metavar(field),
+            help=f"{field.metadata['help']} (default: {getattr(defaults, field.name)}; env {config.env_name(field.name)})",
         )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cidadao-trio", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the real-time server")
-    serve.add_argument("--config", default=None, metavar="CIDADAO_CONFIG", help="a TOML file of settings")
+    parser = CommandLine(
+        prog="cidadao-trio", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"cidadao-trio {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="run the real-time server", description="Run the real-time server until SIGTERM or SIGINT."
+    )
+    serve.add_argument("--config", default=None, metavar="FILE", help="a TOML file of settings (env CIDADAO_CONFIG)")
     _add_settings_flags(serve)
-    token = commands.add_parser("token", help="mint an HS256 access token for development")
-    token.add_argument("--sub", required=True, help="the user the token names")
-    token.add_argument("--role", action="append", default=[], help="a role (repeatable)")
-    token.add_argument("--session", default=None, help="bind the token to one session (sid)")
-    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
+    token = commands.add_parser(
+        "token", help="mint an HS256 access token for development", description="Print an HS256 access token."
+    )
+    token.add_argument("--sub", required=True, metavar="USER", help="the user the token names")
+    token.add_argument("--role", action="append", default=[], metavar="ROLE", help="a role (repeatable)")
+    token.add_argument("--session", default=None, metavar="SESSION_ID", help="bind the token to one session")
+    token.add_argument("--ttl", type=_seconds, default=3600.0, metavar="SECONDS", help="seconds until it expires")
     token.add_argument(
-        "--jwt-secret", default=None, metavar="CIDADAO_JWT_SECRET", help="the server's shared secret"
+        "--jwt-secret", default=None, metavar="SECRET", help="the server's shared secret (env CIDADAO_JWT_SECRET)"
     )
     _add_client_commands(commands)
     return parser
 
 
+def _seconds(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+
+
 def _add_client_commands(commands: Any) -> None:
     def connection_flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--url", default=DEFAULT_URL, help=f"endereço do servidor (padrão: {DEFAULT_URL})")
+        parser.add_argument(
+            "--url",
+            default=default_url(),
+            metavar="URL",
+            help="endereço do servidor (padrão: CIDADAO_URL, ou http://localhost:CIDADAO_PORT, ou http://localhost:8000)",
+        )
         parser.add_argument(
             "--token",
             default=os.environ.get("CIDADAO_TOKEN"),
-            metavar="CIDADAO_TOKEN",
-            help="token de acesso (JWT), enviado no cabeçalho Authorization",
+            metavar="TOKEN",
+            help="token de acesso (JWT), enviado no cabeçalho Authorization (padrão: CIDADAO_TOKEN)",
         )
 
-    chat = commands.add_parser("chat", help="conversar com os agentes pelo terminal")
-    chat.add_argument("session", help="identificador da sessão de conversa")
+    def portuguese(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            add_help=False,
+            formatter_class=PortugueseHelp,
+            language="pt",
+        )
+        parser.add_argument("-h", "--help", action="help", help="mostra esta ajuda e sai")
+        return parser
+
+    chat = portuguese("chat", "conversar com os agentes pelo terminal", "Conversar com os agentes pelo terminal.")
+    chat.add_argument("session", metavar="SESSAO", help="identificador da sessão de conversa")
     connection_flags(chat)
-    watch = commands.add_parser("watch", help="acompanhar uma investigação ao vivo")
-    watch.add_argument("investigation_id", help="por exemplo INV-2026-001")
+    watch = portuguese("watch", "acompanhar uma investigação ao vivo", "Acompanhar uma investigação ao vivo.")
+    watch.add_argument("investigation_id", metavar="INVESTIGACAO", help="por exemplo INV-2026-001")
     connection_flags(watch)
-    investigate = commands.add_parser("investigate", help="rodar uma investigação localmente, sem servidor")
-    investigate.add_argument("query", help='o que investigar, por exemplo "Ministério da Saúde"')
-    investigate.add_argument("--dataset", default="", help="arquivo do Portal da Transparência (padrão: amostra embutida)")
-    investigate.add_argument("--output", default=None, help="onde salvar o relatório (padrão: relatorio-<id>.md)")
+    investigate = portuguese(
+        "investigate",
+        "rodar uma investigação localmente, sem servidor",
+        "Rodar uma investigação localmente, sem servidor, e salvar o relatório.",
+    )
+    investigate.add_argument("query", metavar="CONSULTA", help='o que investigar, por exemplo "Ministério da Saúde"')
+    investigate.add_argument(
+        "--dataset", default="", metavar="ARQUIVO", help="arquivo do Portal da Transparência (padrão: amostra embutida)"
+    )
+    investigate.add_argument(
+        "--output", default=None, metavar="ARQUIVO", help="onde salvar o relatório (padrão: relatorio-<id>.md)"
+    )
 
 
 def mint(args: argparse.Namespace) -> int:
@@ -87,8 +202,8 @@ def mint(args: argparse.Namespace) -> int:
     if not settings.jwt_secret:
         print("cidadao-trio token: set --jwt-secret or CIDADAO_JWT_SECRET", file=sys.stderr)
         return 2
-    print(
-        mint_token(
+    try:
+        token = mint_token(
             settings.jwt_secret,
             args.sub,
             roles=args.role,
@@ -97,7 +212,10 @@ def mint(args: argparse.Namespace) -> int:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
         )
-    )
+    except ValueError as bad:  # a secret under 32 bytes
+        print(f"cidadao-trio token: {bad}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -167,15 +285,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client(run_watch, args)
     if args.command == "investigate":
         return run_client(run_investigate, args)
-    if args.command == "serve":
-        overrides = {f.name: getattr(args, f.name) for f in config.fields()}
-        try:
-            settings = config.from_environ(config_file=args.config, **overrides)
-        except (OSError, ValueError) as bad:
-            print(f"cidadao-trio serve: {bad}", file=sys.stderr)
-            return 2
-        logs.configure(settings.log_level, settings.log_format)
+    return run_serve(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Exit 2 for settings that cannot work, 1 for a start-up that failed, 0 after a signal."""
+    overrides = {f.name: getattr(args, f.name) for f in config.fields()}
+    try:
+        settings = config.from_environ(config_file=args.config, **overrides)
+    except (OSError, ValueError, TypeError) as bad:
+        print(f"cidadao-trio serve: {bad}", file=sys.stderr)
+        return 2
+    problem = preflight.usage_problem(settings)
+    if problem is not None:
+        print(f"cidadao-trio serve: {problem}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
         trio.run(serve, settings)
+    except BaseException as failure:
+        if preflight.interrupted(failure):
+            return 130
+        line = preflight.runtime_problem(failure, settings)
+        if line is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"cidadao-trio serve: {line}", file=sys.stderr)
+        return 1
     return 0
 
 

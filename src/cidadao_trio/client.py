@@ -334,8 +334,10 @@ class RealtimeClient:
         open_timeout: float = 10.0,
         wait_connected: float | None = 10.0,
         keepalive: float | None = 60.0,
+        on_retry: Callable[[float, str], None] | None = None,
     ) -> None:
         self.url = url
+        self.on_retry = on_retry  # told (delay, why) before each pause between attempts
         self.token = token
         self.batch = batch
         self.backoff = backoff or Backoff()
@@ -466,6 +468,8 @@ class RealtimeClient:
                 delay = self.backoff.delay(attempt, outcome.retry_after)
                 attempt += 1
                 self.delays.append(delay)
+                if self.on_retry is not None:
+                    self.on_retry(delay, outcome.reason or str(outcome.code))
                 await trio.sleep(delay)
         finally:
             self._finished = True

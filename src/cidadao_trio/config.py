@@ -28,13 +28,17 @@ class Settings:
     heartbeat_interval: float = _setting(30.0, "seconds between WebSocket pings")
     heartbeat_timeout: float = _setting(10.0, "seconds to wait for a pong before dropping")
     handshake_timeout: float = _setting(10.0, "seconds to finish the upgrade before TCP close")
-    log_level: str = _setting("info", "debug, info, warning or error")
-    log_format: str = _setting("text", "text (for people) or json (one event per line)")
+    log_level: str = _setting("info", "debug, info, warning or error", choices=("debug", "info", "warning", "error"))
+    log_format: str = _setting("text", "text (for people) or json (one event per line)", choices=("text", "json"))
     tls_cert: str | None = _setting(None, "PEM certificate (chain): serve wss:// and https://")
     tls_key: str | None = _setting(None, "PEM private key of --tls-cert")
     deflate: bool = _setting(True, "permessage-deflate for clients that offer it")
     deflate_min_size: int = _setting(512, "messages smaller than this are sent uncompressed")
-    store: str = _setting("sqlite", "sqlite (survives restarts), memory (nothing kept) or redis (several nodes)")
+    store: str = _setting(
+        "sqlite",
+        "sqlite (survives restarts), memory (nothing kept) or redis (several nodes)",
+        choices=("sqlite", "memory", "redis"),
+    )
     redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for --store redis")
     node_name: str = _setting("", "this server's name among several (default: host:port)")
     data_dir: str = _setting("data", "directory of the sqlite store")
@@ -52,7 +56,7 @@ class Settings:
     dataset: str = _setting("", "contracts file (Portal da Transparência CSV or JSON); empty: bundled sample")
     max_investigations: int = _setting(4, "investigations running at once")
     investigation_step_delay: float = _setting(0.25, "seconds between investigation events")
-    auth: str = _setting("optional", "optional (anonymous allowed) or required")
+    auth: str = _setting("optional", "optional (anonymous allowed) or required", choices=("optional", "required"))
     jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes); prefer the env var")
     jwt_public_key: str | None = _setting(None, "PEM file with the RS256/ES256 public key")
     jwt_jwks: str | None = _setting(None, "JWKS file; the key is chosen by the token's kid")
@@ -95,6 +99,12 @@ def coerce(field: attrs.Attribute, raw: str) -> Any:  # type: ignore[type-arg]
     return raw
 
 
+def describe_type(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    """What a value of ``field`` must look like, for an operator's error message."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    return {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, "text")
+
+
 def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Settings from a TOML file: keys are setting names (``max_connections`` or
     ``max-connections``), optionally under a ``[server]`` table."""
@@ -119,6 +129,9 @@ def from_environ(
     for field in fields():
         raw = environ.get(env_name(field.name))
         if raw is not None:
-            values[field.name] = coerce(field, raw)
+            try:
+                values[field.name] = coerce(field, raw)
+            except ValueError:
+                raise ValueError(f"{env_name(field.name)}={raw!r}: expected {describe_type(field)}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

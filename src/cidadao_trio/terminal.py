@@ -16,6 +16,8 @@ import attrs
 import orjson
 import trio
 
+from .preflight import interrupted
+
 if TYPE_CHECKING:
     from .client import RealtimeClient
 
@@ -196,6 +198,7 @@ class ChatView:
     turns: dict[str, trio.Event] = attrs.field(factory=dict)
     greeted: bool = False
     refused: Exception | None = None
+    notice: ConnectionNotice | None = None
 
     def expect(self, id: str) -> None:
         self.own.add(id)
@@ -249,6 +252,8 @@ class ChatView:
             self.screen.clear_status()
 
     def _greet(self, data: dict[str, Any]) -> None:
+        if self.notice is not None:
+            self.notice.connected()
         if not self.greeted:
             self.greeted = True
             self.screen.line(f"Conectado ao Cidadão.AI (sessão {data.get('session_id')}). Digite /sair para sair.")
@@ -298,6 +303,35 @@ class ChatView:
             self._end_turn(data.get("reply_to"))
 
 
+@attrs.define
+class ConnectionNotice:
+    """Tells the citizen at once where the terminal connects and, when the server does not
+    answer, that it keeps trying (once per outage, not once per attempt)."""
+
+    screen: Screen
+    base: str
+    connected_once: bool = False
+    told: bool = False
+
+    def connecting(self, url: str) -> None:
+        self.screen.line(f"Conectando a {url}…")
+
+    def retrying(self, delay: float, reason: str) -> None:
+        if self.told:
+            return
+        self.told = True
+        if self.connected_once:
+            self.screen.line("Conexão perdida; reconectando…")
+        else:
+            self.screen.line(
+                f"O servidor em {self.base} não respondeu; tentando de novo por até {CONNECT_TIMEOUT:.0f} s "
+                "(Ctrl-C para sair)."
+            )
+
+    def connected(self) -> None:
+        self.connected_once, self.told = True, False
+
+
 def _describe_refusal(refused: Exception) -> str:
     """Why the server said no, in words that tell the citizen what to do next."""
     code = getattr(refused, "error_code", None)
@@ -319,8 +353,13 @@ async def run_chat(args: argparse.Namespace) -> int:
     screen = Screen.for_stdout()
     view = ChatView(screen, InvestigationView(screen, http_base(args.url), label=True))
     url = endpoint_url(args.url, "chat", args.session)
+    notice = ConnectionNotice(screen, http_base(args.url))
+    view.notice = notice
+    notice.connecting(url)
     try:
-        client = RealtimeClient(url, token=args.token, batch=True, wait_connected=CONNECT_TIMEOUT)
+        client = RealtimeClient(
+            url, token=args.token, batch=True, wait_connected=CONNECT_TIMEOUT, on_retry=notice.retrying
+        )
         async with client, trio.open_nursery() as nursery:
             nursery.start_soon(view.consume, client, nursery.cancel_scope)
             try:
@@ -331,7 +370,7 @@ async def run_chat(args: argparse.Namespace) -> int:
     except ClientError as refused:
         view.refused = refused
     except trio.TooSlowError:
-        screen.line(f"Não foi possível conectar a {args.url}.")
+        screen.line(f"Não foi possível conectar a {args.url}; o servidor está no ar? (veja --url ou CIDADAO_URL)")
         return 1
     screen.clear_status()
     if view.refused is not None:
@@ -374,8 +413,13 @@ async def run_watch(args: argparse.Namespace) -> int:
     view = InvestigationView(screen, base)
     investigation_id = args.investigation_id
     url = endpoint_url(args.url, "investigations", investigation_id)
+    notice = ConnectionNotice(screen, base)
+    notice.connecting(url)
     try:
-        async with RealtimeClient(url, token=args.token, batch=True, wait_connected=CONNECT_TIMEOUT) as client:
+        async with RealtimeClient(
+            url, token=args.token, batch=True, wait_connected=CONNECT_TIMEOUT, on_retry=notice.retrying
+        ) as client:
+            notice.connected()
             screen.line(f"Acompanhando a investigação {investigation_id}…")
             # The stream sends only what happens from now on: the HTTP status covers the past.
             try:
@@ -392,7 +436,7 @@ async def run_watch(args: argparse.Namespace) -> int:
         screen.line(_describe_refusal(refused))
         return 1
     except trio.TooSlowError:
-        screen.line(f"Não foi possível conectar a {args.url}.")
+        screen.line(f"Não foi possível conectar a {args.url}; o servidor está no ar? (veja --url ou CIDADAO_URL)")
         return 1
     screen.clear_status()
     screen.line("A conexão foi encerrada antes do fim da investigação.")
@@ -483,9 +527,12 @@ def _first_leaf(error: BaseException) -> BaseException:
 
 
 def run_client(command: Any, args: argparse.Namespace) -> int:
+    """Ctrl-C ends a citizen command quietly (exit 130), wherever trio delivered it."""
     try:
         return int(trio.run(command, args))
-    except KeyboardInterrupt:
+    except BaseException as failure:
+        if not interrupted(failure):
+            raise
+        sys.stdout.write("\nAté mais!\n")
+        sys.stdout.flush()
         return 130
-
-

@@ -26,7 +26,13 @@ class Gatekeeper:
             leeway=settings.jwt_leeway,
         )
         if settings.auth not in ("optional", "required"):
-            raise ValueError("auth must be 'optional' or 'required'")
+            raise ValueError(f"--auth must be optional or required, not {settings.auth!r}")
+        if settings.auth == "required" and not config.configured:
+            # Every token would be refused: a server that nobody can use must not start.
+            raise ValueError(
+                "--auth required needs a key to check tokens: set CIDADAO_JWT_SECRET (or --jwt-secret), "
+                "--jwt-public-key or --jwt-jwks"
+            )
         return cls(
             TokenVerifier(config), settings.auth == "required", settings.auth_timeout, settings.origins
         )
