@@ -55,8 +55,8 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class StderrReader:
-    """Reads a process's stderr in a thread, so the pipe never fills and tests can wait for
+class OutputReader:
+    """Reads a process's output (stderr, stdout) in a thread, so the pipe never fills and tests can wait for
     a line without sleeping (a condition variable wakes them)."""
 
     def __init__(self, stream: Any) -> None:
@@ -87,7 +87,7 @@ class StderrReader:
             while re.search(pattern, self._text) is None:
                 remaining = deadline - time.monotonic()
                 if self._done or remaining <= 0:
-                    raise AssertionError(f"{pattern!r} never appeared on stderr:\n{self._text}")
+                    raise AssertionError(f"{pattern!r} never appeared:\n{self._text}")
                 self._changed.wait(remaining)
             return self._text
 
@@ -101,7 +101,7 @@ class Running:
     """A ``serve`` process; its stderr is collected as it comes."""
 
     process: subprocess.Popen[bytes]
-    stderr: StderrReader
+    stderr: OutputReader
     port: int = 0
 
     def wait_listening(self) -> int:
@@ -137,7 +137,7 @@ def launched(directory: Path, *args: str, **settings: Any) -> Iterator[Running]:
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(**settings), cwd=directory
     )
-    reader = StderrReader(process.stderr)
+    reader = OutputReader(process.stderr)
     try:
         yield Running(process, reader)
     finally:

@@ -6,6 +6,8 @@ Each command runs as ``python -m cidadao_trio`` in a subprocess, as a person wou
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ import trio
 from cidadao_trio import cli, terminal
 from cidadao_trio.client import RealtimeClient
 
+from .operator import OutputReader, closed_port, environment
+from .operator import run as operator_run
 from .process import ServerProcess, serve
 
 SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measured delay
@@ -136,3 +140,96 @@ def test_chat_shows_an_investigation_it_starts(server: ServerProcess) -> None:
     assert done.returncode == 0, done.stdout + done.stderr  # EOF ends the chat
     assert "Zumbi dos Palmares: Abri a investigação INV-" in done.stdout
     assert "iniciada; o progresso aparece aqui." in done.stdout
+
+
+# --- issue 11 item 17: the first minute of a citizen at the terminal ------------------------
+
+
+def _citizen(*args: str, **settings: str) -> tuple[subprocess.Popen[bytes], OutputReader]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cidadao_trio", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(**settings),
+    )
+    return process, OutputReader(process.stdout)
+
+
+@pytest.mark.parametrize("command", [("chat", "cli-down"), ("watch", "INV-2026-001")])
+def test_a_server_that_is_down_is_named_at_once_and_retried(command: tuple[str, ...]) -> None:
+    port = closed_port()
+    process, stdout = _citizen(*command, url=f"http://127.0.0.1:{port}")
+    try:
+        kind = "chat/cli-down" if command[0] == "chat" else "investigations/INV-2026-001"
+        out = stdout.wait_for("tentando de novo")
+        first, second = out.splitlines()[:2]
+        assert first == f"Conectando a ws://127.0.0.1:{port}/api/v1/ws/{kind}…"
+        assert second.startswith(f"O servidor em http://127.0.0.1:{port} não respondeu; tentando de novo")
+        process.send_signal(signal.SIGINT)  # Ctrl-C while it retries
+        assert process.wait(timeout=SAFETY) == 130
+        assert process.stderr is not None and b"Traceback" not in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_ctrl_c_in_a_connected_chat_ends_it_quietly(server: ServerProcess) -> None:
+    process, stdout = _citizen("chat", "cli-ctrl-c", url=base_url(server))
+    try:
+        stdout.wait_for("Conectado ao Cidadão.AI")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=SAFETY) == 130
+        assert stdout.finish().rstrip().endswith("Até mais!")
+        assert process.stderr is not None and process.stderr.read() == b""
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_url_defaults_from_cidadao_url(server: ServerProcess) -> None:
+    done = operator_run("watch", "INV-1999-999", url=base_url(server))
+    assert done.returncode == 1 and "Investigação não encontrada" in done.stdout
+    assert done.stdout.startswith(f"Conectando a ws://127.0.0.1:{server.port}/api/v1/ws/investigations/INV-1999-999")
+
+
+def test_the_url_defaults_to_localhost_on_cidadao_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CIDADAO_URL", raising=False)
+    monkeypatch.setenv("CIDADAO_PORT", "9123")
+    assert cli.build_parser().parse_args(["chat", "s"]).url == "http://localhost:9123"
+    monkeypatch.setenv("CIDADAO_URL", "https://cidadao.example")
+    assert cli.build_parser().parse_args(["watch", "INV-2026-001"]).url == "https://cidadao.example"
+
+
+def test_version() -> None:
+    from cidadao_trio import __version__
+
+    done = operator_run("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"cidadao-trio {__version__}")
+
+
+ENGLISH = ("usage:", "options:", "show this help")
+PORTUGUESE = ("uso:", "opções:", "mostra esta ajuda")
+
+
+@pytest.mark.parametrize(
+    ("command", "language"),
+    [((), ENGLISH), (("serve",), ENGLISH), (("token",), ENGLISH), (("chat",), PORTUGUESE),
+     (("watch",), PORTUGUESE), (("investigate",), PORTUGUESE)],
+)
+def test_help_is_plain_text_in_one_language_with_values_as_metavars(
+    command: tuple[str, ...], language: tuple[str, ...]
+) -> None:
+    done = operator_run(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    for word in language:
+        assert word in text, (word, text)
+    other = PORTUGUESE if language is ENGLISH else ENGLISH
+    if command:  # the top level lists both audiences' commands, each in its own language
+        assert not any(word in text for word in other), text
+    # A metavar names a value (PORT, URL, FILE), never the variable that also sets it.
+    assert not re.search(r"--[a-z-]+ CIDADAO_", text), text
+    if command == ("serve",):
+        assert "--port PORT" in text and "--redis-url URL" in text and "--dataset FILE" in text
