@@ -38,7 +38,8 @@ class Delivery:
     durable: bool
     origin: int | None = None  # connection that caused it; relays skip their origin
     coalesce_key: str | None = None
-    frame: bytes = attrs.field(init=False, repr=False, eq=False)  # shared by every connection
+    # Shared by every connection; given when the frame already exists (a replay from memory).
+    frame: bytes = attrs.field(kw_only=True, repr=False, eq=False)
     size: int = attrs.field(init=False)  # payload bytes, for outbox bounds
 
     @frame.default

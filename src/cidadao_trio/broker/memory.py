@@ -6,7 +6,24 @@ single transaction, and only then offers each message to the stream's live sinks
 offset order. So a message is durable before any client sees it, many messages share one
 commit, and a store that falls behind slows publishers (backpressure) rather than
 growing a queue. Replays read only committed history, and a sink is registered in the
-same step, without awaiting: no message is lost or doubled at the replay/live seam.
+same step as the last replayed message, without awaiting: no message is lost or doubled
+at the replay/live seam.
+
+History in memory is a cache of the store. Each stream keeps a suffix of its retained
+history in memory, and all streams together are held to ``memory_bytes`` (least recently
+used streams give theirs up first); what falls out is read back from the store by offset
+range, never a whole stream at once. A retained message is its WebSocket frame (the UTF-8
+envelope, the only copy, also what the store is given to write) plus about a hundred
+bytes. A session following an investigation keeps a reference (stream, offset) to each
+event instead of a copy; its own id is spliced into the envelope when it is delivered.
+
+With a store that is not durable (``--store memory``) memory is the only copy: nothing is
+evicted, history is bounded by retention (``max_messages``, ``max_age``) alone.
+
+A store that rejects writes (a full disk) is retried every second until it takes them:
+what was queued is kept, in order, and committed once it recovers. Meanwhile ``healthy``
+is False and new durable publishes raise :class:`StoreUnavailable` (nothing accepted),
+as does a publish that cannot get a write slot within ``WRITE_SLOT_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -14,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -23,32 +41,73 @@ import attrs
 import trio
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
+from ..protocol.frames import payload_size
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
 from ..store.base import (
     Append,
     CreateStream,
-    MemoryStore,
     Link,
+    MemoryStore,
     Op,
     SaveSession,
     Store,
     StoredMessage,
     Trim,
 )
-from .base import Attachment, Delivery, Sink
+from .base import Attachment, Delivery, Sink, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 WRITE_QUEUE_SIZE = 4096  # queued publishes before publishers wait for the store
 WRITE_BATCH_MAX = 1024  # ops per transaction
+WRITE_SLOT_TIMEOUT = 5.0  # seconds a publisher waits for the store before UNAVAILABLE
+STORE_RETRY = 1.0  # seconds between attempts to write to a failing store
+RETRY_AFTER = 5.0  # what a client is told to wait while the store fails
 IDLE_STREAMS_CACHED = 1024  # streams without sinks kept in memory (durable stores only)
+READ_PAGE = 500  # messages per store read
+ENTRY_COST = 128  # bytes an entry costs beyond its frame (object, float, deque slot), measured
+MEMORY_BYTES = 64 * 1024 * 1024
 
 
-@attrs.define(eq=False)
-class _Entry:
-    delivery: Delivery
-    body: Body
+@attrs.define(slots=True, weakref_slot=False, eq=False)
+class _Own:
+    """A message of this stream; ``frame`` is its only copy in memory."""
+
+    frame: bytes
+    type: str
     created: float
+    key: str | None
+
+
+@attrs.define(slots=True, weakref_slot=False, eq=False)
+class _Ref:
+    """A copy of another stream's message (an investigation event in a session).
+
+    ``own`` is the source entry itself when the store is not durable (memory is the only
+    copy, so the copy keeps the text alive); with a durable store, the copy is read from
+    the source's memory or, failing that, from the store.
+    """
+
+    source: str
+    offset: int
+    created: float
+    own: _Own | None
+
+
+_Entry = _Own | _Ref
+
+
+def _cost(entry: _Entry) -> int:
+    return ENTRY_COST + (len(entry.frame) if isinstance(entry, _Own) else 0)
+
+
+def _text_of(frame: bytes) -> str:
+    return str(memoryview(frame)[len(frame) - payload_size(frame) :], "utf-8")
+
+
+def _restamp(text: str, id: str) -> str:
+    """The same envelope under another id (the id is its last member)."""
+    return text[: text.rindex('"id":"') + 6] + id + '"}'
 
 
 @attrs.define(eq=False)
@@ -57,26 +116,39 @@ class _Stream:
     epoch: str
     last_offset: int = 0  # assigned
     committed: int = 0  # durable in the store and offered to sinks
-    history: deque[_Entry] = attrs.field(factory=deque)
+    history: deque[_Entry] = attrs.field(factory=deque)  # offsets first() .. last_offset
+    complete: bool = True  # history holds every retained message (else the rest is in the store)
+    cost: int = 0  # bytes of history charged to the memory budget
     sinks: list[Sink] = attrs.field(factory=list)
     links: set[str] = attrs.field(factory=set)
 
-    def trim(self, now: float, max_messages: int, max_age: float) -> None:
-        while self.history and (
-            len(self.history) > max_messages or now - self.history[0].created > max_age
-        ):
-            self.history.popleft()
-
-    def oldest_offset(self) -> int:
-        if not self.history:
-            return self.last_offset + 1
+    def first(self) -> int:
         return self.last_offset - len(self.history) + 1
 
-    def committed_after(self, offset: int) -> list[_Entry]:
-        start = max(offset + 1, self.oldest_offset())
-        first = start - self.oldest_offset()
-        count = self.committed - start + 1
-        return [self.history[i] for i in range(first, first + max(count, 0))]
+    def entry(self, offset: int) -> _Entry | None:
+        index = offset - self.first()
+        return self.history[index] if 0 <= index < len(self.history) else None
+
+    def push(self, entry: _Entry) -> int:
+        self.history.append(entry)
+        cost = _cost(entry)
+        self.cost += cost
+        return cost
+
+    def pop_oldest(self) -> int:
+        cost = _cost(self.history.popleft())
+        self.cost -= cost
+        return cost
+
+    def trim(self, now: float, max_messages: int, max_age: float) -> int:
+        """Forget what retention no longer keeps; returns the bytes freed."""
+        freed = 0
+        while self.history and (len(self.history) > max_messages or now - self.history[0].created > max_age):
+            freed += self.pop_oldest()
+            self.complete = True  # what the store holds below this has expired too
+        if len(self.history) >= max_messages:
+            self.complete = True
+        return freed
 
 
 @attrs.frozen
@@ -88,18 +160,8 @@ class _Publish:
     done: trio.Event | None = None  # set once committed and offered
 
 
-def _body_of(text: str, id: str) -> Body:
-    """Recover the reusable envelope prefix from a stored text (``...,"id":"<id>"}``)."""
-    return Body(_type_of(text), text[: len(text) - len(id) - 2])
-
-
 def _offset(id: str) -> int:
     return int(id.rsplit("-", 1)[1])
-
-
-def _type_of(text: str) -> str:
-    start = text.index('"type":"') + 8
-    return text[start : text.index('"', start)]
 
 
 class MemoryBroker:
@@ -109,6 +171,7 @@ class MemoryBroker:
         store: Store | None = None,
         max_messages: int = 1000,
         max_age: float = 24 * 3600.0,
+        memory_bytes: int = MEMORY_BYTES,
         clock: Callable[[], float] = time.time,
         observe_write: Callable[[float], None] = lambda seconds: None,
     ) -> None:
@@ -116,20 +179,23 @@ class MemoryBroker:
         self.epoch = os.urandom(4).hex()  # for streams an ephemeral store cannot remember
         self._max_messages = max_messages
         self._max_age = max_age
+        self._memory_bytes = memory_bytes
         self._clock = clock
         self._observe_write = observe_write
         self._streams: dict[str, _Stream] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, None] = OrderedDict()  # streams holding history, LRU first
+        self.held_bytes = 0  # history in memory, as charged to the budget
         self._loading: dict[str, trio.Event] = {}
         self._followers_of: dict[str, set[str]] = {}  # target -> sources (reverse links)
-        self._pinned: Counter[str] = Counter()  # streams a publisher is loading: not evictable
-        self._copied: dict[tuple[str, str], int] = {}  # (source, target) -> last source offset copied
+        self._pinned: Counter[str] = Counter()  # streams being loaded or read: not evictable
         self._store_lock = trio.CapacityLimiter(1)
         # The channel never blocks; the semaphore bounds it. A publisher waits for a slot
         # *before* taking offsets, so a cancelled publish cannot leave a hole.
         self._send, self._receive = trio.open_memory_channel[_Publish](math.inf)
         self._slots = trio.Semaphore(WRITE_QUEUE_SIZE)
         self.healthy = True
+        self._failure = ""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -153,18 +219,24 @@ class MemoryBroker:
 
     async def _commit(self, window: list[_Publish]) -> None:
         ops = [op for item in window for op in item.ops]
-        if ops:
-            while True:
-                try:
-                    started = time.perf_counter()
-                    await self._in_store(self.store.apply, ops)
-                    self._observe_write(time.perf_counter() - started)
-                    self.healthy = True
-                    break
-                except Exception:
+        while ops:
+            try:
+                started = time.perf_counter()
+                await self._in_store(self.store.apply, ops)
+                self._observe_write(time.perf_counter() - started)
+                break
+            except Exception as error:  # a full disk, an I/O error: keep what was queued, retry
+                if self.healthy:
                     self.healthy = False
-                    log.exception("store write failed; retrying")
-                    await trio.sleep(1.0)
+                    self._failure = str(error) or type(error).__name__
+                    log.error(
+                        "store rejects writes (%s): retrying every %.0f s; new messages get UNAVAILABLE",
+                        self._failure, STORE_RETRY,
+                    )
+                await trio.sleep(STORE_RETRY)
+        if not self.healthy:
+            self.healthy = True
+            log.warning("store accepts writes again; queued messages committed")
         for item in window:
             for stream, delivery in item.offers:
                 if delivery.durable:
@@ -174,18 +246,26 @@ class MemoryBroker:
             if item.done is not None:
                 item.done.set()
 
-    async def _hold(self, keys: Iterable[str], follow_links: bool = False) -> None:
+    async def _hold(self, keys: Iterable[str], follow_links: bool = False, bounded: bool = True) -> None:
         """Load ``keys`` (and their followers), then take a write slot, with no await
         left before the caller assigns offsets: every stream it touches is the one in
         ``self._streams`` (not evicted and reloaded meanwhile) and its links are current.
+
+        ``bounded``: raise :class:`StoreUnavailable` if the store is failing, or if no
+        slot frees up within ``WRITE_SLOT_TIMEOUT`` (nothing has been accepted then).
         """
         while True:
+            if bounded and not self.healthy:
+                raise StoreUnavailable(self._failure, RETRY_AFTER)
             wanted = self._wanted(keys, follow_links)
             self._pinned.update(wanted)  # loading the last must not evict the first
             try:
                 for key in wanted:
                     await self._stream(key)
-                await self._slots.acquire()
+                with trio.move_on_after(WRITE_SLOT_TIMEOUT if bounded else math.inf) as waited:
+                    await self._slots.acquire()
+                if waited.cancelled_caught:
+                    raise StoreUnavailable(self._failure or "the store is not keeping up", RETRY_AFTER)
             finally:
                 self._pinned.subtract(wanted)
             if all(k in self._streams for k in self._wanted(keys, follow_links)):
@@ -208,7 +288,7 @@ class MemoryBroker:
     async def flush(self) -> None:
         """Wait until everything published so far is committed (tests, shutdown)."""
         done = trio.Event()
-        await self._hold(())
+        await self._hold((), bounded=False)
         self._send.send_nowait(_Publish((), (), done))
         await done.wait()
 
@@ -225,19 +305,15 @@ class MemoryBroker:
             return await self._stream(key)
         self._loading[key] = event = trio.Event()
         try:
-            stored = await self._in_store(self.store.load_stream, key)
-            if stored is None:
+            head = await self._in_store(self.store.load_head, key)
+            if head is None:
                 stream = _Stream(key, self.epoch if not self.store.durable else os.urandom(4).hex())
                 await self._slots.acquire()
                 self._send.send_nowait(_Publish((CreateStream(key, stream.epoch),), ()))
-            else:
-                stream = _Stream(key, stored.epoch, stored.last_offset, stored.last_offset)
-                for message in stored.messages:
-                    id = f"{stored.epoch}-{message.offset}"
-                    delivery = Delivery(message.type, message.text, id, True, None, message.coalesce_key)
-                    stream.history.append(_Entry(delivery, _body_of(message.text, id), message.created))
-                stream.links.update(stored.links)
-                for target in stored.links:
+            else:  # history stays in the store until it is read
+                stream = _Stream(key, head.epoch, head.last_offset, head.last_offset, complete=head.last_offset == 0)
+                stream.links.update(head.links)
+                for target in head.links:
                     self._followers_of.setdefault(target, set()).add(key)
             self._streams[key] = stream
             self._touch(stream)
@@ -249,6 +325,9 @@ class MemoryBroker:
     def _touch(self, stream: _Stream) -> None:
         """Keep streams with sinks; forget the least recently used idle ones (durable only)."""
         self._idle.pop(stream.key, None)
+        if stream.history:
+            self._recent[stream.key] = None
+            self._recent.move_to_end(stream.key)
         if stream.sinks:
             return
         self._idle[stream.key] = None
@@ -264,18 +343,141 @@ class MemoryBroker:
                 and candidate.committed == candidate.last_offset
             ):
                 del self._streams[key]
+                self.held_bytes -= candidate.cost
+                self._recent.pop(key, None)
 
-    def _append(self, stream: _Stream, message: Body, key: str | None, origin: int | None) -> tuple[Delivery, list[Op]]:
+    def _fit(self) -> None:
+        """Give up the least recently used committed history until memory is within budget."""
+        if not self.store.durable:
+            return  # memory is the only copy
+        for key in list(self._recent):
+            if self.held_bytes <= self._memory_bytes:
+                return
+            stream = self._streams.get(key)
+            if stream is None:
+                del self._recent[key]
+                continue
+            if self._pinned[key]:
+                continue
+            while stream.history and stream.first() <= stream.committed and self.held_bytes > self._memory_bytes:
+                self.held_bytes -= stream.pop_oldest()
+                stream.complete = False
+            if not stream.history:
+                del self._recent[key]
+
+    def _trim(self, stream: _Stream) -> None:
+        self.held_bytes -= stream.trim(self._clock(), self._max_messages, self._max_age)
+
+    def _push(self, stream: _Stream, entry: _Entry) -> None:
+        self.held_bytes += stream.push(entry)
+        self._trim(stream)
+        self._recent[stream.key] = None
+        self._recent.move_to_end(stream.key)
+
+    def _append(
+        self, stream: _Stream, message: Body, key: str | None, origin: int | None
+    ) -> tuple[Delivery, _Own, list[Op]]:
         now = self._clock()
         stream.last_offset += 1
         id = f"{stream.epoch}-{stream.last_offset}"
         delivery = Delivery(message.type, message.stamp(id), id, True, origin, key)
-        stream.history.append(_Entry(delivery, message, now))
-        stream.trim(now, self._max_messages, self._max_age)
-        ops: list[Op] = [Append(stream.key, StoredMessage(stream.last_offset, message.type, delivery.text, now, key))]
+        own = _Own(delivery.frame, message.type, now, key)
+        self._push(stream, own)
+        payload = memoryview(delivery.frame)[len(delivery.frame) - delivery.size :]  # no second copy
+        ops: list[Op] = [Append(stream.key, StoredMessage(stream.last_offset, message.type, payload, now, key))]
+        return delivery, own, ops + self._trim_ops(stream, now)
+
+    def _append_copy(
+        self, stream: _Stream, source: str, offset: int, own: _Own | None, type: str, text: str,
+        key: str | None, origin: int | None,
+    ) -> tuple[Delivery, list[Op]]:
+        """Append a reference to ``source``'s message ``offset`` (its ``text``, any id)."""
+        now = self._clock()
+        stream.last_offset += 1
+        id = f"{stream.epoch}-{stream.last_offset}"
+        self._push(stream, _Ref(source, offset, now, None if self.store.durable else own))
+        ops: list[Op] = [Append(stream.key, StoredMessage(stream.last_offset, type, "", now, key, (source, offset)))]
+        delivery = Delivery(type, _restamp(text, id), id, True, origin, key)
+        return delivery, ops + self._trim_ops(stream, now)
+
+    def _trim_ops(self, stream: _Stream, now: float) -> list[Op]:
         if stream.last_offset % 100 == 0:
-            ops.append(Trim(stream.key, stream.last_offset - self._max_messages, now - self._max_age))
-        return delivery, ops
+            return [Trim(stream.key, stream.last_offset - self._max_messages, now - self._max_age)]
+        return []
+
+    # --- reading history ---------------------------------------------------------------
+
+    def _resolve(self, stream: _Stream, offset: int, entry: _Entry) -> Delivery | None:
+        """The committed message ``offset`` from memory, or None if only the store has it."""
+        id = f"{stream.epoch}-{offset}"
+        if isinstance(entry, _Own):
+            return Delivery(entry.type, _text_of(entry.frame), id, True, None, entry.key, frame=entry.frame)
+        own = entry.own
+        if own is None:
+            source = self._streams.get(entry.source)
+            found = source.entry(entry.offset) if source is not None and entry.offset <= source.committed else None
+            own = found if isinstance(found, _Own) else None
+        if own is None:
+            return None
+        return Delivery(own.type, _restamp(_text_of(own.frame), id), id, True, None, own.key)
+
+    def _tail(self, stream: _Stream, after: int) -> list[Delivery] | None:
+        """Committed messages after ``after``, if memory holds all of them (else None)."""
+        first = stream.first()
+        if after + 1 < first and not stream.complete:
+            return None
+        out = []
+        for offset in range(max(after + 1, first), stream.committed + 1):
+            delivery = self._resolve(stream, offset, stream.history[offset - first])
+            if delivery is None:
+                return None
+            out.append(delivery)
+        return out
+
+    async def _page(self, stream: _Stream, after: int) -> list[Delivery]:
+        """Committed messages after ``after`` as the store has them, up to ``READ_PAGE``."""
+        rows: list[StoredMessage] = await self._in_store(
+            self.store.load_messages, stream.key, after, stream.committed, READ_PAGE
+        )
+        out = []
+        for row in rows:
+            id = f"{stream.epoch}-{row.offset}"
+            text = str(row.text)
+            out.append(Delivery(row.type, _restamp(text, id) if row.ref else text, id, True, None, row.coalesce_key))
+        return out
+
+    async def _read(self, stream: _Stream, after: int, sink: Sink) -> int:
+        """Offer committed messages after ``after`` to ``sink``: the store's first, then
+        memory's, the last step without awaiting (the caller registers ``sink`` right after)."""
+        count = 0
+        while True:
+            tail = self._tail(stream, after)
+            if tail is not None:
+                for delivery in tail:
+                    sink.offer(delivery)
+                return count + len(tail)
+            page = await self._page(stream, after)
+            if not page:  # the store has nothing there: what memory holds is all there is
+                if after >= stream.first() - 1:
+                    log.warning("history of %s after offset %d is missing from the store", stream.key, after)
+                    return count
+                after = stream.first() - 1
+                continue
+            for delivery in page:
+                sink.offer(delivery)
+            count += len(page)
+            after = _offset(page[-1].id)
+
+    async def _oldest(self, stream: _Stream) -> int:
+        """The oldest retained offset (``last_offset + 1`` when nothing is retained)."""
+        self._trim(stream)
+        if stream.complete:
+            return stream.first()
+        now = self._clock()
+        found = await self._in_store(
+            self.store.load_oldest, stream.key, stream.last_offset - self._max_messages + 1, now - self._max_age
+        )
+        return stream.first() if found is None else min(found, stream.first())
 
     # --- the Broker interface ------------------------------------------------------------
 
@@ -288,33 +490,41 @@ class MemoryBroker:
         origin: int | None = None,
     ) -> Delivery:
         """Queue a message for ``stream`` (and, if durable, every stream that follows it)."""
+        type = sys.intern(type)
         message = body(type, data)
         key = coalesce_key(type, data)
+        if key is not None:
+            key = sys.intern(key)  # one string per investigation, not one per message
         if type not in DURABLE_TYPES:
-            await self._hold((stream,))
-            target = self._streams[stream]
             delivery = Delivery(type, message.stamp(ephemeral_id()), "", False, origin, key)
-            self._send.send_nowait(_Publish((), ((target, delivery),)))
+            if not self.healthy:  # nothing to store: relay it now rather than behind the stuck writer
+                target = await self._stream(stream)
+                for sink in list(target.sinks):
+                    sink.offer(delivery)
+                return delivery
+            await self._hold((stream,))
+            self._send.send_nowait(_Publish((), ((self._streams[stream], delivery),)))
             return delivery
         await self._hold((stream,), follow_links=True)
         target = self._streams[stream]
         followers = [self._streams[k] for k in sorted(target.links)]
-        delivery, ops = self._append(target, message, key, origin)
+        delivery, own, ops = self._append(target, message, key, origin)
         offers = [(target, delivery)]
         for follower in followers:
-            copy, copy_ops = self._append(follower, message, key, origin)
+            copy, copy_ops = self._append_copy(
+                follower, stream, target.last_offset, own, type, delivery.text, key, origin
+            )
             offers.append((follower, copy))
             ops.extend(copy_ops)
-            self._copied[(stream, follower.key)] = target.last_offset
         self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
+        self._fit()
         return delivery
 
     async def cursor_is_valid(self, stream: str, cursor: DurableId) -> bool:
         target = await self._stream(stream)
         if cursor.epoch != target.epoch or cursor.offset > target.last_offset:
             return False
-        target.trim(self._clock(), self._max_messages, self._max_age)
-        return cursor.offset >= target.oldest_offset() - 1
+        return cursor.offset >= await self._oldest(target) - 1
 
     async def attach(
         self, stream: str, sink: Sink, after: DurableId | None, *, from_oldest: bool = False
@@ -322,16 +532,18 @@ class MemoryBroker:
         """Replay committed messages after the cursor (or, ``from_oldest``, everything
         retained) into ``sink``, then deliver live ones."""
         target = await self._stream(stream)
-        gap = after is not None and not await self.cursor_is_valid(stream, after)
-        replayed = 0
-        if from_oldest and after is None:
-            after = DurableId(target.epoch, 0)
-        if after is not None and not gap:
-            for entry in target.committed_after(after.offset):
-                sink.offer(entry.delivery)
-                replayed += 1
-        target.sinks.append(sink)
-        self._idle.pop(stream, None)
+        self._pinned[stream] += 1  # the stream object must stay the live one while we read
+        try:
+            gap = after is not None and not await self.cursor_is_valid(stream, after)
+            replayed = 0
+            if from_oldest and after is None:
+                after = DurableId(target.epoch, await self._oldest(target) - 1)
+            if after is not None and not gap:
+                replayed = await self._read(target, after.offset, sink)
+            target.sinks.append(sink)
+            self._idle.pop(stream, None)
+        finally:
+            self._pinned[stream] -= 1
         return Attachment(gap, replayed)
 
     def detach(self, stream: str, sink: Sink) -> None:
@@ -341,36 +553,90 @@ class MemoryBroker:
             self._touch(target)
 
     async def link(self, source: str, target: str) -> int:
-        """Copy ``source``'s retained history into ``target``, then follow it live.
+        """Copy (by reference) ``source``'s retained history into ``target``, then follow it live.
 
         Returns how many messages were copied. Linking twice copies nothing, and linking
         again after an unlink copies only what the target has not had yet.
         """
-        await self._hold((source, target))
+        self._pinned.update((source, target))
+        try:
+            origin = await self._stream(source)
+            follower = await self._stream(target)
+            if target in origin.links:
+                return 0
+            already = max(await self._last_copied(follower, source), await self._oldest(origin) - 1)
+            stored: dict[int, Delivery] = {}  # what memory no longer holds, read before taking a slot
+            if not origin.complete and already + 1 < origin.first():
+                collected: list[Delivery] = []
+                await self._read_upto(origin, already, origin.first() - 1, collected)
+                stored = {_offset(d.id): d for d in collected}
+            await self._hold((source, target))
+        finally:
+            self._pinned.subtract((source, target))
         origin, follower = self._streams[source], self._streams[target]
         if target in origin.links:
             self._slots.release()
             return 0
-        origin.trim(self._clock(), self._max_messages, self._max_age)
+        self._trim(origin)
         ops: list[Op] = [Link(source, target, True)]
         offers = []
-        already = self._copied.get((source, target), 0)
-        for entry in list(origin.history):
-            if _offset(entry.delivery.id) <= already:
+        start = max(already + 1, origin.first()) if origin.complete else already + 1
+        for offset in range(start, origin.last_offset + 1):
+            copy = self._copy_of(origin, offset, stored)
+            if copy is None:
                 continue
-            delivery, copy_ops = self._append(follower, entry.body, entry.delivery.coalesce_key, None)
+            ref_source, ref_offset, own, type, text, key = copy
+            delivery, copy_ops = self._append_copy(follower, ref_source, ref_offset, own, type, text, key, None)
             offers.append((follower, delivery))
             ops.extend(copy_ops)
         origin.links.add(target)
-        self._copied[(source, target)] = origin.last_offset
         self._followers_of.setdefault(target, set()).add(source)
         self._send.send_nowait(_Publish(tuple(ops), tuple(offers)))
+        self._fit()
         return len(offers)
+
+    def _copy_of(
+        self, origin: _Stream, offset: int, stored: dict[int, Delivery]
+    ) -> tuple[str, int, _Own | None, str, str, str | None] | None:
+        """(source, offset, entry, type, text, key) of what a copy of ``offset`` refers to."""
+        entry = origin.entry(offset)
+        if isinstance(entry, _Own):
+            return origin.key, offset, entry, entry.type, _text_of(entry.frame), entry.key
+        if isinstance(entry, _Ref):  # a copy of a copy refers to the original
+            resolved = self._resolve(origin, offset, entry)
+            if resolved is not None:
+                return entry.source, entry.offset, entry.own, resolved.type, resolved.text, resolved.coalesce_key
+            return None
+        found = stored.get(offset)
+        if found is None:
+            return None
+        return origin.key, offset, None, found.type, found.text, found.coalesce_key
+
+    async def _read_upto(self, stream: _Stream, after: int, upto: int, out: list[Delivery]) -> None:
+        while after < upto:
+            page = [d for d in await self._page(stream, after) if _offset(d.id) <= upto]
+            if not page:
+                return
+            out.extend(page)
+            after = _offset(page[-1].id)
+
+    async def _last_copied(self, follower: _Stream, source: str) -> int:
+        """The last offset of ``source`` that ``follower`` already holds a copy of."""
+        for entry in reversed(follower.history):
+            if isinstance(entry, _Ref) and entry.source == source:
+                return entry.offset
+        if follower.complete:
+            return 0
+        return int(await self._in_store(self.store.load_last_ref, follower.key, source))
 
     async def unlink(self, source: str, target: str) -> None:
         await self._hold((source,))
         self._streams[source].links.discard(target)
-        self._followers_of.get(target, set()).discard(source)
+        sources = self._followers_of.get(target)
+        if sources is not None:
+            sources.discard(source)
+            if not sources:
+                del self._followers_of[target]
         self._send.send_nowait(_Publish((Link(source, target, False),), ()))
 
     async def followed_by(self, target: str) -> list[str]:
@@ -384,15 +650,18 @@ class MemoryBroker:
         digest = []
         for source in sources:
             stream = await self._stream(source)
-            entries = stream.committed_after(0)
-            progress = [e for e in entries if e.delivery.type == "investigation_progress"]
-            keep = progress[-1:] + [
-                e for e in entries if e.delivery.type in ("anomaly_detected", "report_ready")
-            ]
-            keep.sort(key=lambda e: _offset(e.delivery.id))
-            for entry in keep:
+            entries: list[Delivery] = []
+            self._pinned[source] += 1
+            try:
+                await self._read(stream, await self._oldest(stream) - 1, _Collect(entries))
+            finally:
+                self._pinned[source] -= 1
+            progress = [d for d in entries if d.type == "investigation_progress"]
+            keep = progress[-1:] + [d for d in entries if d.type in ("anomaly_detected", "report_ready")]
+            keep.sort(key=lambda d: _offset(d.id))
+            for delivery in keep:
                 eid = ephemeral_id()
-                digest.append(Delivery(entry.delivery.type, entry.body.stamp(eid), eid, False))
+                digest.append(Delivery(delivery.type, _restamp(delivery.text, eid), eid, False))
         return digest
 
     async def last_id(self, stream: str) -> str:
@@ -417,3 +686,12 @@ class MemoryBroker:
     async def save_session_owner(self, session_id: str, owner_key: str) -> None:
         await self.record(SaveSession(session_id, owner_key))
 
+
+class _Collect:
+    """A sink that keeps what it is offered (digests read history through it)."""
+
+    def __init__(self, into: list[Delivery]) -> None:
+        self.into = into
+
+    def offer(self, delivery: Delivery) -> None:
+        self.into.append(delivery)

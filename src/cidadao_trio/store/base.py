@@ -14,20 +14,33 @@ import attrs
 from ..auth import ANONYMOUS_OWNER
 
 
+Payload = str | bytes | memoryview  # an envelope's text, or its UTF-8 bytes (no second copy)
+
+
 @attrs.frozen
 class StoredMessage:
+    """One durable message of a stream.
+
+    ``ref`` marks a copy of another stream's message (an investigation event followed by a
+    session): it is written with an empty ``text`` and stored once, as the pair (source
+    stream, source offset). Read back, a copy's ``text`` is the source's envelope, whose id
+    the reader replaces with the copy's own.
+    """
+
     offset: int
     type: str
-    text: str  # the encoded envelope, id included
+    text: Payload  # the encoded envelope, id included ("" for a copy when written)
     created: float  # unix seconds
     coalesce_key: str | None = None
+    ref: tuple[str, int] | None = None
 
 
 @attrs.frozen
-class StoredStream:
+class StreamHead:
+    """What a stream is without its history: history is read by range when needed."""
+
     epoch: str
     last_offset: int
-    messages: tuple[StoredMessage, ...]  # retained history, oldest first
     links: tuple[str, ...]  # streams that follow this one
 
 
@@ -78,7 +91,17 @@ class SaveReport:
     markdown: str
 
 
-Op = CreateStream | Append | Trim | Link | SaveSession | SaveInvestigation | SaveReport
+@attrs.frozen
+class SaveTurn:
+    """A chat turn being answered (``record`` JSON), or answered (``record`` None): a turn
+    still open after a restart was cut by it and is ended as failed."""
+
+    session_id: str
+    turn_key: str
+    record: str | None
+
+
+Op = CreateStream | Append | Trim | Link | SaveSession | SaveInvestigation | SaveReport | SaveTurn
 
 
 class Store(Protocol):
@@ -86,7 +109,16 @@ class Store(Protocol):
 
     durable: bool
 
-    def load_stream(self, stream: str) -> StoredStream | None: ...
+    def load_head(self, stream: str) -> StreamHead | None: ...
+
+    def load_messages(self, stream: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
+        """Messages of ``stream`` with ``after < offset <= upto``, oldest first, at most ``limit``."""
+
+    def load_oldest(self, stream: str, min_offset: int, created_since: float) -> int | None:
+        """The first offset ``>= min_offset`` created at or after ``created_since``, if any."""
+
+    def load_last_ref(self, stream: str, source: str) -> int:
+        """The last offset of ``source`` that ``stream`` holds a copy of (0: none)."""
 
     def load_session_owner(self, session_id: str) -> str | None: ...
 
@@ -103,6 +135,9 @@ class Store(Protocol):
     def next_number(self, counter: str) -> int:
         """Atomically increment and return a named counter (investigation ids per year)."""
 
+    def load_open_turns(self) -> list[tuple[str, str, str]]:
+        """(session_id, turn_key, record JSON) of every turn begun and not yet answered."""
+
     def apply(self, ops: Sequence[Op]) -> None:
         """Apply every op, in order, atomically."""
 
@@ -113,7 +148,9 @@ class MemoryStore:
     """``--store memory``: records live as long as the process; streams stay in the broker.
 
     ``durable`` is False: the broker keeps every stream in memory and gives each a fresh
-    epoch per start, so a client resuming after a restart is told history was lost.
+    epoch per start, so a client resuming after a restart is told history was lost. The
+    broker's memory is then the only copy of history, so it is bounded by retention
+    (``history_messages``, ``history_seconds``) and never by the memory byte budget.
     """
 
     durable = False
@@ -124,9 +161,19 @@ class MemoryStore:
         self._investigations: dict[str, str] = {}
         self._reports: dict[str, tuple[str, str]] = {}
         self._counters: dict[str, int] = {}
+        self._turns: dict[tuple[str, str], str] = {}
 
-    def load_stream(self, stream: str) -> StoredStream | None:
+    def load_head(self, stream: str) -> StreamHead | None:
         return None
+
+    def load_messages(self, stream: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
+        return []
+
+    def load_oldest(self, stream: str, min_offset: int, created_since: float) -> int | None:
+        return None
+
+    def load_last_ref(self, stream: str, source: str) -> int:
+        return 0
 
     def load_session_owner(self, session_id: str) -> str | None:
         return self._owners.get(session_id)
@@ -147,6 +194,9 @@ class MemoryStore:
         self._counters[counter] = self._counters.get(counter, 0) + 1
         return self._counters[counter]
 
+    def load_open_turns(self) -> list[tuple[str, str, str]]:
+        return [(session, key, record) for (session, key), record in self._turns.items()]
+
     def apply(self, ops: Sequence[Op]) -> None:
         for op in ops:
             match op:
@@ -159,6 +209,10 @@ class MemoryStore:
                     self._investigations[investigation_id] = record
                 case SaveReport(investigation_id=investigation_id, json=json, markdown=markdown):
                     self._reports[investigation_id] = (json, markdown)
+                case SaveTurn(session_id=session_id, turn_key=turn_key, record=None):
+                    self._turns.pop((session_id, turn_key), None)
+                case SaveTurn(session_id=session_id, turn_key=turn_key, record=str(record)):
+                    self._turns[(session_id, turn_key)] = record
 
     def close(self) -> None:
         pass

@@ -3,6 +3,12 @@
 ``synchronous=NORMAL`` in WAL mode survives a killed process (SIGKILL) without an fsync
 per commit; only a power loss can take the last commits, which is the usual trade-off
 of embedded databases and documented in the README.
+
+A session's copy of an investigation event is a reference row (``ref_stream``,
+``ref_offset``, empty ``text``): the event's text is stored once, in the investigation's
+stream. Trimming a source row that copies still reference first writes its text into
+them, so a copy never outlives its text. Texts arrive as UTF-8 bytes (the frame the broker
+already holds) and are stored as such; reads cast them back to text.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from .base import (
     SaveInvestigation,
     SaveReport,
     SaveSession,
+    SaveTurn,
     StoredMessage,
-    StoredStream,
+    StreamHead,
     Trim,
 )
 
@@ -38,6 +45,8 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT NOT NULL,
     created REAL NOT NULL,
     coalesce_key TEXT,
+    ref_stream TEXT,
+    ref_offset INTEGER,
     PRIMARY KEY (stream, offset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS links (
@@ -59,6 +68,12 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS turns (
+    session_id TEXT NOT NULL,
+    turn_key TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (session_id, turn_key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reports (
     investigation_id TEXT PRIMARY KEY,
     json TEXT NOT NULL,
@@ -78,25 +93,52 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "ref_stream" not in columns:  # a store written before copies became references
+            self._db.execute("ALTER TABLE messages ADD COLUMN ref_stream TEXT")
+            self._db.execute("ALTER TABLE messages ADD COLUMN ref_offset INTEGER")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS messages_by_ref ON messages (ref_stream, ref_offset)"
+            " WHERE ref_stream IS NOT NULL"
+        )
 
-    def load_stream(self, stream: str) -> StoredStream | None:
+    def load_head(self, stream: str) -> StreamHead | None:
         row = self._db.execute(
             "SELECT epoch, last_offset FROM streams WHERE stream = ?", (stream,)
         ).fetchone()
         if row is None:
             return None
-        messages = tuple(
-            StoredMessage(offset, type, text, created, key)
-            for offset, type, text, created, key in self._db.execute(
-                "SELECT offset, type, text, created, coalesce_key FROM messages"
-                " WHERE stream = ? ORDER BY offset",
-                (stream,),
-            )
-        )
         links = tuple(
             target for (target,) in self._db.execute("SELECT target FROM links WHERE source = ?", (stream,))
         )
-        return StoredStream(row[0], row[1], messages, links)
+        return StreamHead(row[0], row[1], links)
+
+    def load_messages(self, stream: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
+        rows = self._db.execute(
+            "SELECT m.offset, m.type, CAST(COALESCE(s.text, m.text) AS TEXT), m.created,"
+            " m.coalesce_key, m.ref_stream, m.ref_offset"
+            " FROM messages AS m LEFT JOIN messages AS s"
+            " ON m.ref_stream IS NOT NULL AND s.stream = m.ref_stream AND s.offset = m.ref_offset"
+            " WHERE m.stream = ? AND m.offset > ? AND m.offset <= ? ORDER BY m.offset LIMIT ?",
+            (stream, after, upto, limit),
+        )
+        return [
+            StoredMessage(offset, type, text, created, key, None if source is None else (source, source_offset))
+            for offset, type, text, created, key, source, source_offset in rows
+        ]
+
+    def load_oldest(self, stream: str, min_offset: int, created_since: float) -> int | None:
+        row = self._db.execute(
+            "SELECT MIN(offset) FROM messages WHERE stream = ? AND offset >= ? AND created >= ?",
+            (stream, min_offset, created_since),
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def load_last_ref(self, stream: str, source: str) -> int:
+        row = self._db.execute(
+            "SELECT MAX(ref_offset) FROM messages WHERE stream = ? AND ref_stream = ?", (stream, source)
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0])
 
     def load_session_owner(self, session_id: str) -> str | None:
         row = self._db.execute(
@@ -115,6 +157,10 @@ class SqliteStore:
             "SELECT json, markdown FROM reports WHERE investigation_id = ?", (investigation_id,)
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def load_open_turns(self) -> list[tuple[str, str, str]]:
+        rows = self._db.execute("SELECT session_id, turn_key, record FROM turns").fetchall()
+        return [(str(s), str(k), str(r)) for s, k, r in rows]
 
     def load_investigation(self, investigation_id: str) -> str | None:
         row = self._db.execute(
@@ -137,9 +183,10 @@ class SqliteStore:
             for op in ops:
                 match op:
                     case Append(stream=stream, message=m):
+                        source, source_offset = m.ref or (None, None)
                         db.execute(
-                            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
-                            (stream, m.offset, m.type, m.text, m.created, m.coalesce_key),
+                            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (stream, m.offset, m.type, m.text, m.created, m.coalesce_key, source, source_offset),
                         )
                         db.execute(
                             "UPDATE streams SET last_offset = ? WHERE stream = ?", (m.offset, stream)
@@ -147,6 +194,13 @@ class SqliteStore:
                     case CreateStream(stream=stream, epoch=epoch):
                         db.execute("INSERT OR REPLACE INTO streams VALUES (?, ?, 0)", (stream, epoch))
                     case Trim(stream=stream, max_offset=max_offset, before=before):
+                        db.execute(  # copies still referencing what goes take its text first
+                            "UPDATE messages SET text = (SELECT s.text FROM messages AS s"
+                            " WHERE s.stream = messages.ref_stream AND s.offset = messages.ref_offset)"
+                            " WHERE ref_stream = ?1 AND text = '' AND ref_offset IN (SELECT offset FROM"
+                            " messages WHERE stream = ?1 AND (offset <= ?2 OR created < ?3))",
+                            (stream, max_offset, before),
+                        )
                         db.execute(
                             "DELETE FROM messages WHERE stream = ? AND (offset <= ? OR created < ?)",
                             (stream, max_offset, before),
@@ -162,6 +216,14 @@ class SqliteStore:
                             " WHERE sessions.owner_key = ?",
                             (session_id, owner_key, ANONYMOUS_OWNER),
                         )
+                    case SaveTurn(session_id=session_id, turn_key=turn_key, record=None):
+                        db.execute(
+                            "DELETE FROM turns WHERE session_id = ? AND turn_key = ?", (session_id, turn_key)
+                        )
+                    case SaveTurn(session_id=session_id, turn_key=turn_key, record=str(record)):
+                        db.execute(
+                            "INSERT OR REPLACE INTO turns VALUES (?, ?, ?)", (session_id, turn_key, record)
+                        )
                     case SaveInvestigation(investigation_id=investigation_id, record=record):
                         db.execute(
                             "INSERT INTO investigations (investigation_id, record) VALUES (?, ?)"
@@ -175,7 +237,8 @@ class SqliteStore:
                         )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (e.g. on a full disk)
+                db.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
