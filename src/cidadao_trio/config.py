@@ -49,6 +49,9 @@ class Settings:
     slow_consumer_timeout: float = _setting(10.0, "seconds a full outbox is tolerated before 1013")
     history_messages: int = _setting(1000, "durable messages kept per stream")
     history_seconds: float = _setting(24 * 3600.0, "seconds durable messages are kept per stream")
+    history_memory_bytes: int = _setting(
+        64 * 1024 * 1024, "bytes of history held in memory, all streams (the rest is read from the store)"
+    )
     drain_timeout: float = _setting(10.0, "seconds to drain connections on shutdown")
     reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
     max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")

@@ -71,7 +71,7 @@ def open_broker(settings: Settings, metrics: Metrics) -> Broker:
         store = SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
     else:
         raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
-    return MemoryBroker(store=store, **retention)
+    return MemoryBroker(store=store, memory_bytes=settings.history_memory_bytes, **retention)
 
 class Server:
     def __init__(
