@@ -111,3 +111,14 @@ def test_no_example_relies_on_the_system_python() -> None:
     assert not [b for b in blocks if re.search(r"(^|\s)python3? ", b)], "use .venv/bin/python"
 
 
+
+
+def test_the_contract_is_in_the_repository() -> None:
+    """docs/protocol.md carries the contract itself and names no file outside the repository."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for number in range(1, 12):
+        assert re.search(rf"^## {number}\. ", doc, re.M), f"contract §{number} missing"
+    assert "PROTOCOL.md" not in doc and "seed/" not in doc
+    for pinned in ("max_pending_auth_per_address", "`UNAVAILABLE` (the store cannot accept writes", "session_claimed"):
+        assert pinned in doc, pinned
+    assert "docs/protocol.md" in README
