@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import attrs
 import pytest
 
 from cidadao_trio.investigations.categories import CATALOGUE, categorize, fold, parse_quantity
@@ -538,7 +539,8 @@ def _portal_csv(rows: list[str]) -> bytes:
 
 def test_csv_loads_good_rows_and_reports_bad_ones_by_line() -> None:
     result = load_contracts_csv(_portal_csv(PORTAL_ROWS))
-    assert [c.id for c in result.contracts] == ["00012/2024", "00016/2024"]
+    # Contract numbers restart in every UG, so every id names its UG.
+    assert [c.id for c in result.contracts] == ["00012/2024 (UG 150002)", "00016/2024 (UG 250005)"]
     assert [p.line for p in result.problems] == [3, 4, 5]
     messages = [p.message for p in result.problems]
     assert "Valor Inicial" in messages[0] and "12,34,56" in messages[0]
@@ -547,14 +549,16 @@ def test_csv_loads_good_rows_and_reports_bad_ones_by_line() -> None:
 
     notebook, paper = result.contracts
     assert notebook == Contract(
-        id="00012/2024", agency="MINISTÉRIO DA EDUCAÇÃO", supplier_name="TECNOLOGIA AÇAÍ LTDA",
-        supplier_cnpj="11222333000181",
+        id="00012/2024 (UG 150002)", agency="MINISTÉRIO DA EDUCAÇÃO",
+        supplier_name="TECNOLOGIA AÇAÍ LTDA", supplier_cnpj="11222333000181",
         object="Aquisição de 500 unidades de notebook para o campus", category="notebooks",
         initial_value=2_750_000.0, global_value=3_025_000.5, signed_on=dt.date(2024, 3, 15),
         quantity=500.0, unit_price=5_500.0, modality="Pregão", status="Ativo",
+        number="00012/2024", ug="150002", ug_name="UNIVERSIDADE FEDERAL", agency_code="26000",
     )  # fmt: skip
     assert paper.object == "Aquisição de 1.200 resmas de papel A4; entrega imediata"
     assert paper.global_value == paper.initial_value == 33_000.0  # no final value: unchanged
+    assert not paper.final_known
     assert paper.supplier_cnpj == "00000000000191"
     assert (paper.category, paper.quantity, paper.unit_price) == ("material de escritório",
                                                                   1200.0, 27.5)  # fmt: skip
@@ -564,7 +568,7 @@ def test_csv_line_numbers_count_physical_lines() -> None:
     """A quoted newline inside Objeto moves every later row down one line in an editor."""
     multiline = PORTAL_ROWS[0].replace("para o campus", "para o\ncampus")
     result = load_contracts_csv(_portal_csv([multiline, "", PORTAL_ROWS[1]]))
-    assert [c.id for c in result.contracts] == ["00012/2024"]
+    assert [c.id for c in result.contracts] == ["00012/2024 (UG 150002)"]
     assert result.contracts[0].object == "Aquisição de 500 unidades de notebook para o\ncampus"
     assert result.problems == (RowProblem(5, result.problems[0].message),)
 
@@ -610,8 +614,10 @@ def test_csv_reads_utf8_copies_despite_the_latin1_default() -> None:
 def test_csv_repeated_numbers_are_told_apart_by_management_unit() -> None:
     other_unit = PORTAL_ROWS[0].replace(";150002;", ";153000;")
     result = load_contracts_csv(_portal_csv([PORTAL_ROWS[0], other_unit, PORTAL_ROWS[0]]))
-    assert [c.id for c in result.contracts] == ["00012/2024", "00012/2024 (UG 153000)"]
-    assert result.problems == (RowProblem(4, "contrato 00012/2024 repetido (primeiro na linha 2)"),)
+    assert [c.id for c in result.contracts] == ["00012/2024 (UG 150002)", "00012/2024 (UG 153000)"]
+    assert result.problems == (
+        RowProblem(4, "contrato 00012/2024 (UG 150002) repetido (primeiro na linha 2)"),
+    )
 
 
 API_ITEMS: list[object] = [
@@ -699,4 +705,4 @@ def test_sample_round_trips_through_the_csv_loader(sample: Sample) -> None:
                             c.supplier_name, *money]) + "\n")  # fmt: skip
     result = load_contracts_csv(out.getvalue().encode("latin-1"))
     assert result.problems == ()
-    assert result.contracts == chosen
+    assert result.contracts == tuple(attrs.evolve(c, number=c.id) for c in chosen)

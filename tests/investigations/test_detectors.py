@@ -1,4 +1,5 @@
-"""Zumbi's detectors on small, hand-made contract lists: each fires, stays silent, and explains."""
+"""Zumbi's detectors on small, hand-made cases: each rule fires, and each legitimately unusual
+case of real procurement (issue 12) stays silent."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from cidadao_trio.investigations import detectors as d
 from cidadao_trio.investigations.detectors import (
     ALL_DETECTORS,
-    DISPENSA_THRESHOLD,
     SEVERITIES,
     detect_contract_splitting,
     detect_duplicate_contracts,
@@ -25,14 +23,24 @@ from cidadao_trio.investigations.detectors import (
     detect_supplier_concentration,
     detect_value_divergence,
     format_brl,
+    format_percent,
     run_all,
 )
+from cidadao_trio.investigations.cnpj import cnpj_check_digits
+from cidadao_trio.investigations.legal import dispensa_limit, legal_kind
 from cidadao_trio.investigations.model import Anomaly, Contract
 
 SAUDE = "Ministério da Saúde"
 EDUCACAO = "Ministério da Educação"
 DAY0 = dt.date(2025, 1, 6)
+DISPENSA_II = "Lei 14.133/2021, Art. 75, II"
+EMERGENCIA = "Lei 14.133/2021, Art. 75, VIII"
 _ids = itertools.count(1)
+
+
+def cnpj(n: int, branch: int = 1) -> str:
+    base = f"{n % 90_000_000 + 10_000_000:08d}{branch:04d}"
+    return base + cnpj_check_digits(base)
 
 
 def contract(
@@ -40,14 +48,22 @@ def contract(
     id: str | None = None,
     agency: str = SAUDE,
     supplier: str = "Alfa Ltda",
-    cnpj: str | None = None,
+    supplier_cnpj: str | None = None,
     object: str = "Prestação de serviços diversos número {n}",
     category: str = "",
     value: float = 10_000.0,
     global_value: float | None = None,
     signed_on: dt.date = DAY0,
     unit_price: float | None = None,
+    quantity: float | None = None,
     modality: str = "Pregão Eletrônico",
+    legal_basis: str = "",
+    ug: str = "",
+    bidding: str = "",
+    starts_on: dt.date | None = None,
+    ends_on: dt.date | None = None,
+    final_known: bool = True,
+    item_code: str = "",
 ) -> Contract:
     """A contract with harmless defaults; each test sets only what it is about."""
     n = next(_ids)
@@ -55,20 +71,23 @@ def contract(
         id=id or f"CT-{n:05d}",
         agency=agency,
         supplier_name=supplier,
-        supplier_cnpj=cnpj if cnpj is not None else f"{abs(hash(supplier)) % 10**14:014d}",
+        supplier_cnpj=supplier_cnpj if supplier_cnpj is not None else cnpj(abs(hash(supplier)) % 10**8),
         object=object.format(n=n),
         category=category,
         initial_value=value,
         global_value=value if global_value is None else global_value,
         signed_on=signed_on,
-        quantity=None if unit_price is None else 100.0,
+        quantity=quantity if quantity is not None else (None if unit_price is None else 100.0),
         unit_price=unit_price,
         modality=modality,
+        legal_basis=legal_basis,
+        ug=ug,
+        bidding=bidding,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        final_known=final_known,
+        item_code=item_code,
     )
-
-
-def severity_rank(a: Anomaly) -> int:
-    return SEVERITIES.index(a.severity)
 
 
 def only(anomalies: Sequence[Anomaly]) -> Anomaly:
@@ -81,520 +100,362 @@ def only(anomalies: Sequence[Anomaly]) -> Anomaly:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [
-        (1_234_567.89, "R$ 1.234.567,89"),
-        (0, "R$ 0,00"),
-        (0.5, "R$ 0,50"),
-        (999.999, "R$ 1.000,00"),
-        (57_208.33, "R$ 57.208,33"),
-        (-1_234.5, "-R$ 1.234,50"),
-        (-0.001, "R$ 0,00"),
-    ],
+    [(0, "R$ 0,00"), (1234.5, "R$ 1.234,50"), (1_234_567.891, "R$ 1.234.567,89"), (-5, "-R$ 5,00")],
 )
 def test_format_brl(value: float, text: str) -> None:
     assert format_brl(value) == text
 
 
+@pytest.mark.parametrize(
+    ("fraction", "text"),
+    [(0.823, "82%"), (0.0028, "0,28%"), (0.0731, "7,3%"), (0.9996, "99,96%"), (1.0, "100%"),
+     (0.0, "0%"), (2.5, "250%")],
+)
+def test_format_percent_keeps_the_precision_that_keeps_it_true(fraction: float, text: str) -> None:
+    assert format_percent(fraction) == text
+
+
 def test_normalize_text_drops_accents_case_and_punctuation() -> None:
-    assert d.normalize_text("Aquisição  de PAPEL-A4, (branco)!") == "aquisicao de papel a4 branco"
-    assert d.object_tokens("Aquisição de papel para a unidade") == {
-        "aquisicao",
-        "papel",
-        "unidade",
-    }
+    assert d.normalize_text("Aquisição  de PAPEL-A4!") == "aquisicao de papel a4"
+    assert d.normalize_text("AQUISICAO DE PAPEL A4") == "aquisicao de papel a4"
 
 
-# ------------------------------------------------------------------------ 1. price deviation
+# ------------------------------------------------------------------------ legal table
 
 
-def price_group(prices: Sequence[float], category: str = "Papel A4") -> list[Contract]:
-    return [contract(category=category, unit_price=p) for p in prices]
+def test_dispensa_limit_of_the_signing_year_with_its_source() -> None:
+    assert dispensa_limit(2023).value == 57_208.33
+    assert (dispensa_limit(2024).value, dispensa_limit(2024).source) == (59_906.02, "Decreto 11.871/2023")
+    assert (dispensa_limit(2025).value, dispensa_limit(2025).source) == (62_725.59, "Decreto 12.343/2024")
+    assert (dispensa_limit(2026).value, dispensa_limit(2026).source) == (65_492.11, "Decreto 12.807/2025")
 
 
-NORMAL_PRICES = [20.0, 21.0, 22.0, 20.5, 21.5, 23.0, 19.5, 22.5, 21.0, 20.0]
+@pytest.mark.parametrize(
+    ("basis", "modality", "kind"),
+    [("Lei 14.133/2021, Art. 75, II", "Dispensa", "small_purchase"),
+     ("LEI 14133 ART 75 INCISO II", "", "small_purchase"),
+     ("Lei 14.133/2021, Art. 75, VIII", "Dispensa", "emergency"),
+     ("Art. 75, XII", "Dispensa", "other_dispensa"),
+     ("Lei 14.133/2021, Art. 74, I", "Inexigibilidade", "inexigibilidade"),
+     ("", "Dispensa de Licitação", "small_purchase"),
+     ("Lei 14.133/2021, Art. 28, I", "Pregão", "competitive"),
+     ("Lei 14.133/2021, Art. 28, I", "Dispensa", "competitive")],
+)
+def test_legal_kind_reads_the_fundamento_legal(basis: str, modality: str, kind: str) -> None:
+    assert legal_kind(basis, modality) == kind
 
 
-def test_price_deviation_flags_an_overpriced_contract() -> None:
-    group = price_group(NORMAL_PRICES)
-    outlier = contract(category="Papel A4", unit_price=84.0)
-    a = only(detect_price_deviation([*group, outlier]))
-    assert a.anomaly_type == "price_deviation"
-    assert a.contract_ids == (outlier.id,)
-    median = 21.0
-    assert a.details["expected_value"] == median
-    assert a.details["actual_value"] == 84.0
-    assert a.details["peers"] == 11
-    assert a.details["category"] == "Papel A4"
-    assert a.description.startswith("Preço 300% acima da mediana de 11 contratos semelhantes")
-    assert "R$ 84,00" in a.description and "R$ 21,00" in a.description
+# ------------------------------------------------------------------------ 1. price
+
+PAPER = "Aquisição de 100 resmas de papel sulfite A4 75g, para a unidade {n}"
 
 
-def test_price_deviation_silent_on_normal_prices_and_on_cheap_outliers() -> None:
-    assert detect_price_deviation(price_group(NORMAL_PRICES)) == []
-    cheap = contract(category="Papel A4", unit_price=1.0)
-    assert detect_price_deviation([*price_group(NORMAL_PRICES), cheap]) == []
+def paper_peers(n: int = 12, price: float = 27.0) -> list[Contract]:
+    return [contract(object=PAPER, category="material de escritório",
+                     unit_price=price * (1 + 0.04 * ((i % 5) - 2)), value=price * 100)
+            for i in range(n)]  # fmt: skip
 
 
-def test_price_deviation_needs_peers_a_category_and_a_unit_price() -> None:
-    few = [*price_group([20.0, 21.0, 22.0]), contract(category="Papel A4", unit_price=500.0)]
-    assert detect_price_deviation(few) == []  # 4 < 5 contracts in the category
-    no_category = [*price_group(NORMAL_PRICES, category=""), contract(unit_price=500.0)]
-    assert detect_price_deviation(no_category) == []
-    unpriced = [*price_group(NORMAL_PRICES), contract(category="Papel A4", unit_price=None)]
-    assert detect_price_deviation(unpriced) == []
+def test_price_deviation_flags_an_overpriced_item_and_shows_the_excess() -> None:
+    peers = paper_peers()
+    bad = contract(object=PAPER, category="material de escritório", unit_price=81.0, value=8100)
+    a = only(detect_price_deviation([*peers, bad]))
+    assert a.contract_ids == (bad.id,)
+    assert a.details["excess_value"] == pytest.approx((81.0 - a.details["median_unit_price"]) * 100, rel=1e-3)
+    assert a.details["excess_value"] < bad.initial_value  # the excess, not the whole contract
+    assert bad.supplier_name in a.description and "verificação" in a.description
 
 
-def test_price_deviation_compares_only_within_the_category() -> None:
-    paper = price_group(NORMAL_PRICES)
-    servers = price_group([20_000.0, 21_000.0, 19_000.0, 20_500.0, 22_000.0], "Servidores")
-    assert detect_price_deviation([*paper, *servers]) == []
+def test_price_deviation_an_expensive_item_alone_is_not_overpriced() -> None:
+    """Oncology drugs, CT scanners, armoured vehicles: no comparable group, no flag."""
+    peers = paper_peers()
+    oncology = [contract(object="Aquisição de 40 frascos de trastuzumabe 440 mg, para o hospital {n}",
+                         category="medicamentos", unit_price=9_800.0 * (1 + 0.01 * i), quantity=40,
+                         value=392_000) for i in range(3)]  # fmt: skip
+    scanner = contract(object="Aquisição de 1 unidade de tomógrafo computadorizado 128 canais",
+                       unit_price=4_500_000.0, quantity=1, value=4_500_000)
+    assert detect_price_deviation([*peers, *oncology, scanner]) == []
 
 
-def test_price_deviation_modified_z_edge() -> None:
-    # Group [8, 9, 10, 11, 12, x]: median 10.5, MAD 1.5, so modified z > 3.5 iff x > 18.28;
-    # the classic z of six values can never exceed 5/sqrt(6) ≈ 2.04, so only MAD decides.
-    peers = [8.0, 9.0, 10.0, 11.0, 12.0]
-    assert detect_price_deviation(price_group([*peers, 18.0])) == []
-    a = only(detect_price_deviation(price_group([*peers, 18.6])))
-    assert a.details["actual_value"] == 18.6
-    assert a.details["modified_z"] > 3.5
+def test_price_deviation_compares_items_not_coarse_categories() -> None:
+    """R$ 3 vials and R$ 95 vaccines share the category "medicamentos" but not the item."""
+    dipirona = [contract(object="Aquisição de 1.000 ampolas de dipirona 500 mg/ml, lote {n}",
+                         category="medicamentos", unit_price=3.0 + 0.05 * (i % 3), quantity=1000)
+                for i in range(10)]  # fmt: skip
+    vacina = [contract(object="Aquisição de 1.000 frascos de vacina influenza trivalente, lote {n}",
+                       category="medicamentos", unit_price=95.0 + (i % 3), quantity=1000)
+              for i in range(10)]  # fmt: skip
+    assert detect_price_deviation([*dipirona, *vacina]) == []
 
 
-def test_price_deviation_classic_z_catches_what_mad_misses() -> None:
-    # Half the prices sit at 10, half at 30: median 20 and MAD 10 make 70 look tame
-    # (modified z = 3.4), but with 41 contracts the classic z-score (≈ 3.7) sees it.
-    prices = [10.0] * 20 + [30.0] * 20 + [70.0]
-    a = only(detect_price_deviation(price_group(prices)))
-    assert a.details["modified_z"] <= 3.5 < a.details["z_score"]
-    assert detect_price_deviation(price_group(prices), classic_z=4.0) == []
+def test_price_deviation_needs_enough_peers() -> None:
+    peers = paper_peers(6)
+    bad = contract(object=PAPER, category="material de escritório", unit_price=200.0)
+    assert detect_price_deviation([*peers, bad]) == []
+    assert len(detect_price_deviation([*peers, bad], min_peers=5)) == 1
 
 
-def test_price_deviation_must_be_material_not_only_unusual() -> None:
-    # 28 is statistically odd among tight prices (modified z ≈ 6) but only 33% above the
-    # median: below the default 50% materiality, above a 30% one.
-    group = price_group([*NORMAL_PRICES, 28.0])
-    assert detect_price_deviation(group) == []
-    a = only(detect_price_deviation(group, min_ratio=1.3))
-    assert a.details["modified_z"] > 3.5
-    assert a.description.startswith("Preço 33% acima da mediana")
+def test_price_deviation_groups_by_item_code_when_the_item_file_gives_one() -> None:
+    peers = [contract(object="Material {n}", item_code="461734", unit_price=27.0 + i % 3)
+             for i in range(10)]  # fmt: skip
+    bad = contract(object="Outro texto qualquer", item_code="461734", unit_price=90.0)
+    assert only(detect_price_deviation([*peers, bad])).contract_ids == (bad.id,)
 
 
-def test_price_deviation_when_most_prices_are_equal() -> None:
-    # MAD is 0; the mean-absolute-deviation fallback still separates 10 from 40.
-    a = only(detect_price_deviation(price_group([10.0] * 8 + [40.0])))
-    assert a.details["actual_value"] == 40.0
+def test_price_deviation_must_be_material_and_below_is_fine() -> None:
+    peers = paper_peers(12, 27.0)
+    mild = contract(object=PAPER, category="material de escritório", unit_price=36.0)  # +33%
+    cheap = contract(object=PAPER, category="material de escritório", unit_price=5.0)
+    assert detect_price_deviation([*peers, mild, cheap]) == []
 
 
 def test_price_deviation_severity_grows_with_the_ratio() -> None:
-    def severity_for(price: float) -> str:
-        return only(detect_price_deviation(price_group([*NORMAL_PRICES, price]))).severity
-
-    assert severity_for(35.0) == "low"  # 1.7× the median
-    assert severity_for(50.0) == "medium"  # 2.4×
-    assert severity_for(70.0) == "high"  # 3.3×
-    assert severity_for(120.0) == "critical"  # 5.7×
+    peers = paper_peers(20)
+    levels = []
+    for price in (55.0, 70.0, 110.0):
+        bad = contract(object=PAPER, category="material de escritório", unit_price=price)
+        levels.append(SEVERITIES.index(only(detect_price_deviation([*peers, bad])).severity))
+    assert levels == sorted(levels) and levels[0] < levels[-1]
 
 
 # ------------------------------------------------------------------------ 2. concentration
 
 
-def agency_spending(shares: dict[str, list[float]], agency: str = SAUDE) -> list[Contract]:
-    return [
-        contract(agency=agency, supplier=supplier, value=value)
-        for supplier, values in shares.items()
-        for value in values
-    ]
-
-
-def test_supplier_concentration_edge_69_vs_71_percent() -> None:
-    others = {f"Fornecedor {i}": [v] for i, v in enumerate([8_000.0, 8_000.0, 8_000.0])}
-    below = agency_spending({"Alfa Ltda": [69_000.0], **others, "Beta": [7_000.0]})
-    assert detect_supplier_concentration(below) == []
-    above = agency_spending({"Alfa Ltda": [71_000.0], **others, "Beta": [5_000.0]})
-    a = only(detect_supplier_concentration(above))
-    assert a.details["share"] == pytest.approx(0.71)
-    assert a.description == (
-        "Fornecedor Alfa Ltda concentra 71% dos R$ 100.000,00 gastos pelo órgão "
-        "Ministério da Saúde (1 de 5 contratos)"
-    )
-
-
-def test_supplier_concentration_lists_all_the_suppliers_contracts() -> None:
-    contracts = agency_spending(
-        {"Alfa Ltda": [30_000.0, 30_000.0, 25_000.0], "Beta": [5_000.0] * 3}
-    )
-    a = only(detect_supplier_concentration(contracts))
-    alfa = sorted(c.id for c in contracts if c.supplier_name == "Alfa Ltda")
-    assert list(a.contract_ids) == alfa
-    assert a.details["supplier_contracts"] == 3
-    assert a.details["agency_total"] == 100_000.0
-    assert a.details["actual_value"] == 85_000.0
-    assert a.details["expected_value"] == 70_000.0
-
-
-def test_supplier_concentration_is_per_agency_and_needs_five_contracts() -> None:
-    saude = agency_spending({"Alfa Ltda": [90_000.0], "Beta": [1_000.0] * 4})
-    educacao = agency_spending({"Alfa Ltda": [10_000.0] * 2, "Gama": [10_000.0] * 3}, EDUCACAO)
-    a = only(detect_supplier_concentration([*saude, *educacao]))
-    assert a.details["agency"] == SAUDE
-    small = agency_spending({"Alfa Ltda": [90_000.0], "Beta": [1_000.0] * 3})
-    assert detect_supplier_concentration(small) == []
-
-
-def test_supplier_concentration_uses_the_cnpj_not_the_spelling() -> None:
-    contracts = [
-        contract(supplier="ALFA LTDA", cnpj="11222333000181", value=40_000.0),
-        contract(supplier="Alfa Ltda.", cnpj="11222333000181", value=40_000.0),
-        *agency_spending({f"F{i}": [5_000.0] for i in range(4)}),
-    ]
-    assert only(detect_supplier_concentration(contracts)).details["share"] == 0.8
-
-
 def test_supplier_concentration_severity_grows_with_the_share() -> None:
-    def severity_for(share_pct: int) -> str:
-        rest = (100 - share_pct) * 1_000.0 / 4
-        contracts = agency_spending(
-            {"Alfa Ltda": [share_pct * 1_000.0], **{f"F{i}": [rest] for i in range(4)}}
-        )
-        return only(detect_supplier_concentration(contracts)).severity
+    def case(share: float) -> Anomaly:
+        big = contract(supplier="Grande", value=share * 1000)
+        rest = [contract(supplier=f"Outro {i}", value=(1 - share) * 1000 / 5) for i in range(5)]
+        return only(detect_supplier_concentration([big, *rest]))
 
-    assert [severity_for(p) for p in (75, 85, 92, 97)] == ["low", "medium", "high", "critical"]
-
-
-# ------------------------------------------------------------------------ 3. spending spike
+    assert case(0.77).severity == "high"  # 77% of a ministry's money is not "Baixa"
+    assert case(0.95).severity == "critical"
+    assert SEVERITIES.index(case(0.55).severity) < SEVERITIES.index(case(0.77).severity)
 
 
-def monthly(totals: Sequence[float], agency: str = SAUDE) -> list[Contract]:
-    """Two contracts per month (60% + 40% of the total), January 2025 onwards."""
+def test_supplier_concentration_joins_name_variants_and_branches_of_one_cnpj_root() -> None:
+    a = contract(supplier="ALFA LTDA", supplier_cnpj=cnpj(123, 1), value=300)
+    b = contract(supplier="Alfa Comércio Ltda.", supplier_cnpj=cnpj(123, 2), value=300)
+    rest = [contract(supplier=f"Outro {i}", value=100) for i in range(4)]
+    found = only(detect_supplier_concentration([a, b, *rest]))
+    assert set(found.contract_ids) == {a.id, b.id}
+
+
+def test_supplier_concentration_needs_five_contracts() -> None:
+    assert detect_supplier_concentration([contract(supplier="Um"), contract(supplier="Dois")]) == []
+
+
+# ------------------------------------------------------------------------ 3. spike
+
+
+def months_of(agency: str, per_month: float, months: int = 24, december: float = 2.4,
+              start: int = 2024) -> list[Contract]:
     out = []
-    for i, total in enumerate(totals):
-        day = dt.date(2025 + i // 12, i % 12 + 1, 10)
-        out.append(contract(agency=agency, value=total * 0.6, signed_on=day))
-        out.append(contract(agency=agency, value=total * 0.4, signed_on=day))
+    for k in range(months):
+        year, month = start + k // 12, 1 + k % 12
+        value = per_month * (december if month == 12 else 1.0) * (1 + 0.05 * (k % 3))
+        for part in range(4):
+            out.append(contract(agency=agency, value=value / 4, signed_on=dt.date(year, month, 3 + part)))
     return out
 
 
-CALM = [100_000.0, 95_000.0, 105_000.0, 98_000.0, 102_000.0, 100_000.0, 97_000.0, 103_000.0]
+def test_spending_spike_flags_a_month_far_above_its_seasonal_baseline() -> None:
+    data = months_of(SAUDE, 100_000)
+    spike = [contract(agency=SAUDE, value=150_000, signed_on=dt.date(2024, 5, 10 + i),
+                      modality="Dispensa de Licitação") for i in range(4)]  # fmt: skip
+    a = only(detect_spending_spike([*data, *spike]))
+    assert a.details["month"] == "2024-05"
+    assert {c.id for c in spike} <= set(a.contract_ids)
+    assert "vezes o esperado" in a.description
 
 
-def test_spending_spike_flags_the_month_and_the_contracts_behind_it() -> None:
-    contracts = monthly(CALM)
-    big = contract(value=180_000.0, signed_on=dt.date(2025, 4, 20))
-    a = only(detect_spending_spike([*contracts, big]))
-    assert a.anomaly_type == "spending_spike"
-    assert a.details["month"] == "2025-04"
-    assert a.contract_ids == (big.id,)  # 180 000 alone explains the excess over ~100 000
-    assert a.details["contract_id"] == big.id
-    assert a.details["actual_value"] == 278_000.0
-    assert a.description.startswith("Gastos de abril/2025 2,8 vezes acima da média mensal")
-    assert "R$ 278.000,00" in a.description
+def test_spending_spike_december_is_normal() -> None:
+    data = [*months_of(SAUDE, 100_000, december=2.8), *months_of(EDUCACAO, 80_000, december=2.2)]
+    assert detect_spending_spike(data) == []
 
 
-def test_spending_spike_silent_on_calm_agencies_and_short_histories() -> None:
-    assert detect_spending_spike(monthly(CALM)) == []
-    short = monthly([100_000.0] * 4 + [900_000.0])  # five months is no baseline
-    assert detect_spending_spike(short) == []
+def test_spending_spike_ignores_one_large_competitive_contract() -> None:
+    data = months_of(SAUDE, 100_000)
+    big = contract(agency=SAUDE, value=900_000, signed_on=dt.date(2024, 6, 20),
+                   modality="Pregão Eletrônico", legal_basis="Lei 14.133/2021, Art. 28, I")
+    assert detect_spending_spike([*data, big]) == []
+    # The same money through a dispensa is a spike.
+    direct = contract(agency=SAUDE, value=900_000, signed_on=dt.date(2024, 6, 20),
+                      modality="Dispensa de Licitação")
+    assert len(detect_spending_spike([*data, direct])) == 1
 
 
-def test_spending_spike_needs_both_z_and_ratio() -> None:
-    # A perfectly flat agency: 108 000 has an infinite z-score but is only 1.08× normal.
-    flat = monthly([100_000.0] * 7 + [108_000.0])
-    assert detect_spending_spike(flat) == []
-    assert only(detect_spending_spike(flat, min_ratio=1.05)).details["month"] == "2025-08"
-    # A wild agency: 2× its mean but its months vary too much for z > 2.
-    wild = monthly([20_000.0, 180_000.0, 40_000.0, 160_000.0, 60_000.0, 140_000.0, 200_000.0])
-    assert detect_spending_spike(wild) == []
-
-
-def test_spending_spike_is_per_agency() -> None:
-    saude = monthly(CALM)
-    educacao = monthly([1_000_000.0] * 8, EDUCACAO)  # far larger, but steady
-    assert detect_spending_spike([*saude, *educacao]) == []
-
-
-def test_spending_spike_severity_grows_with_the_ratio() -> None:
-    def severity_for(spike: float) -> str:
-        return only(detect_spending_spike(monthly([*CALM, spike]))).severity
-
-    assert [severity_for(x) for x in (160_000, 250_000, 350_000, 600_000)] == [
-        "low",
-        "medium",
-        "high",
-        "critical",
-    ]
+def test_spending_spike_needs_a_history() -> None:
+    data = months_of(SAUDE, 100_000, months=5)
+    spike = contract(agency=SAUDE, value=2_000_000, signed_on=dt.date(2024, 3, 9), modality="Dispensa")
+    assert detect_spending_spike([*data, spike]) == []
 
 
 # ------------------------------------------------------------------------ 4. duplicates
 
-
-BASE_OBJECT = "Aquisição de papel sulfite A4 branco resmas escritório unidade central Brasília"
-# tokens: aquisicao papel sulfite a4 branco resmas escritorio unidade central brasilia (10)
+VIG = "Contratação de serviços de vigilância patrimonial armada para a sede regional {x}"
 
 
-def test_duplicate_contracts_jaccard_edge_08_vs_09() -> None:
-    first = contract(object=BASE_OBJECT)
-    plus_one = contract(object=BASE_OBJECT + " reciclado")  # 10/11 = 0.91
-    a = only(detect_duplicate_contracts([first, plus_one]))
-    assert a.contract_ids == (first.id, plus_one.id)
-    assert a.details["similarity"] == pytest.approx(10 / 11, abs=1e-4)
-    assert a.description.startswith(
-        f"Contratos {first.id} e {plus_one.id} têm objetos praticamente idênticos "
-        "(similaridade 91%)"
-    )
-    eight = "Aquisição de papel sulfite A4 branco resmas escritório unidade"
-    plus_two = contract(object=eight + " reciclado urgente")  # 8/10 = 0.8
-    assert detect_duplicate_contracts([contract(object=eight), plus_two]) == []
-    swapped = [contract(object=eight + " reciclado"), contract(object=eight + " urgente")]
-    assert detect_duplicate_contracts(swapped) == []  # 8/10 = 0.8 at equal sizes
-    assert len(detect_duplicate_contracts(swapped, min_similarity=0.75)) == 1
+def dup_pair(days: int = 10, gap: float = 0.0, **second: Any) -> list[Contract]:
+    base = dict(object=VIG.replace("{x}", "Norte"), value=100_000.0, ug="250005",
+                supplier="Vigia Ltda", supplier_cnpj=cnpj(777))
+    first = contract(**{**base, "signed_on": DAY0})
+    other = {**base, "value": 100_000.0 * (1 - gap), "signed_on": DAY0 + dt.timedelta(days=days), **second}
+    return [first, contract(**other)]
 
 
-def test_duplicate_contracts_ignore_case_accents_punctuation_and_stopwords() -> None:
-    first = contract(object="Aquisição de PAPEL sulfite A4, para a unidade central.")
-    second = contract(object="aquisicao papel sulfite a4 unidade central")
-    assert only(detect_duplicate_contracts([first, second])).details["similarity"] == 1.0
+def test_duplicate_same_buyer_supplier_object_time_and_value() -> None:
+    pair = dup_pair()
+    a = only(detect_duplicate_contracts(pair))
+    assert a.contract_ids == (pair[0].id, pair[1].id)
+    assert a.severity == "critical"
+    assert "Vigia Ltda" in a.description and "R$ 100.000,00" in a.description
 
 
-def test_duplicate_contracts_only_within_an_agency() -> None:
-    pair = [contract(object=BASE_OBJECT), contract(object=BASE_OBJECT, agency=EDUCACAO)]
+def test_duplicate_text_alone_is_never_enough() -> None:
+    assert detect_duplicate_contracts(dup_pair(supplier="Outra", supplier_cnpj=cnpj(888))) == []
+    assert detect_duplicate_contracts(dup_pair(ug="250006")) == []  # another buyer
+    assert detect_duplicate_contracts(dup_pair(days=95)) == []  # 90+ days apart
+    assert detect_duplicate_contracts(dup_pair(gap=0.3)) == []  # different value
+
+
+def test_duplicate_ata_siblings_are_not_duplicates() -> None:
+    pair = dup_pair(bidding="250005/00012/2024")
+    pair[0] = contract(**{**{k: getattr(pair[0], k) for k in ("object", "ug", "signed_on")},
+                          "value": 100_000.0, "supplier": "Vigia Ltda", "supplier_cnpj": cnpj(777),
+                          "bidding": "250005/00012/2024"})  # fmt: skip
     assert detect_duplicate_contracts(pair) == []
 
 
-def test_duplicate_contracts_silent_on_different_objects_and_vague_ones() -> None:
-    different = [
-        contract(object="Aquisição de papel sulfite A4 para a unidade central"),
-        contract(object="Manutenção predial preventiva e corretiva do edifício sede"),
-        contract(object="Locação de veículos com motorista para a unidade central"),
-    ]
-    assert detect_duplicate_contracts(different) == []
-    vague = [contract(object="Serviços gerais"), contract(object="Serviços gerais")]
-    assert detect_duplicate_contracts(vague) == []
+def test_duplicate_annual_recontract_is_not_a_duplicate() -> None:
+    assert detect_duplicate_contracts(dup_pair(days=365)) == []
 
 
-def test_duplicate_contracts_reports_each_pair_once() -> None:
-    triple = [contract(object=BASE_OBJECT) for _ in range(3)]
-    found = detect_duplicate_contracts(triple)
-    pairs = {a.contract_ids for a in found}
-    ids = sorted(c.id for c in triple)
-    assert pairs == {(ids[0], ids[1]), (ids[0], ids[2]), (ids[1], ids[2])}
-    assert len(found) == 3
-
-
-def test_duplicate_contracts_severity_grows_with_corroboration() -> None:
-    def severity_for(**second: Any) -> str:
-        first = contract(object=BASE_OBJECT, supplier="Alfa", value=50_000.0)
-        second_contract = contract(object=BASE_OBJECT, **second)
-        return only(detect_duplicate_contracts([first, second_contract])).severity
-
-    far = DAY0 + dt.timedelta(days=300)
-    assert severity_for(supplier="Beta", value=90_000.0, signed_on=far) == "low"
-    assert severity_for(supplier="Alfa", value=90_000.0, signed_on=far) == "medium"
-    assert severity_for(supplier="Alfa", value=52_000.0, signed_on=far) == "high"
-    assert severity_for(supplier="Alfa", value=52_000.0, signed_on=DAY0) == "critical"
-
-
-WORDS = [f"w{i}" for i in range(12)]
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sets(st.sampled_from(WORDS), min_size=1, max_size=12), max_size=25))
-def test_duplicate_prefix_filter_misses_nothing(sets: list[set[str]]) -> None:
-    """The candidate generator must find every pair a brute-force comparison finds."""
-    frozen = [frozenset(s) for s in sets]
-    for threshold in (0.5, 0.85):
-        brute = {
-            (i, j)
-            for i, j in itertools.combinations(range(len(frozen)), 2)
-            if d.jaccard(frozen[i], frozen[j]) >= threshold
-        }
-        assert brute <= d._candidate_pairs(frozen, threshold)
+def test_duplicate_upper_case_accentless_text_and_name_variants_still_match() -> None:
+    pair = dup_pair(object=VIG.replace("{x}", "Norte").upper().replace("Ç", "C").replace("Â", "A"),
+                    supplier="VIGIA LTDA ME", supplier_cnpj=cnpj(777, 2))
+    assert len(detect_duplicate_contracts(pair)) == 1
 
 
 # ------------------------------------------------------------------------ 5. splitting
 
 
-def split_run(
-    days: Sequence[int],
-    value: float = 55_000.0,
-    modality: str = "Dispensa de Licitação",
-    supplier: str = "Alfa Ltda",
-) -> list[Contract]:
-    return [
-        contract(
-            supplier=supplier,
-            value=value,
-            modality=modality,
-            signed_on=DAY0 + dt.timedelta(days=day),
-        )
-        for day in days
-    ]
+def small(value: float, day: dt.date, supplier: str = "Papelaria Um", ug: str = "250005",
+          basis: str = DISPENSA_II, **kw: Any) -> Contract:
+    return contract(value=value, signed_on=day, supplier=supplier, ug=ug, legal_basis=basis,
+                    modality="Dispensa de Licitação", category="material de escritório",
+                    object="Aquisição de material de expediente {n}", **kw)  # fmt: skip
 
 
-def test_contract_splitting_flags_three_contracts_just_under_the_limit() -> None:
-    run = split_run([0, 15, 40])
-    a = only(detect_contract_splitting(run))
-    assert a.anomaly_type == "contract_splitting"
-    assert a.contract_ids == tuple(c.id for c in run)
-    assert a.details["contract_count"] == 3
-    assert a.details["actual_value"] == 165_000.0
-    assert a.details["expected_value"] == DISPENSA_THRESHOLD
-    assert a.description == (
-        "3 contratos de cerca de R$ 55.000,00 cada com Alfa Ltda, logo abaixo do limite de "
-        "dispensa de R$ 57.208,33, em 40 dias (juntos somam R$ 165.000,00, o que exigiria "
-        "licitação)"
-    )
+def test_splitting_sum_per_ug_and_year_passes_the_year_limit() -> None:
+    cluster = [small(22_000, dt.date(2025, m, 5)) for m in (2, 4, 7)]  # R$ 66.000 > 62.725,59
+    a = only(detect_contract_splitting(cluster))
+    assert set(a.contract_ids) == {c.id for c in cluster}
+    assert a.details["dispensa_limit"] == 62_725.59
+    assert "Decreto 12.343/2024" in a.description
 
 
-def test_contract_splitting_edges_count_and_window() -> None:
-    assert detect_contract_splitting(split_run([0, 30])) == []  # two is not a pattern
-    assert detect_contract_splitting(split_run([0, 50, 100])) == []  # 100 days > 90
-    assert len(detect_contract_splitting(split_run([0, 45, 90]))) == 1  # 90 days is inside
+def test_splitting_uses_the_limit_of_the_signing_year() -> None:
+    # R$ 58.500 passes the 2023 limit (57.208,33) but not 2024's (59.906,02).
+    y2023 = [small(19_500, dt.date(2023, m, 5)) for m in (2, 4, 7)]
+    y2024 = [small(19_500, dt.date(2024, m, 5)) for m in (2, 4, 7)]
+    assert len(detect_contract_splitting(y2023)) == 1
+    assert detect_contract_splitting(y2024) == []
 
 
-def test_contract_splitting_edges_value_band() -> None:
-    low = 0.8 * DISPENSA_THRESHOLD
-    assert detect_contract_splitting(split_run([0, 10, 20], value=DISPENSA_THRESHOLD)) == []
-    assert detect_contract_splitting(split_run([0, 10, 20], value=low - 1)) == []
-    assert len(detect_contract_splitting(split_run([0, 10, 20], value=low))) == 1
-    assert len(detect_contract_splitting(split_run([0, 10, 20], value=57_208.0))) == 1
+def test_splitting_catches_suppliers_taking_turns() -> None:
+    ring = [small(16_000, dt.date(2025, m, 5), supplier=f"Papelaria {m}") for m in (1, 3, 5, 8, 10)]
+    a = only(detect_contract_splitting(ring))
+    assert len(a.details["suppliers"]) == 5
 
 
-def test_contract_splitting_modality_and_supplier() -> None:
-    assert detect_contract_splitting(split_run([0, 10, 20], modality="Pregão Eletrônico")) == []
-    assert len(detect_contract_splitting(split_run([0, 10, 20], modality=""))) == 1
-    assert len(detect_contract_splitting(split_run([0, 10, 20], modality="DISPENSA"))) == 1
-    mixed = [*split_run([0, 10]), *split_run([20], supplier="Beta")]
-    assert detect_contract_splitting(mixed) == []
-
-
-def test_contract_splitting_custom_threshold() -> None:
-    run = split_run([0, 10, 20], value=45_000.0)
-    assert detect_contract_splitting(run) == []  # 79% of 57 208,33
-    assert len(detect_contract_splitting(run, threshold=50_000.0)) == 1
-
-
-def test_contract_splitting_long_runs_split_into_separate_windows() -> None:
-    found = detect_contract_splitting(split_run([0, 10, 20, 200, 210, 220]))
-    assert [len(a.contract_ids) for a in found] == [3, 3]
-
-
-def test_contract_splitting_severity_grows_with_count_and_tightness() -> None:
-    assert only(detect_contract_splitting(split_run([0, 30, 60]))).severity == "medium"
-    assert only(detect_contract_splitting(split_run([0, 10, 20]))).severity == "high"
-    assert only(detect_contract_splitting(split_run([0, 20, 40, 60]))).severity == "high"
-    assert only(detect_contract_splitting(split_run(range(0, 72, 12)))).severity == "critical"
+def test_splitting_not_across_ugs_years_natures_or_emergencies() -> None:
+    assert detect_contract_splitting([small(40_000, DAY0, ug="1"), small(40_000, DAY0, ug="2")]) == []
+    assert detect_contract_splitting([small(40_000, dt.date(2024, 12, 20)),
+                                      small(40_000, dt.date(2025, 1, 5))]) == []  # fmt: skip
+    other = contract(value=40_000, signed_on=DAY0, ug="250005", legal_basis=DISPENSA_II,
+                     modality="Dispensa", category="combustível", object="Diesel")
+    assert detect_contract_splitting([small(40_000, DAY0), other]) == []
+    assert detect_contract_splitting([small(40_000, DAY0, basis=EMERGENCIA),
+                                      small(40_000, DAY0, basis=EMERGENCIA)]) == []  # fmt: skip
+    pregao = small(40_000, DAY0, basis="Lei 14.133/2021, Art. 28, I")
+    assert detect_contract_splitting([small(40_000, DAY0), pregao]) == []
 
 
 # ------------------------------------------------------------------------ 6. divergence
 
 
-def test_value_divergence_flags_a_large_increase() -> None:
-    c = contract(value=100_000.0, global_value=185_000.0)
+def test_divergence_flags_increase_beyond_art_125() -> None:
+    c = contract(value=100_000, global_value=160_000)
     a = only(detect_value_divergence([c]))
-    assert a.contract_ids == (c.id,)
-    assert a.details["expected_value"] == 100_000.0
-    assert a.details["actual_value"] == 185_000.0
-    assert a.description.startswith("Valor final 85% acima do valor inicial do contrato")
-    assert "R$ 185.000,00" in a.description
+    assert a.details["expected_value"] == 125_000.0
+    assert "art. 125" in a.description
 
 
-def test_value_divergence_edges() -> None:
-    assert detect_value_divergence([contract(value=100_000.0, global_value=150_000.0)]) == []
-    assert len(detect_value_divergence([contract(value=100_000.0, global_value=151_000.0)])) == 1
-    assert detect_value_divergence([contract(value=100_000.0, global_value=125_000.0)]) == []
-    assert detect_value_divergence([contract(value=0.0, global_value=50_000.0)]) == []
+def test_divergence_allows_25_percent_and_50_for_reforma() -> None:
+    assert detect_value_divergence([contract(value=100_000, global_value=125_000)]) == []
+    reforma = contract(object="Reforma do edifício sede {n}", value=100_000, global_value=148_000)
+    assert detect_value_divergence([reforma]) == []
+    assert len(detect_value_divergence([attrs_evolve(reforma, global_value=170_000)])) == 1
 
 
-def test_value_divergence_reductions_are_reported_mildly() -> None:
-    a = only(detect_value_divergence([contract(value=100_000.0, global_value=40_000.0)]))
-    assert a.description.startswith("Valor final 60% abaixo do valor inicial")
-    assert a.severity == "low"
-    deep = only(detect_value_divergence([contract(value=100_000.0, global_value=5_000.0)]))
-    assert deep.severity == "medium"
+def attrs_evolve(c: Contract, **changes: Any) -> Contract:
+    import attrs
+
+    return attrs.evolve(c, **changes)
 
 
-def test_value_divergence_severity_grows_with_the_change() -> None:
-    severities = [
-        only(detect_value_divergence([contract(value=100.0, global_value=v)])).severity
-        for v in (160.0, 180.0, 250.0, 400.0)
-    ]
-    assert severities == ["low", "medium", "high", "critical"]
+def test_divergence_art_107_extension_is_not_an_increase() -> None:
+    service = contract(value=1_200_000, global_value=3_600_000, starts_on=dt.date(2023, 3, 1),
+                       ends_on=dt.date(2026, 2, 28))  # three 12-month periods
+    assert detect_value_divergence([service]) == []
+    inflated = attrs_evolve(service, global_value=5_400_000)  # 50% a year beyond
+    assert len(detect_value_divergence([inflated])) == 1
+
+
+def test_divergence_missing_final_value_is_not_a_cut() -> None:
+    assert detect_value_divergence([contract(value=100_000, global_value=100_000, final_known=False)]) == []
+
+
+def test_divergence_emergency_may_not_last_over_a_year() -> None:
+    emergency = contract(value=500_000, legal_basis=EMERGENCIA, modality="Dispensa",
+                         starts_on=dt.date(2024, 1, 1), ends_on=dt.date(2025, 6, 30),
+                         global_value=750_000)
+    assert only(detect_value_divergence([emergency])).severity == "high"
+    within = attrs_evolve(emergency, ends_on=dt.date(2024, 12, 31), global_value=500_000)
+    assert detect_value_divergence([within]) == []
+
+
+def test_divergence_severity_grows_with_the_excess() -> None:
+    ranks = [SEVERITIES.index(only(detect_value_divergence([contract(value=100, global_value=v)])).severity)
+             for v in (135, 180, 300)]  # fmt: skip
+    assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
 
 
 # ------------------------------------------------------------------------ all together
 
 
-def mixed_portfolio() -> list[Contract]:
-    """A little of everything, so every detector has something to say."""
-    rng = random.Random(7)
-    contracts = [
-        *price_group(NORMAL_PRICES),
-        contract(category="Papel A4", unit_price=84.0),
-        *agency_spending({"Monopólio SA": [500_000.0] * 4, "Beta": [10_000.0] * 2}, EDUCACAO),
-        *monthly(CALM),
-        contract(value=400_000.0, signed_on=dt.date(2025, 5, 3)),
-        contract(object=BASE_OBJECT, value=30_000.0),
-        contract(object=BASE_OBJECT, value=30_000.0),
-        *split_run([0, 20, 41]),
-        contract(value=20_000.0, global_value=70_000.0),
-    ]
-    rng.shuffle(contracts)
-    return contracts
-
-
-def test_run_all_covers_every_type_and_sorts_by_severity() -> None:
-    found = run_all(mixed_portfolio())
-    assert {a.anomaly_type for a in found} == set(d.ANOMALY_TYPES)
-    ranks = [severity_rank(a) for a in found]
-    assert ranks == sorted(ranks, reverse=True)
-
-
 def test_run_all_is_deterministic_whatever_the_input_order() -> None:
-    contracts = mixed_portfolio()
-    expected = run_all(contracts)
-    for seed in range(5):
-        shuffled = list(contracts)
-        random.Random(seed).shuffle(shuffled)
-        assert run_all(shuffled) == expected
-    assert run_all(list(reversed(contracts))) == expected
+    data = [*paper_peers(), contract(object=PAPER, category="material de escritório", unit_price=99.0),
+            *dup_pair(), contract(value=100, global_value=300)]  # fmt: skip
+    shuffled = list(data)
+    random.Random(3).shuffle(shuffled)
+    assert run_all(data) == run_all(shuffled)
+    assert {a.anomaly_type for a in run_all(data)} >= {"price_deviation", "duplicate_contract",
+                                                       "value_divergence"}  # fmt: skip
 
 
 def test_all_detectors_are_registered_once() -> None:
-    assert len(ALL_DETECTORS) == len(set(ALL_DETECTORS)) == 6
-    assert run_all([]) == []
-    for detector in ALL_DETECTORS:
-        assert detector([]) == []
+    assert len(set(ALL_DETECTORS)) == len(ALL_DETECTORS) == len(d.ANOMALY_TYPES)
 
 
-def _plain_json(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-
-
-@pytest.mark.parametrize("detector", ALL_DETECTORS, ids=lambda f: f.__name__)
-def test_every_anomaly_is_complete_and_serializable(detector: d.Detector) -> None:
-    found = detector(mixed_portfolio())
-    assert found, "the portfolio should trigger every detector"
+def test_every_anomaly_is_complete_serializable_and_says_it_is_a_signal() -> None:
+    data = [*paper_peers(), contract(object=PAPER, category="material de escritório", unit_price=99.0),
+            *dup_pair(), contract(value=100, global_value=300),
+            *[small(22_000, dt.date(2025, m, 5)) for m in (2, 4, 7)]]  # fmt: skip
+    found = run_all(data)
+    assert found
     for a in found:
-        assert a.severity in SEVERITIES
-        assert 0.0 <= a.confidence <= 1.0
-        assert a.contract_ids and all(isinstance(i, str) for i in a.contract_ids)
-        assert {"contract_id", "expected_value", "actual_value", "supplier", "agency"} <= set(
-            a.details
-        )
-        assert a.details["contract_id"] in a.contract_ids
-        assert all(_plain_json(v) for v in a.details.values()), a.details
-        assert orjson.loads(orjson.dumps(dict(a.details))) == dict(a.details)
-        # Portuguese, with a number a citizen can check.
-        assert any(ch.isdigit() for ch in a.description)
-        assert any(w in a.description for w in (" de ", " do ", " dos ", " da "))
-
-
-def test_confidence_grows_with_evidence() -> None:
-    small = only(detect_price_deviation(price_group([20.0, 21.0, 22.0, 20.5, 90.0])))
-    large = only(detect_price_deviation(price_group([*NORMAL_PRICES * 4, 90.0])))
-    assert small.confidence < large.confidence
-    mild = only(detect_value_divergence([contract(value=100.0, global_value=160.0)]))
-    wild = only(detect_value_divergence([contract(value=100.0, global_value=400.0)]))
-    assert mild.confidence < wild.confidence
+        assert 0 < a.confidence < 1
+        assert {"contract_id", "expected_value", "actual_value", "supplier", "agency"} <= set(a.details)
+        assert "não prova" in a.description
+        orjson.dumps(a.details)

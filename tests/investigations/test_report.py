@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import re
 
+import attrs
 import orjson
 import pytest
 
@@ -19,6 +20,7 @@ from cidadao_trio.investigations.report import (
     Report,
     ReportInput,
     build_report,
+    render_html,
     risk_score,
 )
 from cidadao_trio.investigations.sample import generate_sample
@@ -100,7 +102,8 @@ def test_summary_numbers() -> None:
         "anomalies_found": 3,
         "total_value": 1_000_000.0,
         "suspicious_value": 180_000.0,  # C1 counted once although two anomalies name it
-        "risk_score": 5.2,  # 10 × (0.6 × (1 − e^−1.4) + 0.4 × 0.18)
+        "risk_score": 5.5,  # 10 × (0.5 × money 0.128 + 0.5 × density 350/360)
+        "data_origin": "memory",
     }
 
 
@@ -113,9 +116,12 @@ def test_unknown_contracts_add_no_suspicious_value() -> None:
 
 def test_empty_investigation() -> None:
     r = report([], contracts=[], findings=[])
+    # No contract: no score at all, never a reassuring "risco 0,0".
     assert r.summary == {"total_records": 0, "anomalies_found": 0, "total_value": 0.0,
-                         "suspicious_value": 0.0, "risk_score": 0.0}  # fmt: skip
+                         "suspicious_value": 0.0, "risk_score": None,
+                         "data_origin": "memory"}  # fmt: skip
     md = r.as_markdown()
+    assert "0,0 de 10" not in md and "não há pontuação de risco" in md
     assert [h for h in HEADINGS if h in md] == HEADINGS
     orjson.dumps(r.as_json())
 
@@ -125,15 +131,26 @@ def test_empty_investigation() -> None:
 
 def test_risk_is_zero_without_anomalies() -> None:
     assert report([]).summary["risk_score"] == 0.0
-    assert risk_score([], 0.0, 1_000_000.0) == 0.0
 
 
-def test_risk_formula() -> None:
-    critical = anomaly("price_deviation", "critical", ("C1",))
-    assert risk_score([critical], 0.0, 1.0) == round(6 * (1 - math.exp(-0.8)), 1) == 3.3
-    assert risk_score([critical], 100_000.0, 1_000_000.0) == 3.7  # docstring example
-    assert risk_score([critical], 5.0, 1.0) == round(6 * (1 - math.exp(-0.8)) + 4, 1)  # capped
-    assert risk_score([critical] * 50, 1.0, 1.0) == 10.0
+def _contracts(n: int, value: float = 1000.0) -> dict[str, Contract]:
+    return {f"K{i}": attrs.evolve(CONTRACTS[0], id=f"K{i}", initial_value=value,
+                                  global_value=value) for i in range(n)}  # fmt: skip
+
+
+def test_risk_formula_does_not_saturate_and_compares_sizes() -> None:
+    small = _contracts(100)
+    one = [anomaly("price_deviation", "critical", ("K0",))]
+    # money: 1000 × 8/8 ÷ 100.000 = 0.01; density: 8 per 100 contracts -> 8/18
+    assert risk_score(one, small, 100_000.0) == round(10 * (0.5 * 0.01 + 0.5 * 8 / 18), 1)
+    # Ten times the contracts with ten times the anomalies scores the same.
+    large = _contracts(1000)
+    ten = [anomaly("price_deviation", "critical", (f"K{i}",)) for i in range(10)]
+    assert risk_score(ten, large, 1_000_000.0) == risk_score(one, small, 100_000.0)
+    # Many anomalies in a huge ministry do not pin the score near 10.
+    many = [anomaly("value_divergence", "medium", (f"K{i}",)) for i in range(50)]
+    assert risk_score(many, large, 1_000_000.0) < 5
+    assert risk_score([], {}, 0.0) is None
 
 
 @pytest.mark.parametrize("lower", ["low", "medium", "high"])
@@ -151,15 +168,13 @@ def test_risk_grows_with_suspicious_value() -> None:
 
 def test_risk_section_explains_the_formula() -> None:
     body = section(report().as_markdown(), "## Avaliação de Risco")
-    assert "5,2 de 10 (moderado)" in body
+    assert "5,5 de 10 (moderado)" in body
     assert "baixa 1, média 2, alta 4, crítica 8" in body
     assert "Soma dos pesos: 14" in body
-    assert "1 − e^(−soma dos pesos ÷ 10) = 0,753" in body
-    assert "valor total = 0,180" in body
-    assert "10 × (0,6 × gravidade + 0,4 × valor)" in body
+    assert "10 × (0,5 × valor + 0,5 × densidade)" in body
     risk = report().as_json()["sections"]["risk_assessment"]
-    assert risk["score"] == 5.2 and risk["severity_weight"] == 14
-    assert risk["value_component"] == 0.18
+    assert risk["score"] == 5.5 and risk["severity_weight"] == 14
+    assert risk["density_component"] == round(350 / 360, 4)
 
 
 # --------------------------------------------------------------------------- markdown
@@ -171,28 +186,28 @@ def test_markdown_headings_in_order() -> None:
     positions = [md.index(h + "\n") for h in HEADINGS]
     assert positions == sorted(positions)
     assert re.findall(r"^## .+$", md, flags=re.MULTILINE) == HEADINGS
-    assert "INV-2026-001" in md and "2026-01-15T12:00:00Z" in md
+    assert "INV-2026-001" in md and "15/01/2026 09:00 (horário de Brasília)" in md
 
 
 def test_anomaly_table_has_one_row_per_anomaly() -> None:
     md = report().as_markdown()
     body = section(md, "## Anomalias")
-    assert "| Severidade | Tipo | Descrição | Contrato | Valor |" in body
-    assert "|---|---|---|---|---|" in body
+    assert "| Severidade | Tipo | Fornecedor | Descrição | Contrato | Valor |" in body
+    assert "|---|---|---|---|---|---|" in body
     rows = table_rows(md)
     assert rows == [
-        "| Crítica | Sobrepreço | Preço 400% acima \\| da mediana | C1 | R$ 100.000,00 |",
-        "| Alta | Contratos duplicados | Contratos C1 e C2 iguais | C1, C2 | R$ 150.000,00 |",
-        "| Média | Divergência de valor | Valor final 80% acima | C3 | R$ 30.000,00 |",
+        "| Crítica | Sobrepreço | — | Preço 400% acima \\| da mediana | C1 | R$ 100.000,00 |",
+        "| Alta | Contratos duplicados | — | Contratos C1 e C2 iguais | C1, C2 | R$ 150.000,00 |",
+        "| Média | Divergência de valor | — | Valor final 80% acima | C3 | R$ 30.000,00 |",
     ]
 
 
 def test_pipes_and_line_breaks_are_escaped_in_cells() -> None:
     weird = anomaly("price_deviation", "low", ("C|X",), "a | b\nc || d")
     rows = table_rows(report([weird]).as_markdown())
-    assert rows == ["| Baixa | Sobrepreço | a \\| b c \\|\\| d | C\\|X | — |"]
+    assert rows == ["| Baixa | Sobrepreço | — | a \\| b c \\|\\| d | C\\|X | — |"]
     unescaped = re.sub(r"\\\|", "", rows[0])
-    assert unescaped.count("|") == 6  # exactly the five columns' borders
+    assert unescaped.count("|") == 7  # exactly the six columns' borders
 
 
 def test_many_contracts_are_abbreviated_in_a_cell() -> None:
@@ -249,12 +264,13 @@ def test_recommendations_for_every_type() -> None:
 
 def test_methodology() -> None:
     body = section(report().as_markdown(), "## Metodologia")
-    assert "Portal da Transparência" in body and "amostra sintética" in body
     for label in TYPE_LABELS.values():
         assert label[:1].upper() + label[1:] in body
-    assert "R$ 57.208,33" in body  # dispensa limit
-    assert "mais de 70%" in body  # concentration threshold
-    assert "mais de 50%" in body  # value divergence threshold
+    for limit in ("R$ 57.208,33", "R$ 59.906,02", "R$ 62.725,59", "R$ 65.492,11"):
+        assert limit in body  # every year's dispensa limit, with its decree
+    assert "Decreto 12.807/2025" in body
+    assert "mais de 50%" in body  # concentration threshold
+    assert "25% (50% em reformas)" in body and "art. 107" in body
     assert "Herfindahl-Hirschman" in body
 
 
@@ -270,7 +286,7 @@ def test_every_type_has_a_portuguese_label() -> None:
 def test_json_shape_and_serializable() -> None:
     data = report().as_json()
     assert list(data) == ["investigation_id", "title", "scope", "generated_at", "summary",
-                          "sections", "anomalies"]  # fmt: skip
+                          "sections", "anomalies", "data_origin"]  # fmt: skip
     assert list(data["sections"]) == list(SECTION_TITLES)
     assert [s["title"] for s in data["sections"].values()] == [h[3:] for h in HEADINGS]
     assert data["anomalies"][1] == {
@@ -311,3 +327,28 @@ def test_end_to_end_on_the_sample(sample_contracts: tuple[Contract, ...]) -> Non
     assert 0 <= r.summary["risk_score"] <= 10
     assert len(table_rows(r.as_markdown())) == len(anomalies)
     orjson.dumps(r.as_json())
+
+
+def test_a_real_file_report_does_not_call_itself_a_sample() -> None:
+    assert "amostra sintética" not in report().as_markdown()
+
+
+def test_sample_origin_notice_in_markdown_html_and_summary() -> None:
+    data = ReportInput("INV-2026-009", "Saúde", "Ministério da Saúde", "2026-01-15T12:00:00Z",
+                       CONTRACTS, [], [], data_origin="sample")
+    r = build_report(data)
+    assert r.summary["data_origin"] == "sample"
+    md = r.as_markdown()
+    assert "amostra sintética" in md.split("## Resumo Executivo")[0]
+    assert "não dados reais do Portal da Transparência" in md
+    page = render_html(r)
+    assert page.startswith("<!doctype html>") and "amostra sintética" in page
+    assert "<script" not in page
+
+
+def test_render_html_escapes_and_renders_tables() -> None:
+    weird = anomaly("price_deviation", "low", ("C1",), "<b>x</b> & y")
+    page = render_html(report([weird]))
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in page and "<b>x</b>" not in page
+    assert "<table>" in page and "<th>Severidade</th>" in page
+    assert "horário de Brasília" in page

@@ -15,7 +15,10 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["CATALOGUE", "CATEGORIES", "Category", "categorize", "fold", "parse_quantity"]
+__all__ = [
+    "CATALOGUE", "CATEGORIES", "Category", "categorize", "fold", "item_identity",
+    "item_signature", "parse_quantity", "parse_unit",
+]  # fmt: skip
 
 Kind = Literal["bem", "servico", "obra"]
 
@@ -152,3 +155,76 @@ def parse_quantity(object_text: str) -> float | None:
             value = float(whole.replace(".", "") + ("." + decimals if decimals else ""))
             return value if value > 0 else None
     return None
+
+
+# Words that end the name of an item in an object text: what follows is why, where or how.
+_ITEM_END = frozenset(
+    "para com destinado destinada destinados destinadas conforme incluindo em por visando "
+    "mediante no na nos nas ao aos a atraves sob segundo pelo pela durante".split()
+)
+_ITEM_SKIP = frozenset("de do da dos das e".split())
+_UNIT_SPLIT = re.compile(r"[^a-z0-9/-]+")
+
+
+def parse_unit(object_text: str) -> str:
+    """The unit of the first "<number> <unit>" in the text ("1.200 resmas" -> "resmas")."""
+    for match in _QUANTITY_RE.finditer(_fast_fold(object_text)):
+        if match.group(3) in _UNITS:
+            return match.group(3)
+    return ""
+
+
+def item_identity(object_text: str) -> str:
+    """"<unit>|<signature>" in one pass, the key prices are grouped by ("" if no quantity)."""
+    unit, signature = _unit_and_signature(object_text, 5)
+    return f"{unit}|{signature}" if signature else ""
+
+
+def item_signature(object_text: str, max_words: int = 5) -> str:
+    """What one unit is, as the text names it right after the quantity.
+
+    "Aquisição de 500 frascos de trastuzumabe 440 mg, para o hospital" ->
+    "trastuzumabe 440 mg". Prices are only compared between contracts whose items have
+    the same signature (and unit): "medicamentos" lumps R$ 3 vials with R$ 95 vaccines,
+    "frascos de insulina humana nph" does not. "" when the text states no quantity.
+    """
+    return _unit_and_signature(object_text, max_words)[1]
+
+
+def _unit_and_signature(object_text: str, max_words: int) -> tuple[str, str]:
+    folded = _fast_fold(object_text)
+    for match in _QUANTITY_RE.finditer(folded):
+        if match.group(3) not in _UNITS:
+            continue
+        kept = _item_words(folded[match.end():], max_words)
+        if not kept:  # "serviços de limpeza predial, com 400 m²": the item came first
+            before = [w for w in _UNIT_SPLIT.split(folded[:match.start()])
+                      if w and w not in _ITEM_SKIP and w not in _ITEM_END]  # fmt: skip
+            kept = [w for w in before if w not in _LEAD_WORDS][:max_words]
+        return match.group(3), " ".join(kept)
+    return "", ""
+
+
+# Procurement verbs that open an object text and say nothing about the item.
+_LEAD_WORDS = frozenset(
+    "aquisicao contratacao empresa especializada prestacao servico servicos fornecimento "
+    "registro precos eventual futura".split()
+)
+
+
+def _item_words(text: str, max_words: int) -> list[str]:
+    words = [w for w in _UNIT_SPLIT.split(text) if w]
+    while words and words[0] in _ITEM_SKIP:
+        words.pop(0)
+    kept: list[str] = []
+    for word in words:
+        if word in _ITEM_END or len(kept) >= max_words:
+            break
+        if word not in _ITEM_SKIP:
+            kept.append(word)
+    return kept
+
+
+def _fast_fold(text: str) -> str:
+    """``fold`` through the codec (C speed): "m²" -> "m2", accents dropped, lower case."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()

@@ -3,40 +3,53 @@
 Every detector has the shape ``(contracts, *, thresholds...) -> list[Anomaly]``: no I/O, no
 randomness, no shared state, output sorted, so the same contracts always give the same
 anomalies and each detector is tested (and benchmarked) on its own. They group first (by
-category, agency, agency+supplier) so none compares every contract with every other one.
+item, buyer, buyer+supplier) so none compares every contract with every other one.
 
-Severity, "how extreme", per type (the first matching row wins):
+They are written for real procurement, where most unusual things are legal: an expensive
+item is not overpriced, December is a busy month, the siblings of one ata de registro de
+preços share their text, a continuing service is re-contracted every year, an art. 107
+extension adds a year's value. Each rule below says what it does not flag and why.
+
+Severity, "how strong the evidence is", per type:
 
 ======================  ====================================================================
-price_deviation         unit price / median: ≥ 5× critical, ≥ 3× high, ≥ 2× medium, else low
-supplier_concentration  share of the agency's money: ≥ 95% critical, ≥ 90% high, ≥ 80% medium,
+price_deviation         unit price / median of its item: ≥ 4× critical, ≥ 2,5× high,
+                        ≥ 1,8× medium, else low
+supplier_concentration  share of the body's money: ≥ 90% critical, ≥ 75% high, ≥ 60% medium
+spending_spike          month / seasonal baseline: ≥ 6× critical, ≥ 4× high, ≥ 3× medium,
                         else low
-spending_spike          month / mean of the other months: ≥ 5× critical, ≥ 3× high,
-                        ≥ 2× medium, else low
-duplicate_contract      starts low; one level up for each of: same supplier, values within
-                        10%, signed within 90 days (all three: critical)
-contract_splitting      3 contracts medium, 4-5 high, ≥ 6 critical; one level up when all were
-                        signed within 30 days
-value_divergence        increase ≥ 200% critical, ≥ 100% high, ≥ 75% medium, else low;
-                        a reduction is at most medium (a cut costs the public nothing)
+duplicate_contract      high; critical when values are within 2% and 15 days apart
+contract_splitting      sum / art. 75 II limit of the year: ≥ 3× critical, ≥ 2× high,
+                        ≥ 1,5× medium, else low; one level up for 3+ suppliers in turn
+value_divergence        increase beyond the art. 125 limit: ≥ 100 p.p. critical, ≥ 50 high,
+                        ≥ 15 medium, else low; a reduction is at most low
 ======================  ====================================================================
 
-Confidence (0..1) says how much the evidence supports the finding, not how bad it is: it
-grows with the size of the comparison group (a median of 6 prices proves less than one of
-60) and with how far past the threshold the value lies; each ``_confidence_*`` helper
-documents its formula. It never reaches 1: a detector sees numbers, not intent.
+Confidence (0..1) says how much the data supports the finding, not how bad it is: it grows
+with the size of the comparison group and with the margin past the threshold; it never
+reaches 1: a detector sees numbers, not intent. Every anomaly is a signal to verify.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
 import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
+from .categories import item_identity, item_signature
+from .cnpj import is_valid_cnpj
+from .legal import (
+    AMENDMENT_LIMIT,
+    EMERGENCY_MAX_DAYS,
+    REFORM_AMENDMENT_LIMIT,
+    dispensa_limit,
+    legal_kind,
+)
 from .model import Anomaly, AnomalyType, Contract, Severity
 
 __all__ = [
@@ -44,7 +57,9 @@ __all__ = [
     "ANOMALY_TYPES",
     "DISPENSA_THRESHOLD",
     "SEVERITIES",
+    "VERIFY_NOTE",
     "Detector",
+    "buyer_key",
     "detect_contract_splitting",
     "detect_duplicate_contracts",
     "detect_price_deviation",
@@ -57,15 +72,18 @@ __all__ = [
     "normalize_text",
     "object_tokens",
     "run_all",
+    "supplier_key",
 ]
 
 Detector = Callable[[Sequence[Contract]], list[Anomaly]]
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
-# Lei 14.133/2021 art. 75 II limit for goods and services, as updated by decree; the
-# same figure the sample generator uses. Passed explicitly when it changes.
+# The 2023 art. 75 II figure, kept for callers that want one number; the detectors use
+# ``legal.dispensa_limit(year)`` of each contract's signing year.
 DISPENSA_THRESHOLD = 57_208.33
+
+VERIFY_NOTE = "Sinal para verificação, não prova de irregularidade."
 
 _MONTHS_PT = (
     "janeiro", "fevereiro", "março", "abril", "maio", "junho",
@@ -77,6 +95,12 @@ _MONTHS_PT = (
 _STOPWORDS = frozenset(
     "a ao aos as com da das de do dos e em na nas no nos o os ou para pela pelas pelo "
     "pelos por sem sob sobre um uma umas uns".split()
+)
+# Words of procurement prose that do not tell one kind of object from another.
+_GENERIC = frozenset(
+    "aquisicao aquisicoes contratacao contratacoes empresa empresas especializada "
+    "prestacao servico servicos fornecimento eventual eventuais futura registro precos "
+    "preco objeto compra compras material materiais".split()
 )
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -92,8 +116,27 @@ def format_brl(value: float) -> str:
 
 
 def format_percent(fraction: float) -> str:
-    """``0.823 -> "82%"``: citizens read whole percentages; decimals suggest false precision."""
-    return f"{round(fraction * 100):.0f}%"
+    """A share with the precision that keeps it true, Brazilian comma.
+
+    ``0.823 -> "82%"``, ``0.0731 -> "7,3%"``, ``0.0028 -> "0,28%"``, ``0.9996 -> "99,96%"``:
+    whole numbers where they are honest, more digits where rounding would say 0% or 100%.
+    """
+    pct = fraction * 100
+    if pct == 0:
+        return "0%"
+    magnitude = abs(pct)
+    if magnitude >= 10:
+        digits = 0
+        while digits < 3 and round(magnitude, digits) in (100.0,) and magnitude != 100:
+            digits += 1
+    elif magnitude >= 1:
+        digits = 1
+    else:
+        digits = max(1, 1 - math.floor(math.log10(magnitude)))  # two significant digits
+    text = f"{pct:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(".", ",") + "%"
 
 
 def _format_ratio(ratio: float) -> str:
@@ -105,16 +148,18 @@ def _month_label(year: int, month: int) -> str:
     return f"{_MONTHS_PT[month - 1]}/{year}"
 
 
+def _date(d: Any) -> str:
+    return d.strftime("%d/%m/%Y") if d is not None else "—"
+
+
 # --------------------------------------------------------------------------- shared helpers
 
 
 def normalize_text(text: str) -> str:
     """Lower case, no accents, no punctuation, so spelling variants compare equal.
 
-    "Aquisição  de PAPEL-A4" -> "aquisicao de papel a4".
+    "Aquisição  de PAPEL-A4" -> "aquisicao de papel a4"; "AQUISICAO DE PAPEL A4" too.
     """
-    # NFKD splits "ç" into "c" + cedilla and "²" into "2"; the ASCII round trip then drops
-    # the marks in C, far faster than filtering characters one by one in Python.
     bare = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
     return _NON_WORD.sub(" ", bare).strip()
 
@@ -131,14 +176,37 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return common / union if union else 0.0
 
 
-def _supplier_key(contract: Contract) -> str:
-    """The CNPJ identifies a supplier; names vary in spelling, so they are only a fallback."""
-    return contract.supplier_cnpj or normalize_text(contract.supplier_name)
+def supplier_key(contract: Contract) -> str:
+    """The CNPJ root (8 characters) identifies a company across branches and spellings;
+    a CNPJ whose check digits fail is kept whole (its root proves nothing), and a CPF or
+    an unknown code falls back to the normalized name."""
+    cnpj = contract.supplier_cnpj
+    if len(cnpj) == 14 and _valid_cnpj(cnpj):
+        return cnpj[:8]
+    return cnpj or normalize_text(contract.supplier_name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid_cnpj(cnpj: str) -> bool:
+    return is_valid_cnpj(cnpj)
+
+
+def buyer_key(contract: Contract) -> str:
+    """Who bought: the management unit (UG) when known, else the agency."""
+    return f"{contract.agency}|UG {contract.ug}" if contract.ug else contract.agency
+
+
+def _buyer_label(contract: Contract) -> str:
+    if contract.ug_name:
+        return f"{contract.ug_name} (UG {contract.ug})" if contract.ug else contract.ug_name
+    return f"UG {contract.ug} ({contract.agency})" if contract.ug else contract.agency
 
 
 def _value(contract: Contract) -> float:
-    """What the contract is worth today: the global value, or the initial one if absent."""
-    return contract.global_value if contract.global_value > 0 else contract.initial_value
+    """What the contract is worth today: the final value when known, else the initial one."""
+    if contract.final_known and contract.global_value > 0:
+        return contract.global_value
+    return contract.initial_value
 
 
 def _level(value: float, cuts: tuple[float, float, float]) -> Severity:
@@ -162,7 +230,7 @@ def _sample_factor(n: int, half: int) -> float:
     return n / (n + half)
 
 
-def _clamp(x: float, lo: float = 0.0, hi: float = 0.99) -> float:
+def _clamp(x: float, lo: float = 0.0, hi: float = 0.95) -> float:
     return max(lo, min(hi, x))
 
 
@@ -173,88 +241,102 @@ def _base_details(contract: Contract, expected: float, actual: float) -> dict[st
         "expected_value": round(float(expected), 2),
         "actual_value": round(float(actual), 2),
         "supplier": contract.supplier_name,
+        "supplier_cnpj": contract.supplier_cnpj,
         "agency": contract.agency,
+        "buyer": _buyer_label(contract),
+        "signed_on": contract.signed_on.isoformat(),
+        "verification_note": VERIFY_NOTE,
     }
+
+
+def _median_mad(values: Sequence[float]) -> tuple[float, float]:
+    median = statistics.median(values)
+    return median, statistics.median(abs(v - median) for v in values)
 
 
 # --------------------------------------------------------------------------- 1. price
 
 
+def _price_group(c: Contract) -> str:
+    """Contracts whose unit prices may be compared: one catalogue item, or one named item
+    in one unit ("frascos de insulina humana nph 100 ui/ml"); "" when nothing says so."""
+    if c.item_code:
+        return f"item {c.item_code}"
+    identity = item_identity(c.object)
+    return f"{c.category}|{identity}" if identity else ""
+
+
 def detect_price_deviation(
     contracts: Sequence[Contract],
     *,
-    min_peers: int = 5,
-    modified_z: float = 3.5,
-    classic_z: float = 2.5,
+    min_peers: int = 8,
+    robust_z: float = 3.5,
     min_ratio: float = 1.5,
+    min_scale: float = 0.05,
 ) -> list[Anomaly]:
-    """Unit prices far above what the same category usually costs (overpricing).
+    """Unit prices far above what the same item usually costs (possible overpricing).
 
-    Two tests, either suffices: the modified z-score (median/MAD, Iglewicz & Hoaglin) is
-    not dragged by the outliers it hunts, so it works on small groups; the classic z-score
-    catches the wide, well-populated categories where MAD is tiny relative to the spread.
-    Statistics use the whole category (the contract included), which the robust test
-    tolerates by design. Prices *below* the peers are not flagged: paying less is no harm.
-
-    Being unusual is not enough: the price must also be material, ``min_ratio`` times the
-    median (default 50% above). By chance alone the classic test flags about one honest
-    price in 160 (the normal tail beyond 2.5σ), often a mere 20-30% above the median, which
-    freight, region and brand explain; an auditor would not call that overpricing.
+    Prices are compared only within a fine-grained group (the same catalogue code, or the
+    same item named in the same unit) of at least ``min_peers`` contracts, across every
+    agency; a rare, expensive item (an oncology drug, a CT scanner, an armoured vehicle)
+    has no such group and is never called overpriced for being expensive. On the log
+    scale, the robust z-score ``(log p - median) / (1.4826 MAD)`` must exceed ``robust_z``
+    (the MAD is floored at ``min_scale`` so identical prices do not make every cent an
+    outlier) and the price must be ``min_ratio`` times the median: freight, region and
+    brand explain less. Prices below the peers are not flagged: paying less is no harm.
     """
     groups: dict[str, list[Contract]] = defaultdict(list)
     for c in contracts:
-        if c.category and c.unit_price is not None and c.unit_price > 0:
-            groups[c.category].append(c)
+        if c.unit_price is not None and c.unit_price > 0:
+            key = _price_group(c)
+            if key:
+                groups[key].append(c)
 
     found: list[Anomaly] = []
-    for category in sorted(groups):
-        group = groups[category]
+    for key in sorted(groups):
+        group = groups[key]
         if len(group) < min_peers:
             continue
-        prices = [float(c.unit_price) for c in group]  # type: ignore[arg-type]
-        median = statistics.median(prices)
-        mad = statistics.median(abs(p - median) for p in prices)
-        # MAD is 0 when over half the prices are equal; the mean absolute deviation (scaled
-        # to the same consistency, 1.2533 = sqrt(pi/2)) keeps the robust test usable.
-        robust_scale = mad / 0.6745 if mad > 0 else 1.2533 * statistics.fmean(
-            abs(p - median) for p in prices
-        )
-        mean = statistics.fmean(prices)
-        stdev = statistics.pstdev(prices, mean)
-        for c, price in zip(group, prices, strict=True):
-            if price < min_ratio * median or price <= median:
-                continue
-            mz = (price - median) / robust_scale if robust_scale > 0 else 0.0
-            z = (price - mean) / stdev if stdev > 0 else 0.0
-            tests = (mz > modified_z) + (z > classic_z)
-            if tests:
-                found.append(_price_anomaly(c, price, median, mz, z, tests, len(group)))
+        logs = [math.log(float(c.unit_price)) for c in group]  # type: ignore[arg-type]
+        median, mad = _median_mad(logs)
+        scale = max(1.4826 * mad, min_scale)
+        floor = median + math.log(min_ratio)
+        for c, lp in zip(group, logs, strict=True):
+            z = (lp - median) / scale
+            if z > robust_z and lp >= floor:
+                found.append(_price_anomaly(c, math.exp(median), z, len(group)))
     return _sorted(found)
 
 
-def _price_anomaly(
-    c: Contract, price: float, median: float, mz: float, z: float, tests: int, peers: int
-) -> Anomaly:
+def _price_anomaly(c: Contract, median: float, z: float, peers: int) -> Anomaly:
+    price = float(c.unit_price)  # type: ignore[arg-type]
     ratio = price / median
-    above = ratio - 1
-    category = c.category
-    # Confidence: 0.45 for one test, 0.6 for both, plus up to 0.35 for a large peer group.
-    confidence = _clamp(0.3 + 0.15 * tests + 0.35 * _sample_factor(peers, 20))
+    quantity = c.quantity or (c.initial_value / price if price else 0.0)
+    excess = (price - median) * quantity
+    item = item_signature(c.object) or c.category or "item"
+    confidence = _clamp(0.35 + 0.35 * _sample_factor(peers, 20) + 0.25 * min(1.0, (z - 3.5) / 6))
     details = _base_details(c, median, price)
     details.update(
-        category=category,
+        item=item,
+        category=c.category,
         peers=peers,
         ratio=round(ratio, 3),
-        modified_z=round(mz, 2),
-        z_score=round(z, 2),
+        robust_z=round(z, 2),
+        quantity=quantity,
+        unit_price=round(price, 2),
+        median_unit_price=round(median, 2),
+        excess_value=round(excess, 2),
+        contract_value=round(c.initial_value, 2),
     )
     return Anomaly(
         anomaly_type="price_deviation",
-        severity=_level(ratio, (2.0, 3.0, 5.0)),
+        severity=_level(ratio, (1.8, 2.5, 4.0)),
         confidence=round(confidence, 3),
         description=(
-            f"Preço {format_percent(above)} acima da mediana de {peers} contratos semelhantes "
-            f"({category}): {format_brl(price)} por unidade, contra {format_brl(median)}"
+            f"Preço unitário de {format_brl(price)} ({item}) no contrato {c.id} com "
+            f"{c.supplier_name}, assinado em {_date(c.signed_on)}: {_format_ratio(ratio)} vezes "
+            f"a mediana de {format_brl(median)} de {peers} contratos do mesmo item; o excesso "
+            f"estimado é de {format_brl(excess)} sobre {format_brl(c.initial_value)}. {VERIFY_NOTE}"
         ),
         contract_ids=(c.id,),
         details=details,
@@ -267,13 +349,13 @@ def _price_anomaly(
 def detect_supplier_concentration(
     contracts: Sequence[Contract],
     *,
-    min_share: float = 0.70,
+    min_share: float = 0.50,
     min_contracts: int = 5,
 ) -> list[Anomaly]:
-    """One supplier receiving most of an agency's money: a sign of directed purchases.
+    """One supplier (CNPJ root, whatever the spelling) receiving most of a body's money.
 
-    Shares use the current (global) value, the money actually committed. Agencies with
-    fewer than ``min_contracts`` contracts are skipped: with 2 contracts someone holds 50%+.
+    Shares use the current value. Bodies with fewer than ``min_contracts`` contracts are
+    skipped: with 2 contracts someone holds 50%+. Severity grows with the share.
     """
     by_agency: dict[str, list[Contract]] = defaultdict(list)
     for c in contracts:
@@ -287,7 +369,7 @@ def detect_supplier_concentration(
             continue
         by_supplier: dict[str, list[Contract]] = defaultdict(list)
         for c in group:
-            by_supplier[_supplier_key(c)].append(c)
+            by_supplier[supplier_key(c)].append(c)
         for key in sorted(by_supplier):
             own = by_supplier[key]
             supplier_total = sum(_value(c) for c in own)
@@ -310,27 +392,26 @@ def _concentration_anomaly(
 ) -> Anomaly:
     main = max(own, key=lambda c: (_value(c), c.id))
     ids = tuple(sorted(c.id for c in own))
-    # Confidence: how far past the threshold (0..0.4) plus how many contracts back it (0..0.5).
     excess = (share - min_share) / (1 - min_share) if min_share < 1 else 1.0
-    confidence = _clamp(0.1 + 0.4 * excess + 0.5 * _sample_factor(agency_contracts, 10))
-    # Expected: the most a single supplier could hold without being flagged.
+    confidence = _clamp(0.1 + 0.4 * excess + 0.45 * _sample_factor(agency_contracts, 10))
     details = _base_details(main, min_share * total, supplier_total)
     details.update(
         share=round(share, 4),
         agency_total=round(total, 2),
-        supplier_cnpj=main.supplier_cnpj,
         supplier_contracts=len(own),
         agency_contracts=agency_contracts,
         agency_suppliers=suppliers,
+        names=sorted({c.supplier_name for c in own}),
     )
     return Anomaly(
         anomaly_type="supplier_concentration",
-        severity=_level(share, (0.80, 0.90, 0.95)),
+        severity=_level(share, (0.60, 0.75, 0.90)),
         confidence=round(confidence, 3),
         description=(
-            f"Fornecedor {main.supplier_name} concentra {format_percent(share)} dos "
-            f"{format_brl(total)} gastos pelo órgão {agency} "
-            f"({len(own)} de {agency_contracts} contratos)"
+            f"Fornecedor {main.supplier_name} (CNPJ {main.supplier_cnpj or '—'}) concentra "
+            f"{format_percent(share)} dos {format_brl(total)} contratados pelo órgão {agency}: "
+            f"{format_brl(supplier_total)} em {len(own)} de {agency_contracts} contratos. "
+            f"{VERIFY_NOTE}"
         ),
         contract_ids=ids,
         details=details,
@@ -339,47 +420,99 @@ def _concentration_anomaly(
 
 # --------------------------------------------------------------------------- 3. spike
 
+# When no pooled history is available: December and November close the fiscal year.
+_SEASON_PRIOR = {11: 1.3, 12: 2.5}
+_COMPETITIVE_WORDS = ("pregao", "concorrencia", "tomada de precos", "leilao", "concurso")
+
+
+def _competitive(c: Contract) -> bool:
+    return legal_kind(c.legal_basis, c.modality, c.object) == "competitive" and any(
+        w in normalize_text(c.modality) for w in _COMPETITIVE_WORDS
+    )
+
+
+def _seasonal_factors(
+    monthly: dict[str, dict[tuple[int, int], float]], min_samples: int
+) -> dict[int, float]:
+    """Each calendar month's usual weight, pooled over every agency-year: the median of
+    (month total / that agency's median month). Never below 1 for Nov/Dec's prior."""
+    ratios: dict[int, list[float]] = defaultdict(list)
+    for months in monthly.values():
+        if len(months) < 6:
+            continue
+        base = statistics.median(months.values())
+        if base <= 0:
+            continue
+        for (_, m), v in months.items():
+            ratios[m].append(v / base)
+    factors = {}
+    for m in range(1, 13):
+        prior = _SEASON_PRIOR.get(m, 1.0)
+        if len(ratios[m]) >= min_samples:
+            factors[m] = max(prior if m in _SEASON_PRIOR else 0.5, statistics.median(ratios[m]))
+        else:
+            factors[m] = prior
+    return factors
+
 
 def detect_spending_spike(
     contracts: Sequence[Contract],
     *,
-    z_threshold: float = 2.0,
-    min_months: int = 6,
-    min_ratio: float = 1.5,
+    min_ratio: float = 2.5,
+    robust_z: float = 2.5,
+    min_months: int = 8,
+    min_scale: float = 0.25,
+    pooled_samples: int = 8,
 ) -> list[Anomaly]:
-    """A month in which an agency signed far more than it usually does.
+    """A month in which an agency signed far more than its seasonal baseline.
 
-    Monthly totals use the initial value (what was committed when signing; amendments come
-    later and are ``value_divergence``'s business). The z-score is computed against the
-    agency's other months, so the spike does not inflate its own yardstick; ``min_ratio``
-    (month ≥ 1.5× the usual mean) keeps calm agencies' ordinary wobble from being flagged.
-    ``contract_ids`` are the largest contracts of the month that together explain the excess.
+    The baseline is the agency's median month times the calendar month's seasonal factor,
+    learned from every agency (December is busy everywhere) or, without enough history, a
+    prior (Dec 2,5×, Nov 1,3×). One large competitive contract (pregão, concorrência) does
+    not make a spike: the largest one is set aside before comparing. The month must be
+    ``min_ratio`` times its baseline and ``robust_z`` robust deviations above it on the log
+    scale (the agency's own month-to-month spread, floored at ``min_scale``).
     """
     months: dict[str, dict[tuple[int, int], list[Contract]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for c in contracts:
         months[c.agency][(c.signed_on.year, c.signed_on.month)].append(c)
+    monthly = {
+        a: {m: sum(c.initial_value for c in cs) for m, cs in by_month.items()}
+        for a, by_month in months.items()
+    }
+    season = _seasonal_factors(monthly, pooled_samples)
 
     found: list[Anomaly] = []
     for agency in sorted(months):
         by_month = months[agency]
         if len(by_month) < min_months:
             continue
-        totals = {m: sum(c.initial_value for c in cs) for m, cs in by_month.items()}
-        for month in sorted(totals):
-            others = [v for m, v in totals.items() if m != month]
-            mean = statistics.fmean(others)
-            stdev = statistics.stdev(others) if len(others) > 1 else 0.0
-            value = totals[month]
-            if mean <= 0 or value < min_ratio * mean:
-                continue
-            z = (value - mean) / stdev if stdev > 0 else math.inf
-            if z <= z_threshold:
-                continue
-            found.append(
-                _spike_anomaly(by_month[month], agency, month, value, mean, z, len(totals))
-            )
+        adjusted = {}
+        for m, cs in by_month.items():
+            total = monthly[agency][m]
+            competitive = [c.initial_value for c in cs if _competitive(c)]
+            largest = max(competitive, default=0.0)
+            adjusted[m] = max(total - largest, 0.0) if len(cs) > 1 else total
+        deseason = {m: v / season[m[1]] for m, v in adjusted.items()}
+        base = statistics.median(deseason.values())
+        if base <= 0:
+            continue
+        logs = {m: math.log(max(v, base * 1e-3) / base) for m, v in deseason.items()}
+        _, mad = _median_mad(list(logs.values()))
+        scale = max(1.4826 * mad, min_scale)
+        for month in sorted(by_month):
+            ratio = deseason[month] / base
+            z = logs[month] / scale
+            if ratio >= min_ratio and z >= robust_z:
+                expected = base * season[month[1]]
+                found.append(
+                    _spike_anomaly(
+                        by_month[month], agency, month, monthly[agency][month],
+                        adjusted[month], expected, ratio, z, len(by_month),
+                    )
+                )
     return _sorted(found)
 
 
@@ -401,30 +534,33 @@ def _spike_anomaly(
     agency: str,
     month: tuple[int, int],
     value: float,
-    mean: float,
+    adjusted: float,
+    expected: float,
+    ratio: float,
     z: float,
     n_months: int,
 ) -> Anomaly:
-    ratio = value / mean
-    chosen = _explaining_contracts(month_contracts, value - mean)
-    # Confidence: how many months form the baseline (0..0.5) plus the z margin (0..0.4).
-    z_part = 0.4 * min(1.0, (min(z, 10.0) - 2.0) / 4.0)
-    confidence = _clamp(0.1 + 0.5 * _sample_factor(n_months, 6) + z_part)
-    details = _base_details(chosen[0], mean, value)
+    chosen = _explaining_contracts(month_contracts, value - expected)
+    z_part = 0.3 * min(1.0, (z - 2.5) / 4.0)
+    confidence = _clamp(0.2 + 0.45 * _sample_factor(n_months, 12) + z_part)
+    details = _base_details(chosen[0], expected, value)
     details.update(
         month=f"{month[0]:04d}-{month[1]:02d}",
         ratio=round(ratio, 3),
-        z_score=round(z, 2) if math.isfinite(z) else 999.0,  # flat history: JSON has no inf
+        robust_z=round(z, 2),
         months=n_months,
         month_contracts=len(month_contracts),
+        adjusted_value=round(adjusted, 2),
     )
+    top = ", ".join(f"{c.id} ({c.supplier_name}, {format_brl(c.initial_value)})" for c in chosen[:3])
     return Anomaly(
         anomaly_type="spending_spike",
-        severity=_level(ratio, (2.0, 3.0, 5.0)),
+        severity=_level(ratio, (3.0, 4.0, 6.0)),
         confidence=round(confidence, 3),
         description=(
-            f"Gastos de {_month_label(*month)} {_format_ratio(ratio)} vezes acima da média "
-            f"mensal do órgão {agency}: {format_brl(value)} contra {format_brl(mean)} por mês"
+            f"Gastos de {_month_label(*month)} do órgão {agency}: {format_brl(value)}, "
+            f"{_format_ratio(ratio)} vezes o esperado para o mês ({format_brl(expected)}, já "
+            f"contando a sazonalidade); maiores contratos: {top}. {VERIFY_NOTE}"
         ),
         contract_ids=tuple(c.id for c in chosen),
         details=details,
@@ -437,69 +573,64 @@ def _spike_anomaly(
 def detect_duplicate_contracts(
     contracts: Sequence[Contract],
     *,
-    min_similarity: float = 0.85,
+    min_similarity: float = 0.8,
+    max_days: int = 60,
+    max_value_gap: float = 0.10,
     min_tokens: int = 3,
 ) -> list[Anomaly]:
-    """Two contracts of one agency buying practically the same thing (word Jaccard).
+    """Two contracts that look like paying twice for one thing.
 
-    Only pairs inside an agency are compared, and only pairs that share a rare word among
-    their first few (prefix filtering, Chaudhuri et al. 2006): two sets with Jaccard ≥ t
-    must share one of their ``|x| - ceil(t·|x|) + 1`` rarest words, so nothing is missed
-    while most of the n² pairs are never looked at. Objects with fewer than ``min_tokens``
-    meaningful words ("Serviços gerais") are too vague to call duplicates.
+    Text alone is never enough: both must have the same buyer (UG, else agency) and the
+    same supplier (CNPJ root), be signed within ``max_days`` of each other, have values
+    within ``max_value_gap`` and objects sharing at least ``min_similarity`` of their
+    words. Not duplicates: siblings of one licitação or ata de registro de preços (same
+    Número Licitação), the annual re-contract of a continuing service (a year apart), and
+    objects too vague to compare (fewer than ``min_tokens`` words).
     """
-    by_agency: dict[str, list[Contract]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Contract]] = defaultdict(list)
     for c in contracts:
-        by_agency[c.agency].append(c)
+        groups[(buyer_key(c), supplier_key(c))].append(c)
 
     found: list[Anomaly] = []
-    for agency in sorted(by_agency):
-        group = sorted(by_agency[agency], key=lambda c: c.id)
+    for key in sorted(groups):
+        group = groups[key]
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda c: (c.signed_on, c.id))
         tokens = [object_tokens(c.object) for c in group]
-        keep = [i for i, t in enumerate(tokens) if len(t) >= min_tokens]
-        sets = [tokens[i] for i in keep]
-        for a, b in sorted(_candidate_pairs(sets, min_similarity)):
-            sim = jaccard(sets[a], sets[b])
-            if sim > min_similarity:
-                found.append(_duplicate_anomaly(group[keep[a]], group[keep[b]], sim))
+        for i, first in enumerate(group):
+            if len(tokens[i]) < min_tokens:
+                continue
+            for j in range(i + 1, len(group)):
+                second = group[j]
+                days = (second.signed_on - first.signed_on).days
+                if days > max_days:
+                    break
+                if len(tokens[j]) < min_tokens:
+                    continue
+                if first.bidding and first.bidding == second.bidding:
+                    continue  # siblings of one licitação / ata
+                v1, v2 = _value(first), _value(second)
+                if max(v1, v2) <= 0 or abs(v1 - v2) / max(v1, v2) > max_value_gap:
+                    continue
+                sim = jaccard(tokens[i], tokens[j])
+                if sim >= min_similarity:
+                    found.append(_duplicate_anomaly(first, second, sim, days))
     return _sorted(found)
 
 
-def _candidate_pairs(sets: list[frozenset[str]], threshold: float) -> set[tuple[int, int]]:
-    """Index pairs (i < j) that may reach ``threshold``: they share a prefix word."""
-    freq = Counter(tok for s in sets for tok in s)
-    index: dict[str, list[int]] = defaultdict(list)
-    pairs: set[tuple[int, int]] = set()
-    sizes = [len(s) for s in sets]
-    for i, s in enumerate(sets):
-        ordered = sorted(s, key=lambda t: (freq[t], t))
-        prefix = len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1
-        for tok in ordered[:prefix]:
-            for j in index[tok]:
-                small, large = min(sizes[j], sizes[i]), max(sizes[j], sizes[i])
-                if small >= threshold * large - 1e-9:  # length filter: J ≤ small/large
-                    pairs.add((j, i))
-            index[tok].append(i)
-    return pairs
-
-
-def _duplicate_anomaly(first: Contract, second: Contract, sim: float) -> Anomaly:
-    same_supplier = _supplier_key(first) == _supplier_key(second)
+def _duplicate_anomaly(first: Contract, second: Contract, sim: float, days: int) -> Anomaly:
     v1, v2 = _value(first), _value(second)
-    close_values = max(v1, v2) > 0 and abs(v1 - v2) / max(v1, v2) <= 0.10
-    days = abs((first.signed_on - second.signed_on).days)
-    close_dates = days <= 90
-    signals = same_supplier + close_values + close_dates
-    severity = SEVERITIES[signals]
-    # Confidence: similarity above threshold (0..0.3) plus 0.15 per corroborating signal.
-    confidence = _clamp(0.4 + 0.3 * (sim - 0.85) / 0.15 + 0.15 * signals, 0.3)
+    gap = abs(v1 - v2) / max(v1, v2)
+    severity: Severity = "critical" if gap <= 0.02 and days <= 15 else "high"
+    confidence = _clamp(0.45 + 0.3 * (sim - 0.8) / 0.2 + 0.1 * (1 - days / 60) + 0.1 * (1 - gap / 0.1))
     details = _base_details(first, v1, v2)
     details.update(
         other_contract_id=second.id,
-        other_supplier=second.supplier_name,
+        other_signed_on=second.signed_on.isoformat(),
         similarity=round(sim, 4),
-        same_supplier=int(same_supplier),
         days_apart=days,
+        value_gap=round(gap, 4),
         object=first.object,
         other_object=second.object,
     )
@@ -508,9 +639,11 @@ def _duplicate_anomaly(first: Contract, second: Contract, sim: float) -> Anomaly
         severity=severity,
         confidence=round(confidence, 3),
         description=(
-            f"Contratos {first.id} e {second.id} têm objetos praticamente idênticos "
-            f"(similaridade {format_percent(sim)}), assinados com {days} dias de diferença: "
-            f"{format_brl(v1)} e {format_brl(v2)}"
+            f"Contratos {first.id} ({_date(first.signed_on)}, {format_brl(v1)}) e {second.id} "
+            f"({_date(second.signed_on)}, {format_brl(v2)}) do mesmo comprador, "
+            f"{_buyer_label(first)}, com o mesmo fornecedor, {first.supplier_name}, e objetos "
+            f"{format_percent(sim)} iguais, assinados com {days} dias de diferença e sem "
+            f"licitação comum: possível pagamento em dobro. {VERIFY_NOTE}"
         ),
         contract_ids=(first.id, second.id),
         details=details,
@@ -520,95 +653,89 @@ def _duplicate_anomaly(first: Contract, second: Contract, sim: float) -> Anomaly
 # --------------------------------------------------------------------------- 5. splitting
 
 
-def _looks_like_dispensa(modality: str) -> bool:
-    """Splitting is done to stay under the dispensa limit; an unknown modality may hide it."""
-    norm = normalize_text(modality)
-    return not norm or "dispensa" in norm
+def nature_key(c: Contract) -> str:
+    """"Objects of the same nature" (art. 75 §1º): the purchase category when known, else
+    the first two words that say what was bought."""
+    if c.category:
+        return c.category
+    words = [w for w in normalize_text(c.object).split()
+             if w not in _STOPWORDS and w not in _GENERIC and not w.isdigit()]  # fmt: skip
+    return " ".join(words[:2])
 
 
 def detect_contract_splitting(
     contracts: Sequence[Contract],
     *,
-    threshold: float = DISPENSA_THRESHOLD,
-    band: float = 0.80,
-    min_contracts: int = 3,
-    window_days: int = 90,
+    min_contracts: int = 2,
+    limits: Callable[[int], float] | None = None,
 ) -> list[Anomaly]:
-    """Several contracts just under the dispensa limit, same agency and supplier, close in time.
+    """Small-value dispensas (art. 75 II) of one UG, fiscal year and nature that together
+    pass the year's limit: a purchase split to avoid a licitação (art. 75 §1º).
 
-    That is the signature of a purchase split to avoid a licitação (Lei 14.133, art. 75
-    §1º forbids it). A contract counts when ``band·threshold ≤ value < threshold`` and its
-    modality is a dispensa (or unknown: competitive modalities would gain nothing by it).
-    Runs are cut greedily from the earliest contract, so each contract belongs to at most
-    one anomaly.
+    The sum is over every supplier, so a ring of suppliers taking turns is caught as well
+    as one supplier; the limit is the one in force in the signing year (``legal.py``).
+    Emergency dispensas (art. 75 VIII), other dispensas, inexigibilidade and competitive
+    modalities do not count; neither does one contract alone above the limit (that is no
+    splitting, and a small-value dispensa above it is another problem).
     """
-    groups: dict[tuple[str, str], list[Contract]] = defaultdict(list)
-    low = band * threshold
+    limit_of = limits or (lambda year: dispensa_limit(year).value)
+    groups: dict[tuple[str, int, str], list[Contract]] = defaultdict(list)
     for c in contracts:
-        if low <= c.initial_value < threshold and _looks_like_dispensa(c.modality):
-            groups[(c.agency, _supplier_key(c))].append(c)
+        if legal_kind(c.legal_basis, c.modality, c.object) != "small_purchase":
+            continue
+        if c.initial_value >= limit_of(c.signed_on.year):
+            continue
+        # Without the UG, a whole ministry's small purchases say nothing about one unit's
+        # planning: fall back to what one supplier received (the classic split).
+        buyer = buyer_key(c) if c.ug else f"{c.agency}|{supplier_key(c)}"
+        groups[(buyer, c.signed_on.year, nature_key(c))].append(c)
 
     found: list[Anomaly] = []
     for key in sorted(groups):
-        run = sorted(groups[key], key=lambda c: (c.signed_on, c.id))
-        for cluster in _time_clusters(run, window_days, min_contracts):
-            found.append(_splitting_anomaly(cluster, threshold, min_contracts, window_days))
+        cluster = sorted(groups[key], key=lambda c: (c.signed_on, c.id))
+        limit = limit_of(key[1])
+        total = sum(c.initial_value for c in cluster)
+        if len(cluster) >= min_contracts and total > limit:
+            found.append(_splitting_anomaly(cluster, key[1], key[2], limit))
     return _sorted(found)
 
 
-def _time_clusters(
-    run: list[Contract], window_days: int, min_size: int
-) -> Iterable[list[Contract]]:
-    """Greedy, non-overlapping windows of ≥ ``min_size`` contracts spanning ≤ ``window_days``."""
-    i = 0
-    while i < len(run):
-        j = i
-        while j + 1 < len(run) and (run[j + 1].signed_on - run[i].signed_on).days <= window_days:
-            j += 1
-        if j - i + 1 >= min_size:
-            yield run[i : j + 1]
-            i = j + 1
-        else:
-            i += 1
-
-
-def _splitting_anomaly(
-    cluster: list[Contract], threshold: float, min_contracts: int, window_days: int
-) -> Anomaly:
+def _splitting_anomaly(cluster: list[Contract], year: int, nature: str, limit: float) -> Anomaly:
     n = len(cluster)
     total = sum(c.initial_value for c in cluster)
-    mean = total / n
+    suppliers = sorted({c.supplier_name for c in cluster})
+    roots = {supplier_key(c) for c in cluster}
     span = (cluster[-1].signed_on - cluster[0].signed_on).days
-    severity: Severity = "medium" if n <= 3 else "high" if n <= 5 else "critical"
-    if span <= 30:
+    ratio = total / limit
+    severity = _level(ratio, (1.5, 2.0, 3.0))
+    if len(roots) >= 3:
         severity = _bump(severity)
-    # Confidence: more contracts (0..0.4), tighter in time (0..0.2), closer to the limit (0..0.2).
-    closeness = 1 - (threshold - mean) / threshold / 0.2  # 1 right at the limit, 0 at 80%
-    confidence = _clamp(
-        0.2
-        + 0.4 * _sample_factor(n - min_contracts + 1, 2)
-        + 0.2 * (1 - span / window_days)
-        + 0.2 * _clamp(closeness, 0.0, 1.0)
-    )
+    confidence = _clamp(0.35 + 0.3 * min(1.0, (ratio - 1) / 2) + 0.3 * _sample_factor(n, 4))
     main = max(cluster, key=lambda c: (c.initial_value, c.id))
-    details = _base_details(main, threshold, total)
+    details = _base_details(main, limit, total)
+    source = dispensa_limit(year)
     details.update(
         contract_count=n,
         days_span=span,
-        mean_value=round(mean, 2),
-        dispensa_threshold=threshold,
-        supplier_cnpj=main.supplier_cnpj,
+        fiscal_year=year,
+        nature=nature,
+        dispensa_limit=limit,
+        limit_source=source.source if source.year == year else f"{source.source} (ano {source.year})",
+        suppliers=suppliers,
         signed_from=cluster[0].signed_on.isoformat(),
         signed_to=cluster[-1].signed_on.isoformat(),
     )
+    who = suppliers[0] if len(suppliers) == 1 else f"{len(roots)} fornecedores ({', '.join(suppliers[:4])})"
     return Anomaly(
         anomaly_type="contract_splitting",
         severity=severity,
         confidence=round(confidence, 3),
         description=(
-            f"{n} contratos de cerca de {format_brl(mean)} cada com {main.supplier_name}, "
-            f"logo abaixo do limite de dispensa de {format_brl(threshold)}, em {span} dias "
-            f"(juntos somam {format_brl(total)}, o que exigiria licitação)"
+            f"{n} dispensas por valor de {_buyer_label(main)} em {year} para “{nature}”, com "
+            f"{who}, de {_date(cluster[0].signed_on)} a {_date(cluster[-1].signed_on)}, somam "
+            f"{format_brl(total)}, {_format_ratio(ratio)} vezes o limite de {format_brl(limit)} "
+            f"do art. 75, II ({details['limit_source']}), que vale para a soma do exercício "
+            f"(art. 75, § 1º, da Lei 14.133/2021). {VERIFY_NOTE}"
         ),
         contract_ids=tuple(c.id for c in cluster),
         details=details,
@@ -617,46 +744,128 @@ def _splitting_anomaly(
 
 # --------------------------------------------------------------------------- 6. divergence
 
+_REFORM = re.compile(r"\breforma")
+
+
+def _allowed_periods(c: Contract) -> int:
+    """How many yearly periods the vigência covers: an art. 107 extension of a 12-month
+    service adds one period's value, which is not an amendment (emergency: never)."""
+    if c.starts_on is None or c.ends_on is None or c.ends_on <= c.starts_on:
+        return 1
+    if legal_kind(c.legal_basis, c.modality, c.object) == "emergency":
+        return 1
+    days = (c.ends_on - c.starts_on).days
+    return max(1, math.ceil((days - 31) / 365.25))  # a month's grace for date rounding
+
 
 def detect_value_divergence(
     contracts: Sequence[Contract],
     *,
-    max_change: float = 0.50,
+    tolerance: float = 0.01,
+    max_cut: float = 0.50,
 ) -> list[Anomaly]:
-    """Contracts whose final value drifted far from the value signed.
+    """Final values beyond what amendments may add (art. 125 of Lei 14.133/2021).
 
-    Lei 14.133 art. 125 caps amendments at 25% (50% for renovations), so a change beyond
-    50% exceeds even the widest legal margin. Reductions are reported too, but milder.
+    The allowed final value is ``initial × periods × (1 + limit)``: ``limit`` is 25% (50%
+    for a reforma), ``periods`` the yearly periods the vigência covers, since an art. 107
+    extension of a continuing service adds a year's value without amending it. An emergency
+    dispensa (art. 75 VIII) may not be extended, and lasting over a year is itself flagged.
+    A final value the source left blank or 0,00 is missing, not a 100% reduction; a cut
+    beyond ``max_cut`` is reported as low (a rescission or a wrong record, harmless money).
     """
     found: list[Anomaly] = []
     for c in contracts:
         if c.initial_value <= 0:
             continue
-        change = (c.global_value - c.initial_value) / c.initial_value
-        if abs(change) > max_change:
-            found.append(_divergence_anomaly(c, change, max_change))
+        long = c.starts_on and c.ends_on and (c.ends_on - c.starts_on).days > EMERGENCY_MAX_DAYS
+        if long and legal_kind(c.legal_basis, c.modality, c.object) == "emergency":
+            found.append(_emergency_anomaly(c))
+            continue
+        if not c.final_known or c.global_value <= 0:
+            continue
+        ratio = c.global_value / c.initial_value
+        if 1 - max_cut <= ratio <= 1 + AMENDMENT_LIMIT + tolerance:
+            continue  # the common case, decided without reading the text
+        if ratio < 1 - max_cut:
+            found.append(_cut_anomaly(c))
+            continue
+        reform = _REFORM.search(normalize_text(c.object)) is not None
+        limit = REFORM_AMENDMENT_LIMIT if reform else AMENDMENT_LIMIT
+        periods = _allowed_periods(c)
+        change = ratio / periods - 1
+        if change > limit + tolerance:
+            found.append(_divergence_anomaly(c, change, limit, periods))
     return _sorted(found)
 
 
-def _divergence_anomaly(c: Contract, change: float, max_change: float) -> Anomaly:
-    if change > 0:
-        severity = _level(change, (0.75, 1.0, 2.0))
-        direction = "acima"
-    else:
-        severity = "medium" if change <= -0.75 else "low"
-        direction = "abaixo"
-    # Confidence: how far past the limit, saturating at 4× it (0.5..0.95); the values are
-    # recorded facts, only their meaning is uncertain, so it starts high.
-    confidence = _clamp(0.5 + 0.45 * min(1.0, (abs(change) - max_change) / (3 * max_change)))
-    details = _base_details(c, c.initial_value, c.global_value)
-    details.update(change=round(change, 4))
+def _divergence_anomaly(c: Contract, change: float, limit: float, periods: int) -> Anomaly:
+    beyond = change - limit
+    severity = _level(beyond, (0.15, 0.5, 1.0))
+    confidence = _clamp(0.55 + 0.4 * min(1.0, beyond / 1.0))
+    allowed = c.initial_value * periods * (1 + limit)
+    details = _base_details(c, allowed, c.global_value)
+    details.update(
+        change=round(change, 4),
+        amendment_limit=limit,
+        periods=periods,
+        legal_basis=c.legal_basis,
+        starts_on=c.starts_on.isoformat() if c.starts_on else None,
+        ends_on=c.ends_on.isoformat() if c.ends_on else None,
+        excess_value=round(c.global_value - allowed, 2),
+    )
+    period_note = (f", já contando {periods} períodos anuais de vigência (art. 107)"
+                   if periods > 1 else "")  # fmt: skip
     return Anomaly(
         anomaly_type="value_divergence",
         severity=severity,
         confidence=round(confidence, 3),
         description=(
-            f"Valor final {format_percent(abs(change))} {direction} do valor inicial do "
-            f"contrato {c.id}: {format_brl(c.global_value)} contra {format_brl(c.initial_value)}"
+            f"Contrato {c.id} com {c.supplier_name}, assinado em {_date(c.signed_on)}: valor "
+            f"final de {format_brl(c.global_value)} contra {format_brl(c.initial_value)} "
+            f"inicial, um acréscimo de {format_percent(change)}{period_note}, acima do limite "
+            f"de {format_percent(limit)} do art. 125 da Lei 14.133/2021 (máximo "
+            f"{format_brl(allowed)}). {VERIFY_NOTE}"
+        ),
+        contract_ids=(c.id,),
+        details=details,
+    )
+
+
+def _cut_anomaly(c: Contract) -> Anomaly:
+    change = (c.global_value - c.initial_value) / c.initial_value
+    details = _base_details(c, c.initial_value, c.global_value)
+    details.update(change=round(change, 4), direction="reduction")
+    return Anomaly(
+        anomaly_type="value_divergence",
+        severity="low",
+        confidence=0.5,
+        description=(
+            f"Contrato {c.id} com {c.supplier_name}, assinado em {_date(c.signed_on)}: valor "
+            f"final de {format_brl(c.global_value)}, {format_percent(-change)} abaixo dos "
+            f"{format_brl(c.initial_value)} iniciais; verificar se houve rescisão ou erro de "
+            f"registro (uma redução não custa dinheiro público). {VERIFY_NOTE}"
+        ),
+        contract_ids=(c.id,),
+        details=details,
+    )
+
+
+def _emergency_anomaly(c: Contract) -> Anomaly:
+    days = (c.ends_on - c.starts_on).days  # type: ignore[operator]
+    details = _base_details(c, c.initial_value, _value(c))
+    details.update(
+        legal_basis=c.legal_basis, vigencia_days=days,
+        starts_on=c.starts_on.isoformat(), ends_on=c.ends_on.isoformat(),  # type: ignore[union-attr]
+    )  # fmt: skip
+    return Anomaly(
+        anomaly_type="value_divergence",
+        severity="high" if _value(c) > c.initial_value * 1.01 else "medium",
+        confidence=0.8,
+        description=(
+            f"Contrato emergencial {c.id} com {c.supplier_name} (dispensa do art. 75, VIII) "
+            f"vigora de {_date(c.starts_on)} a {_date(c.ends_on)}, {days} dias: a lei limita a "
+            f"contratação emergencial a um ano, sem prorrogação; valor {format_brl(_value(c))} "
+            f"contra {format_brl(c.initial_value)} inicial. {VERIFY_NOTE}"
         ),
         contract_ids=(c.id,),
         details=details,

@@ -26,6 +26,7 @@ from ..broker.base import Broker, investigation_stream
 from ..protocol.envelope import utc_timestamp
 from ..store.base import SaveInvestigation, SaveReport
 from .analysis import Finding, pattern_findings
+from .dataset import data_origin
 from .detectors import ALL_DETECTORS
 from .model import Anomaly, Contract
 from .report import ReportInput, build_report
@@ -93,6 +94,7 @@ class InvestigationEngine:
     ) -> None:
         self.broker = broker
         self.dataset: Sequence[Contract] = ()
+        self.data_origin = "memory"  # "sample" while the bundled synthetic sample is loaded
         self.ready = trio.Event()  # the dataset is loaded and scanned
         self._load_dataset = load_dataset
         self._in_thread = in_thread
@@ -139,6 +141,7 @@ class InvestigationEngine:
 
     def _load_and_scan(self) -> tuple[Sequence[Contract], dict[str, list[Anomaly]]]:
         dataset = self._load_dataset()
+        self.data_origin = data_origin(dataset)
         return dataset, {detector.__name__: detector(dataset) for detector in ALL_DETECTORS}
 
     async def start(self, scope: Scope, owner_key: str, public: bool, title: str | None = None) -> Investigation:
@@ -177,11 +180,15 @@ class InvestigationEngine:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._cpu)
 
     async def lookup(self, investigation_id: str) -> Investigation | None:
-        """The freshest record: ours while we run it, else the store's (another node's)."""
+        """The freshest record: ours while we run it, else the store's (another node's).
+
+        The store is asked every time, even for a record we hold: a private investigation
+        must not answer measurably faster than a missing one (no leak of existence, §6).
+        """
         local = self.records.get(investigation_id)
+        raw = await self.broker.query(self.broker.store.load_investigation, investigation_id)
         if local is not None and (local.finished or investigation_id in self._scopes):
             return local
-        raw = await self.broker.query(self.broker.store.load_investigation, investigation_id)
         return Investigation(**orjson.loads(raw)) if raw else local
 
     async def listing(self) -> list[Investigation]:
@@ -220,7 +227,7 @@ class InvestigationEngine:
         contracts = [c for c in self.dataset if scope.matches(c)]
         ids = {c.id for c in contracts}
         record = await self._advance(
-            record, "data_retrieval", 10, f"{len(contracts)} contratos encontrados para {record.scope}.",
+            record, "data_retrieval", 10, f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
             records_processed=len(contracts),
         )
         record = await self._advance(record, "anomaly_detection", DETECTION_SPAN[0], "Zumbi dos Palmares está procurando anomalias.")
@@ -242,7 +249,7 @@ class InvestigationEngine:
             await trio.sleep(self.step_delay)
         record = await self._advance(record, "summary_generation", 90, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
-            build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings)
+            build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings, self.data_origin)
         )
         await self.broker.record(
             SaveReport(record.id, orjson.dumps(report.as_json()).decode(), report.as_markdown())
@@ -291,6 +298,10 @@ class InvestigationEngine:
 
     async def _save(self, record: Investigation) -> None:
         await self.broker.record(SaveInvestigation(record.id, orjson.dumps(record.to_json()).decode()))
+
+
+def _origin_note(origin: str) -> str:
+    return " Atenção: amostra sintética de demonstração, não dados reais." if origin == "sample" else ""
 
 
 def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> dict[str, Any]:

@@ -36,6 +36,21 @@ class Contract:
     unit_price: float | None = None
     modality: str = ""  # modalidadeCompra, e.g. "Pregão", "Dispensa de Licitação"
     status: str = ""  # situacaoContrato
+    # What real portal rows also carry; "" / None when the source does not say.
+    number: str = ""  # the contract number as published (restarts in every UG)
+    ug: str = ""  # código da unidade gestora (SIAFI), e.g. "250005"
+    ug_name: str = ""  # nome da UG, e.g. "HOSPITAL FEDERAL DE BONSUCESSO"
+    body: str = ""  # nome do órgão (subordinate body), e.g. "Fundação Nacional de Saúde"
+    body_code: str = ""  # código do órgão (SIAFI)
+    agency_code: str = ""  # código do órgão superior (SIAFI), e.g. "36000"
+    legal_basis: str = ""  # fundamento legal, e.g. "Lei 14.133/2021, Art. 75, II"
+    bidding: str = ""  # número da licitação / ata it came from (siblings share it)
+    process: str = ""  # número do processo
+    published_on: dt.date | None = None  # data de publicação no DOU
+    starts_on: dt.date | None = None  # início da vigência
+    ends_on: dt.date | None = None  # fim da vigência
+    final_known: bool = True  # False when the source gave no (or a 0,00) final value
+    item_code: str = ""  # código do item de compra (CATMAT/CATSER), from the item file
 
 
 @attrs.frozen
@@ -48,6 +63,9 @@ class Anomaly:
     description: str  # Portuguese, e.g. "Preço 300% acima da mediana de 42 contratos semelhantes"
     contract_ids: tuple[str, ...]
     details: Mapping[str, Any] = attrs.field(factory=dict)  # contract_id, expected_value, ...
+
+
+DataOrigin = Literal["sample", "file", "memory"]
 
 
 @attrs.frozen

@@ -28,8 +28,8 @@ from .cnpj import is_valid_cnpj, normalize_cnpj
 from .model import Contract
 
 __all__ = [
-    "LoadResult", "RowProblem", "load_contracts_csv", "load_contracts_json", "load_dataset",
-    "parse_brazilian_number", "parse_date",
+    "Item", "LoadResult", "RowProblem", "load_contracts_csv", "load_contracts_json",
+    "load_dataset", "load_items_csv", "parse_brazilian_number", "parse_date", "with_items",
 ]  # fmt: skip
 
 
@@ -69,12 +69,25 @@ _CSV_HEADERS: dict[str, tuple[str, ...]] = {
     "agency": ("nomeorgaosuperior", "orgaosuperior", "nomeorgaomaximo", "orgaomaximo",
                "nomeorgao", "orgao"),
     "modality": ("modalidadecompra", "modalidadedecompra", "modalidade",
-                 "modalidadedelicitacao"),
+                 "modalidadedelicitacao", "modalidadecompralicitacao"),
     "status": ("situacaocontrato", "situacaodocontrato", "situacao"),
-    "ug": ("codigoug", "codigounidadegestora", "ug"),  # only to tell repeated numbers apart
+    "ug": ("codigoug", "codigounidadegestora", "ug"),
+    "ug_name": ("nomeug", "nomeunidadegestora", "unidadegestora"),
+    "body": ("nomeorgao",),
+    "body_code": ("codigoorgao",),
+    "agency_code": ("codigoorgaosuperior", "codigoorgaomaximo"),
+    "legal_basis": ("fundamentolegal", "amparolegal", "fundamentacaolegal"),
+    "published_on": ("datapublicacaodou", "datapublicacao", "datadepublicacao"),
+    "starts_on": ("datainiciovigencia", "iniciovigencia", "datadeiniciodavigencia"),
+    "ends_on": ("datafimvigencia", "fimvigencia", "datadefimdavigencia"),
+    "bidding": ("numerolicitacao", "numerodalicitacao", "licitacao"),
+    "bidding_ug": ("codigouglicitacao",),
+    "process": ("numeroprocesso", "processo", "numerodoprocesso"),
 }
 _LABELS = {"id": "Número do Contrato", "agency": "Órgão", "signed_on": "Data de Assinatura",
-           "initial_value": "Valor Inicial", "global_value": "Valor Final"}
+           "initial_value": "Valor Inicial", "global_value": "Valor Final",
+           "published_on": "Data Publicação DOU", "starts_on": "Data Início Vigência",
+           "ends_on": "Data Fim Vigência"}
 _REQUIRED = ("id", "agency", "signed_on", "initial_value")
 _CNPJ_SHAPE = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
@@ -131,7 +144,9 @@ def parse_date(value: object) -> dt.date | None:
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "id": lambda v: _text(v), "agency": lambda v: _text(v), "signed_on": parse_date,
     "initial_value": parse_brazilian_number, "global_value": parse_brazilian_number,
+    "published_on": parse_date, "starts_on": parse_date, "ends_on": parse_date,
 }
+_TEXT_FIELDS = ("ug", "ug_name", "body", "body_code", "agency_code", "legal_basis", "process")
 
 
 def _supplier_cnpj(value: object) -> str:
@@ -171,14 +186,23 @@ def _build(fields: Mapping[str, Any]) -> Contract:
         raise _RowError("valor negativo")
     text = _text(fields.get("object"))
     quantity = parse_quantity(text)
+    # A final value of 0,00 is how the portal writes "not informed": not a 100% cut.
+    final_known = final is not None and (final > 0 or initial == 0)
+    extra = {f: _text(fields.get(f)) for f in _TEXT_FIELDS}
+    bidding = _text(fields.get("bidding"))
+    if bidding and _text(fields.get("bidding_ug")):
+        bidding = f"{_text(fields.get('bidding_ug'))}/{bidding}"  # numbers restart per UG
     return Contract(
         id=values["id"], agency=values["agency"], supplier_name=_text(fields.get("supplier_name")),
         supplier_cnpj=_supplier_cnpj(fields.get("supplier_cnpj")), object=text,
         category=categorize(text), initial_value=initial,
-        global_value=initial if final is None else final, signed_on=values["signed_on"],
+        global_value=final if final_known else initial, signed_on=values["signed_on"],
         quantity=quantity,
         unit_price=round(initial / quantity, 2) if quantity and initial > 0 else None,
         modality=_text(fields.get("modality")), status=_text(fields.get("status")),
+        number=values["id"], bidding=bidding, published_on=values["published_on"],
+        starts_on=values["starts_on"], ends_on=values["ends_on"], final_known=final_known,
+        **extra,
     )
 
 
@@ -198,6 +222,8 @@ def _collect(rows: Iterable[tuple[int, Mapping[str, Any] | str, str]]) -> LoadRe
             if isinstance(fields, str):
                 raise _RowError(fields)
             contract = _build(fields)
+            if qualifier.startswith("UG "):  # numbers restart in every UG: always qualify
+                contract = attrs.evolve(contract, id=f"{contract.id} ({qualifier})")
             key = (contract.id, qualifier)
             if key in keys or (contract.id in ids and not qualifier):
                 first = keys.get(key, ids.get(contract.id))
@@ -223,6 +249,8 @@ def _decode(raw: bytes, encoding: str) -> str:
     so "Número" does not turn into "NÃºmero" and lose its column."""
     if raw.startswith(b"\xef\xbb\xbf"):
         return raw.decode("utf-8-sig")
+    if fold(encoding).replace("_", "-") in {"latin-1", "latin1", "iso-8859-1"}:
+        encoding = "cp1252"  # what the portal really writes: "–" is 0x96, not U+0096
     if fold(encoding).replace("_", "-") in {"latin-1", "latin1", "iso-8859-1", "cp1252"}:
         try:
             text = raw.decode("utf-8")
@@ -231,7 +259,10 @@ def _decode(raw: bytes, encoding: str) -> str:
         else:
             if not text.isascii():
                 return text
-    return raw.decode(encoding)
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+        return raw.decode("latin-1")
 
 
 def _read_text(source: str | bytes | os.PathLike[str], encoding: str) -> str:
@@ -259,7 +290,7 @@ def _match_columns(header: list[str]) -> dict[str, int]:
 
 
 def load_contracts_csv(source: str | bytes | os.PathLike[str], *,
-                       encoding: str = "latin-1") -> LoadResult:
+                       encoding: str = "cp1252") -> LoadResult:
     """Contracts from a portal CSV export (";"-separated); bad rows become problems."""
     text = _read_text(source, encoding)
     first_line = text.split("\n", 1)[0]
@@ -319,6 +350,17 @@ _JSON_FIELDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
                              "unidadeGestora.orgaoVinculado.nome"),
     "modality": lambda i: _get(i, "modalidadeCompra"),
     "status": lambda i: _get(i, "situacaoContrato"),
+    "legal_basis": lambda i: _get(i, "fundamentoLegal", "compra.fundamentoLegal"),
+    "published_on": lambda i: _get(i, "dataPublicacaoDOU"),
+    "starts_on": lambda i: _get(i, "dataInicioVigencia"),
+    "ends_on": lambda i: _get(i, "dataFimVigencia"),
+    "process": lambda i: _get(i, "numeroProcesso", "compra.numeroProcesso"),
+    "bidding": lambda i: _get(i, "compra.numero", "numeroLicitacao"),
+    "ug": lambda i: _get(i, "unidadeGestora.codigo"),
+    "ug_name": lambda i: _get(i, "unidadeGestora.nome"),
+    "body": lambda i: _get(i, "unidadeGestora.orgaoVinculado.nome"),
+    "body_code": lambda i: _get(i, "unidadeGestora.orgaoVinculado.codigoSIAFI"),
+    "agency_code": lambda i: _get(i, "unidadeGestora.orgaoMaximo.codigo"),
 }
 
 
@@ -348,8 +390,12 @@ def load_contracts_json(source: str | bytes | os.PathLike[str] | list[Any]) -> L
                 yield index + 1, "item não é um objeto JSON", ""
                 continue
             api_id = item.get("id")
-            yield (index + 1, {f: get(item) for f, get in _JSON_FIELDS.items()},
-                   f"id {api_id}" if api_id not in (None, "") else "")
+            fields = {f: get(item) for f, get in _JSON_FIELDS.items()}
+            ug = _text(fields.get("ug"))
+            if ug and fields.get("bidding"):
+                fields["bidding"] = f"{ug}/{_text(fields['bidding'])}"
+            qualifier = f"UG {ug}" if ug else f"id {api_id}" if api_id not in (None, "") else ""
+            yield index + 1, fields, qualifier
 
     return _collect(rows())
 
@@ -371,6 +417,94 @@ def load_dataset(path: str | os.PathLike[str]) -> LoadResult:
             best = [n for n in names if n.lower().endswith("compras.csv")] or names
             if not best:
                 return LoadResult((), (RowProblem(0, "o .zip não contém CSV"),))
-            return load_contracts_csv(archive.read(best[0]))
+            result = load_contracts_csv(archive.read(best[0]))
+            items = [n for n in names if n.lower().endswith("itemcompra.csv")]
+            if items:
+                result = with_items(result, load_items_csv(archive.read(items[0])))
+            return result
     raise ValueError(f"formato não suportado: {file.name} (use .csv, .json ou .zip)")
 
+
+
+# -- the monthly zip's item file ----------------------------------------------------------
+
+_ITEM_HEADERS: dict[str, tuple[str, ...]] = {
+    "number": ("numerocontrato", "numerodocontrato"),
+    "ug": ("codigoug",),
+    "code": ("codigoitemcompra", "codigoitem"),
+    "description": ("descricaoitemcompra", "descricaoitem"),
+    "complement": ("descricaocomplementaritemcompra", "descricaocomplementaritem"),
+    "quantity": ("quantidadeitem", "quantidade"),
+    "value": ("valoritem", "valor"),
+}
+
+
+@attrs.frozen
+class Item:
+    """One line of ``*_ItemCompra.csv``: what a contract bought, in what quantity."""
+
+    number: str
+    ug: str
+    code: str
+    description: str
+    quantity: float
+    value: float  # "Valor Item": the item's total or its unit price (``with_items`` decides)
+
+
+def load_items_csv(source: str | bytes | os.PathLike[str], *,
+                   encoding: str = "cp1252") -> tuple[Item, ...]:
+    """Items of a monthly zip; rows without a number, a quantity or a value are skipped."""
+    text = _read_text(source, encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+    header = next(reader, None) or []
+    keys = [_header_key(h) for h in header]
+    cols = {f: next((keys.index(a) for a in aliases if a in keys), -1)
+            for f, aliases in _ITEM_HEADERS.items()}  # fmt: skip
+    if min(cols["number"], cols["quantity"], cols["value"]) < 0:
+        return ()
+    items = []
+    for cells in reader:
+        cells += [""] * (len(header) - len(cells))
+
+        def cell(field: str) -> str:
+            return cells[cols[field]].strip() if cols[field] >= 0 else ""
+
+        try:
+            quantity = parse_brazilian_number(cell("quantity"))
+            value = parse_brazilian_number(cell("value"))
+        except _RowError:
+            continue
+        if not cell("number") or not quantity or not value or quantity <= 0 or value <= 0:
+            continue
+        description = " ".join(p for p in (cell("description"), cell("complement")) if p)
+        items.append(Item(cell("number"), cell("ug"), cell("code"), description, quantity, value))
+    return tuple(items)
+
+
+def with_items(result: LoadResult, items: Iterable[Item]) -> LoadResult:
+    """Quantities, unit prices and item codes from the item file, for contracts whose money
+    is mostly (≥ 80%) one item. Whether "Valor Item" is the line total or the unit price is
+    decided per contract: whichever reading adds up to the contract's initial value."""
+    by_contract: dict[tuple[str, str], list[Item]] = {}
+    for item in items:
+        by_contract.setdefault((item.ug, item.number), []).append(item)
+    contracts = []
+    for c in result.contracts:
+        lines = by_contract.get((c.ug, c.number)) or by_contract.get(("", c.number))
+        if not lines or c.initial_value <= 0:
+            contracts.append(c)
+            continue
+        as_total = sum(i.value for i in lines)
+        as_unit = sum(i.value * i.quantity for i in lines)
+        unit_prices = abs(as_unit - c.initial_value) < abs(as_total - c.initial_value)
+        totals = [(i.value * i.quantity if unit_prices else i.value, i) for i in lines]
+        grand = sum(t for t, _ in totals)
+        line_total, main = max(totals, key=lambda t: (t[0], t[1].code))
+        if grand <= 0 or line_total < 0.8 * grand:
+            contracts.append(c)
+            continue
+        contracts.append(attrs.evolve(
+            c, quantity=main.quantity, unit_price=round(line_total / main.quantity, 2),
+            item_code=main.code, category=c.category or categorize(main.description),
+        ))  # fmt: skip
+    return LoadResult(tuple(contracts), result.problems)

@@ -7,20 +7,25 @@ means the two can never disagree.
 
 Risk score (0-10, one decimal), documented again in the report itself::
 
-    weight      = low 1, medium 2, high 4, critical 8 (each level doubles the previous)
-    severity    = 1 - exp(-Σ weight / 10)         # 0 with no anomalies, → 1 as they pile up
-    value_share = suspicious_value / total_value  # money touched by anomalies
-    risk_score  = round(10 × (0.6 × severity + 0.4 × value_share), 1)
+    weight         = low 1, medium 2, high 4, critical 8 (each level doubles the previous)
+    money_part     = Σ over flagged contracts of value × (its worst weight ÷ 8) ÷ total value
+    density        = Σ weight per 100 contracts in scope
+    density_part   = density / (density + 10)
+    risk_score     = round(10 × (0.5 × money_part + 0.5 × density_part), 1)
 
-Severity dominates because a single critical anomaly matters even in a large budget; the
-value share says how much of the money is at stake. One critical anomaly on 10% of the
-money scores 3.7; nothing found scores 0.
+Both parts are shares of the scope, so a ministry with 50,000 contracts and a unit with
+500 are compared on the same scale, and neither saturates: twice the anomalies in twice
+the contracts score the same. Nothing found scores 0, and a scope with no contract gets no
+score at all (``None``), never a reassuring "0,0".
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import inspect
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -30,6 +35,7 @@ import attrs
 from . import detectors as det
 from .analysis import Finding, contract_value
 from .detectors import SEVERITIES, format_brl, format_percent
+from .legal import DISPENSA_LIMITS
 from .model import Anomaly, AnomalyType, Contract, Severity
 
 __all__ = [
@@ -39,7 +45,9 @@ __all__ = [
     "TYPE_LABELS",
     "Report",
     "ReportInput",
+    "brasilia_time",
     "build_report",
+    "render_html",
     "risk_score",
 ]
 
@@ -55,8 +63,14 @@ SEVERITY_LABELS: dict[Severity, str] = {
     "low": "Baixa", "medium": "Média", "high": "Alta", "critical": "Crítica",
 }  # fmt: skip
 SEVERITY_WEIGHTS: dict[Severity, int] = {"low": 1, "medium": 2, "high": 4, "critical": 8}
-SEVERITY_SCALE = 10.0  # Σ weight at which the severity part reaches 1 - 1/e ≈ 63%
-SEVERITY_PART, VALUE_PART = 0.6, 0.4
+DENSITY_HALF = 10.0  # Σ weight per 100 contracts at which the density part reaches 0.5
+DENSITY_PART, VALUE_PART = 0.5, 0.5
+BRASILIA = dt.timezone(dt.timedelta(hours=-3), "BRT")  # no daylight saving since 2019
+SAMPLE_NOTICE = (
+    "Atenção: estes dados são uma amostra sintética embutida no servidor, gerada para "
+    "demonstração, e não dados reais do Portal da Transparência. Nenhum fornecedor ou "
+    "órgão citado aqui deve ser tomado como real."
+)
 
 # Section keys in the order they appear; the titles are the Markdown headings.
 SECTION_TITLES: dict[str, str] = {
@@ -81,6 +95,7 @@ class ReportInput:
     contracts: Sequence[Contract]
     anomalies: Sequence[Anomaly]
     findings: Sequence[Finding]
+    data_origin: str = "memory"  # "sample" (the bundled synthetic one), "file", "memory"
 
 
 @attrs.frozen
@@ -94,6 +109,7 @@ class Report:
     summary: Mapping[str, Any]  # total_records, anomalies_found, total_value, ...
     sections: Mapping[str, Mapping[str, Any]]
     anomalies: tuple[Mapping[str, Any], ...]
+    data_origin: str = "memory"
 
     def as_json(self) -> dict[str, Any]:
         """Plain dicts and lists, ready for orjson."""
@@ -105,6 +121,7 @@ class Report:
             "summary": dict(self.summary),
             "sections": {key: dict(section) for key, section in self.sections.items()},
             "anomalies": [dict(a) for a in self.anomalies],
+            "data_origin": self.data_origin,
         }
 
     def as_markdown(self) -> str:
@@ -113,8 +130,10 @@ class Report:
             f"# {self.title}",
             "",
             f"**Investigação:** {self.investigation_id} · **Escopo:** {self.scope} · "
-            f"**Gerado em:** {self.generated_at}",
+            f"**Gerado em:** {brasilia_time(self.generated_at)}",
         ]
+        if self.data_origin == "sample":
+            lines += ["", f"> **{SAMPLE_NOTICE}**"]
         for key in SECTION_TITLES:
             section = self.sections[key]
             lines += ["", f"## {section['title']}", "", str(section["content"])]
@@ -125,22 +144,45 @@ class Report:
 
 
 def _risk_parts(
-    anomalies: Sequence[Anomaly], suspicious_value: float, total_value: float
+    anomalies: Sequence[Anomaly], by_id: Mapping[str, Contract], total_value: float
 ) -> tuple[int, float, float]:
-    """Σ severity weight, severity component and value component of the score."""
+    """Σ severity weight, money component and density component of the score."""
     weight = sum(SEVERITY_WEIGHTS[a.severity] for a in anomalies)
-    severity = 1 - math.exp(-weight / SEVERITY_SCALE)
-    share = min(1.0, suspicious_value / total_value) if total_value > 0 else 0.0
-    return weight, severity, share
+    worst: dict[str, int] = {}
+    for a in anomalies:
+        for i in a.contract_ids:
+            if i in by_id:
+                worst[i] = max(worst.get(i, 0), SEVERITY_WEIGHTS[a.severity])
+    weighted = sum(contract_value(by_id[i]) * w / 8 for i, w in worst.items())
+    money = min(1.0, weighted / total_value) if total_value > 0 else 0.0
+    density = 100 * weight / len(by_id) if by_id else 0.0
+    return weight, money, density / (density + DENSITY_HALF)
 
 
-def risk_score(anomalies: Sequence[Anomaly], suspicious_value: float, total_value: float) -> float:
-    """The 0-10 score of the module docstring."""
-    _, severity, share = _risk_parts(anomalies, suspicious_value, total_value)
-    return round(10 * (SEVERITY_PART * severity + VALUE_PART * share), 1)
+def risk_score(
+    anomalies: Sequence[Anomaly], by_id: Mapping[str, Contract], total_value: float
+) -> float | None:
+    """The 0-10 score of the module docstring; None for a scope with no contract."""
+    if not by_id:
+        return None
+    _, money, density = _risk_parts(anomalies, by_id, total_value)
+    return round(10 * (VALUE_PART * money + DENSITY_PART * density), 1)
 
 
-def _risk_level(score: float) -> str:
+def brasilia_time(rfc3339: str) -> str:
+    """"2026-01-15T12:00:00Z" -> "15/01/2026 09:00 (horário de Brasília)"."""
+    try:
+        moment = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    except ValueError:
+        return rfc3339
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(BRASILIA).strftime("%d/%m/%Y %H:%M") + " (horário de Brasília)"
+
+
+def _risk_level(score: float | None) -> str:
+    if score is None:
+        return "sem dados"
     if score >= 8:
         return "crítico"
     if score >= 6:
@@ -212,8 +254,15 @@ def _types_present(anomalies: Sequence[Anomaly]) -> list[AnomalyType]:
 
 def _executive_summary(data: ReportInput, summary: Mapping[str, Any], level: str) -> str:
     n, total = summary["total_records"], summary["total_value"]
+    notice = f"{SAMPLE_NOTICE} " if data.data_origin == "sample" else ""
+    if n == 0:
+        return (
+            f"{notice}Nenhum contrato corresponde ao recorte “{data.scope}”, por isso não há "
+            "pontuação de risco: a ausência de dados não é sinal de regularidade. Confira o "
+            "nome do órgão, o ano ou o valor mínimo pedidos."
+        )
     head = (
-        f"Tiradentes analisou {_plural(n, 'contrato', 'contratos')} do recorte "
+        f"{notice}Tiradentes analisou {_plural(n, 'contrato', 'contratos')} do recorte "
         f"“{data.scope}”, que somam {format_brl(total)}."
     )
     if not data.anomalies:
@@ -232,13 +281,13 @@ def _executive_summary(data: ReportInput, summary: Mapping[str, Any], level: str
         f"({_severity_phrase(data.anomalies)}), envolvendo {format_brl(suspicious)} "
         f"({format_percent(share)} do valor analisado). O tipo mais frequente é "
         f"{TYPE_LABELS[common]}. A pontuação de risco é {_decimal(summary['risk_score'])} de "
-        f"10 ({level}). Anomalias são sinais de alerta, não provas de irregularidade: "
+        f"10 ({level}). Anomalias são sinais para verificação, não provas de irregularidade: "
         "cada caso precisa ser verificado pelos órgãos de controle."
     )
 
 
-def _decimal(value: float) -> str:
-    return f"{value:.1f}".replace(".", ",")
+def _decimal(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}".replace(".", ",")
 
 
 def _overview(data: ReportInput, summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,46 +349,46 @@ def _anomaly_rows(data: ReportInput, by_id: Mapping[str, Contract]) -> list[dict
 def _anomaly_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "Nenhuma anomalia foi encontrada pelos detectores neste escopo."
-    lines = ["| Severidade | Tipo | Descrição | Contrato | Valor |", "|---|---|---|---|---|"]
+    lines = ["| Severidade | Tipo | Fornecedor | Descrição | Contrato | Valor |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         value = format_brl(r["value"]) if r["value"] is not None else "—"
-        cells = (r["severity_label"], _capital(r["type_label"]), r["description"],
+        supplier = str(r["details"].get("supplier") or "—")
+        cells = (r["severity_label"], _capital(r["type_label"]), supplier, r["description"],
                  _ids(r["contract_ids"]), value)  # fmt: skip
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def _risk_section(data: ReportInput, summary: Mapping[str, Any], level: str) -> dict[str, Any]:
-    weight, severity, share = _risk_parts(
-        data.anomalies, summary["suspicious_value"], summary["total_value"]
-    )
+    by_id = {c.id: c for c in data.contracts}
+    weight, money, density = _risk_parts(data.anomalies, by_id, summary["total_value"])
     score = summary["risk_score"]
     content = "\n".join([
         f"**Pontuação de risco: {_decimal(score)} de 10 ({level}).**",
         "",
-        "A pontuação combina quantas anomalias foram encontradas, pesadas pela gravidade, "
-        "com a parte do dinheiro que elas envolvem:",
+        "A pontuação combina a parte do dinheiro envolvida em anomalias, pesada pela "
+        "gravidade, com a densidade de anomalias por contrato; as duas são proporções do "
+        "recorte, por isso órgãos grandes e pequenos são comparáveis:",
         "",
-        "- Peso de cada anomalia: baixa 1, média 2, alta 4, crítica 8 (cada nível vale o "
-        f"dobro do anterior). Soma dos pesos: {weight}.",
-        f"- Componente de gravidade = 1 − e^(−soma dos pesos ÷ {SEVERITY_SCALE:.0f}) = "
-        f"{_decimal3(severity)}. Vale 0 sem anomalias e se aproxima de 1 quando elas se "
-        "acumulam.",
-        f"- Componente de valor = valor envolvido em anomalias ÷ valor total = "
-        f"{_decimal3(share)}.",
-        f"- Pontuação = 10 × (0,6 × gravidade + 0,4 × valor) = {_decimal(score)}.",
+        "- Peso de cada anomalia: baixa 1, média 2, alta 4, crítica 8. Soma dos pesos: "
+        f"{weight}.",
+        "- Componente de valor = Σ (valor do contrato × peso da sua anomalia mais grave ÷ 8) "
+        f"÷ valor total = {_decimal3(money)}.",
+        f"- Componente de densidade = d ÷ (d + {DENSITY_HALF:.0f}), com d = soma dos pesos "
+        f"por 100 contratos = {_decimal3(density)}.",
+        f"- Pontuação = 10 × (0,5 × valor + 0,5 × densidade) = {_decimal(score)}.",
         "",
         "Faixas: abaixo de 3 é baixo, de 3 a 5,9 moderado, de 6 a 7,9 alto, e 8 ou mais "
-        "crítico. A gravidade pesa mais porque uma única anomalia crítica já justifica "
-        "atenção, mesmo num orçamento grande.",
+        "crítico. A pontuação orienta a verificação; não mede culpa de ninguém.",
     ])  # fmt: skip
     return {
         "content": content,
         "score": score,
         "level": level,
         "severity_weight": weight,
-        "severity_component": round(severity, 4),
-        "value_component": round(share, 4),
+        "value_component": round(money, 4),
+        "density_component": round(density, 4),
     }
 
 
@@ -389,9 +438,20 @@ def _recommend(t: AnomalyType, found: Sequence[Anomaly]) -> str:
         return (f"Apurar possível fracionamento de despesa n{the_ids} (art. 75, "
                 "§ 1º, da Lei 14.133/2021): somar as compras do mesmo objeto no exercício e, "
                 "se ultrapassarem o limite de dispensa, comunicar ao TCU e à CGU.")
-    return (f"Requisitar os termos aditivos {of_ids} e verificar se respeitam o "
-            "limite de 25% (50% em reformas) do art. 125 da Lei 14.133/2021 e se cada "
-            "acréscimo foi justificado.")
+    cuts = [a for a in found if a.details.get("direction") == "reduction"]
+    raises = [a for a in found if a.details.get("direction") != "reduction"]
+    steps = []
+    if raises:
+        raised = _the_contracts([i for a in raises for i in a.contract_ids], of=True)
+        steps.append(f"Requisitar os termos aditivos {raised} e verificar se respeitam o "
+                     "limite de 25% (50% em reformas) do art. 125 da Lei 14.133/2021, "
+                     "descontadas as prorrogações de vigência (art. 107), e se cada acréscimo "
+                     "foi justificado.")
+    if cuts:
+        cut = _the_contracts([i for a in cuts for i in a.contract_ids], of=True)
+        steps.append(f"Confirmar se a redução de valor {cut} corresponde a rescisão, "
+                     "supressão acordada ou erro de registro.")
+    return " ".join(steps)
 
 
 def _recommendations(data: ReportInput) -> dict[str, Any]:
@@ -411,63 +471,75 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
     return inspect.signature(fn).parameters[name].default
 
 
-def _methodology() -> dict[str, Any]:
-    pct = format_percent
+def _methodology(data_origin: str = "memory") -> dict[str, Any]:
     price, conc = det.detect_price_deviation, det.detect_supplier_concentration
     spike, dup = det.detect_spending_spike, det.detect_duplicate_contracts
-    split, div = det.detect_contract_splitting, det.detect_value_divergence
+    limits = "; ".join(f"{y}: {format_brl(lim.value)} ({lim.source})"
+                       for y, lim in sorted(DISPENSA_LIMITS.items()) if y >= 2023)  # fmt: skip
     detectors = {
         "price_deviation":
-            f"compara o preço unitário com os contratos da mesma categoria (pelo menos "
-            f"{_default(price, 'min_peers')}); é anomalia o preço acima da mediana com escore "
-            f"z robusto (mediana e desvio absoluto mediano) maior que "
-            f"{_decimal(_default(price, 'modified_z'))} ou escore z clássico maior que "
-            f"{_decimal(_default(price, 'classic_z'))}.",
+            "compara o preço unitário só com contratos do mesmo item (mesmo código de "
+            "catálogo, ou o mesmo item descrito na mesma unidade), de qualquer órgão, quando "
+            f"há pelo menos {_default(price, 'min_peers')} deles; é anomalia o preço que fica "
+            f"mais de {_decimal(_default(price, 'robust_z'))} desvios robustos (mediana e "
+            "desvio absoluto mediano, em escala logarítmica) acima da mediana e pelo menos "
+            f"{_decimal(_default(price, 'min_ratio'))} vez a mediana. Itens caros e raros não "
+            "são comparados: caro não é sobrepreço. O excesso mostrado é (preço − mediana) × "
+            "quantidade.",
         "supplier_concentration":
-            f"um fornecedor com mais de {pct(_default(conc, 'min_share'))} do valor de um "
-            f"órgão que tenha pelo menos {_default(conc, 'min_contracts')} contratos.",
+            f"um fornecedor (raiz do CNPJ, qualquer grafia do nome) com mais de "
+            f"{format_percent(_default(conc, 'min_share'))} do valor de um órgão que tenha pelo "
+            f"menos {_default(conc, 'min_contracts')} contratos; a gravidade cresce com a fatia.",
         "spending_spike":
-            f"um mês em que o órgão assinou pelo menos "
-            f"{_decimal(_default(spike, 'min_ratio'))} vez a média dos outros meses, com "
-            f"escore z acima de {_decimal(_default(spike, 'z_threshold'))}, exigindo pelo "
-            f"menos {_default(spike, 'min_months')} meses de histórico.",
+            "um mês em que o órgão assinou pelo menos "
+            f"{_decimal(_default(spike, 'min_ratio'))} vezes o esperado pela sua mediana "
+            "mensal ajustada à sazonalidade (dezembro e o fim do exercício são meses cheios em "
+            "todos os órgãos), depois de descontar o maior contrato competitivo do mês.",
         "duplicate_contract":
-            f"dois contratos do mesmo órgão cujos objetos compartilham mais de "
-            f"{pct(_default(dup, 'min_similarity'))} das palavras (índice de Jaccard), "
-            f"ignorando objetos vagos com menos de {_default(dup, 'min_tokens')} palavras.",
+            "dois contratos do mesmo comprador (UG) com o mesmo fornecedor (raiz do CNPJ), "
+            f"assinados com até {_default(dup, 'max_days')} dias de diferença, valores a até "
+            f"{format_percent(_default(dup, 'max_value_gap'))} um do outro e objetos com pelo "
+            f"menos {format_percent(_default(dup, 'min_similarity'))} das palavras em comum. "
+            "Contratos da mesma licitação ou ata de registro de preços e a recontratação anual "
+            "de um serviço contínuo não são duplicados.",
         "contract_splitting":
-            f"pelo menos {_default(split, 'min_contracts')} dispensas do mesmo órgão com o "
-            f"mesmo fornecedor em até {_default(split, 'window_days')} dias, cada uma entre "
-            f"{pct(_default(split, 'band'))} e 100% do limite de dispensa de "
-            f"{format_brl(_default(split, 'threshold'))}.",
+            "dispensas por valor (art. 75, II) da mesma UG, no mesmo exercício e para objetos "
+            "da mesma natureza, de um ou de vários fornecedores, cuja soma passa o limite do "
+            f"ano (art. 75, § 1º). Limites: {limits}. Dispensas emergenciais (art. 75, VIII) "
+            "não entram na soma.",
         "value_divergence":
-            f"valor final do contrato mais de {pct(_default(div, 'max_change'))} diferente "
-            "do valor assinado, além da margem mais larga permitida para aditivos.",
+            "valor final acima do inicial mais os 25% (50% em reformas) do art. 125; a "
+            "prorrogação da vigência de um serviço contínuo (art. 107) acrescenta o valor de "
+            "cada novo período e não é acréscimo. Um valor final em branco ou 0,00 é dado "
+            "ausente, não redução. Contrato emergencial com vigência acima de um ano também é "
+            "apontado.",
     }  # fmt: skip
+    source = (
+        SAMPLE_NOTICE if data_origin == "sample" else
+        "Os dados vêm de um arquivo do Portal da Transparência do Governo Federal (CGU) "
+        "carregado no servidor." if data_origin == "file" else
+        "Os dados foram fornecidos ao servidor por quem o iniciou."
+    )  # fmt: skip
     lines = [
-        "Os dados vêm do Portal da Transparência do Governo Federal, mantido pela "
-        "Controladoria-Geral da União (CGU); na demonstração, de uma amostra sintética "
-        "reprodutível de contratos federais com anomalias plantadas. O valor de cada "
-        "contrato é o valor global (com aditivos), ou o inicial quando o global falta.",
+        f"{source} O valor de cada contrato é o valor final (com aditivos), ou o inicial "
+        "quando o final falta.",
         "",
-        "Zumbi dos Palmares aplicou seis detectores, cada um com limites fixos:",
+        "Zumbi dos Palmares aplicou seis detectores:",
         "",
         *(f"- **{_capital(TYPE_LABELS[t])}:** {text}" for t, text in detectors.items()),
         "",
-        "A gravidade (baixa, média, alta, crítica) mede o quanto o caso foge do padrão; a "
-        "confiança (0 a 1) mede o quanto os dados sustentam o achado, e cresce com o tamanho "
-        "do grupo de comparação.",
+        "A gravidade (baixa, média, alta, crítica) cresce com a força da evidência; a "
+        "confiança (0 a 1) mede o quanto os dados sustentam o achado.",
         "",
         "Anita Garibaldi descreveu o escopo: maiores fornecedores e suas fatias, "
         "concentração de mercado pelo índice Herfindahl-Hirschman (abaixo de 1.500 baixa, "
-        "de 1.500 a 2.500 moderada, acima alta), sazonalidade (mês de maior gasto e peso do "
-        "último trimestre) e a parte do valor contratada sem licitação (dispensa e "
-        "inexigibilidade).",
+        "de 1.500 a 2.500 moderada, acima alta), sazonalidade e a parte do valor contratada "
+        "sem licitação.",
         "",
-        "Os detectores veem números, não intenções: uma anomalia é um sinal de alerta que "
-        "precisa ser verificado, nunca uma acusação.",
-    ]  # fmt: skip
-    return {"content": "\n".join(lines), "detectors": detectors}
+        "Os detectores veem números, não intenções: cada anomalia é um sinal para "
+        "verificação, não prova de irregularidade nem acusação a ninguém.",
+    ]
+    return {"content": "\n".join(lines), "detectors": detectors, "data_origin": data_origin}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -478,7 +550,7 @@ def build_report(data: ReportInput) -> Report:
     by_id = {c.id: c for c in data.contracts}
     total = sum(contract_value(c) for c in data.contracts)
     suspicious = _suspicious_value(data.anomalies, by_id)
-    score = risk_score(data.anomalies, suspicious, total)
+    score = risk_score(data.anomalies, by_id, total)
     level = _risk_level(score)
     summary = {
         "total_records": len(data.contracts),
@@ -486,6 +558,7 @@ def build_report(data: ReportInput) -> Report:
         "total_value": _money(total),
         "suspicious_value": _money(suspicious),
         "risk_score": score,
+        "data_origin": data.data_origin,
     }
     rows = _anomaly_rows(data, by_id)
     bodies: dict[str, dict[str, Any]] = {
@@ -494,7 +567,7 @@ def build_report(data: ReportInput) -> Report:
         "anomalies": {"content": _anomaly_table(rows)},
         "risk_assessment": _risk_section(data, summary, level),
         "recommendations": _recommendations(data),
-        "methodology": _methodology(),
+        "methodology": _methodology(data.data_origin),
     }
     sections = {key: {"title": title, **bodies[key]} for key, title in SECTION_TITLES.items()}
     return Report(
@@ -505,4 +578,72 @@ def build_report(data: ReportInput) -> Report:
         summary=summary,
         sections=sections,
         anomalies=tuple(rows),
+        data_origin=data.data_origin,
+    )
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown ``**bold**`` and ``_italic_`` turned into tags."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w])_(.+?)_(?![\w])", r"<em>\1</em>", out)
+
+
+def _markdown_block(content: str) -> str:
+    """The small Markdown subset the sections use: paragraphs, lists, tables, quotes."""
+    parts: list[str] = []
+    for block in content.split("\n\n"):
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if not lines:
+            continue
+        if lines[0].startswith("|"):
+            rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln)[1:-1]]
+                    for ln in lines if not set(ln) <= set("|-: ")]  # fmt: skip
+            head, *body = rows
+            table = "<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
+            table += "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
+                             for r in body)  # fmt: skip
+            parts.append(f"<table>{table}</table>")
+        elif all(ln.lstrip().startswith("- ") for ln in lines):
+            items = "".join(f"<li>{_inline(ln.lstrip()[2:])}</li>" for ln in lines)
+            parts.append(f"<ul>{items}</ul>")
+        elif lines[0].startswith("> "):
+            parts.append(f"<blockquote>{_inline(' '.join(ln[2:] for ln in lines))}</blockquote>")
+        else:
+            parts.append(f"<p>{'<br>'.join(_inline(ln) for ln in lines)}</p>")
+    return "\n".join(parts)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;"
+    "line-height:1.5;color:#1b1b1b}table{border-collapse:collapse;width:100%;font-size:.9rem}"
+    "th,td{border:1px solid #ccc;padding:.35rem .5rem;vertical-align:top;text-align:left}"
+    "th{background:#f1f1f1}.notice{background:#fff3cd;border:1px solid #e0b000;padding:.75rem;"
+    "font-weight:600}blockquote{margin:0;background:#fff3cd;padding:.75rem}"
+)
+
+
+def render_html(report: Report) -> str:
+    """A self-contained HTML page of the report (PROTOCOL.md §1 ``format=html``): no
+    script, no external resource, every text escaped. The HTTP route serves it as is."""
+    title = html.escape(report.title)
+    notice = (f'<p class="notice" role="alert">{html.escape(SAMPLE_NOTICE)}</p>'
+              if report.data_origin == "sample" else "")  # fmt: skip
+    sections = "\n".join(
+        f"<section><h2>{html.escape(str(sec['title']))}</h2>"
+        f"{_markdown_block(str(sec['content']))}</section>"
+        for sec in (report.sections[k] for k in SECTION_TITLES if k in report.sections)
+    )
+    return (
+        "<!doctype html>\n<html lang=\"pt-BR\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{title}</h1><p><strong>Investigação:</strong> "
+        f"{html.escape(report.investigation_id)} · <strong>Escopo:</strong> "
+        f"{html.escape(report.scope)} · <strong>Gerado em:</strong> "
+        f"{html.escape(brasilia_time(report.generated_at))}</p>{notice}\n{sections}"
+        "</body></html>\n"
     )
