@@ -245,6 +245,7 @@ class MemoryBroker:
                     sink.offer(delivery)
             if item.done is not None:
                 item.done.set()
+        self._fit()  # what was just committed may leave memory now
 
     async def _hold(self, keys: Iterable[str], follow_links: bool = False, bounded: bool = True) -> None:
         """Load ``keys`` (and their followers), then take a write slot, with no await
