@@ -6,6 +6,7 @@ port in use, a damaged database) exit 1. Never a traceback, never "listening" fi
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -18,11 +19,15 @@ from .operator import run
 SECRET = "a-shared-secret-that-has-32-bytes-or-more"
 
 
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING) ")
+
+
 def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
-    """The single line the command printed on stderr; stdout has no "listening"."""
+    """The single line the command printed on stderr besides ordinary start-up log records
+    (and no "listening" on stdout)."""
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr and "listening" not in done.stdout, done.stderr
-    lines = done.stderr.strip().splitlines()
+    lines = [line for line in done.stderr.strip().splitlines() if not LOG_RECORD.match(line)]
     assert len(lines) == 1, done.stderr
     return lines[0]
 
