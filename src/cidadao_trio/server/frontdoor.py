@@ -7,6 +7,8 @@ refused *after* the upgrade (a browser sees nothing of a refused handshake but 1
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from http import HTTPStatus
 from collections.abc import Mapping
@@ -14,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 import h11
+import orjson
 import trio
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -23,10 +26,46 @@ CHAT_PATH = re.compile(r"/api/v1/ws/chat/(?P<id>[^/]*)")
 INVESTIGATION_PATH = re.compile(r"/api/v1/ws/investigations/(?P<id>[^/]*)")
 
 
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+
+# Every error a route answers: (code, Portuguese message). Bodies never echo the request
+# (PROTOCOL.md §1): h11's own messages quote the offending line, token included.
+HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BAD_REQUEST", "Requisição HTTP malformada."),
+    401: ("UNAUTHORIZED", "Autenticação necessária."),
+    404: ("NOT_FOUND", "Recurso não encontrado."),
+    405: ("METHOD_NOT_ALLOWED", "Método não permitido: use GET ou HEAD."),
+    426: ("UPGRADE_REQUIRED", "Este caminho fala WebSocket: envie um pedido de Upgrade (versão 13)."),
+    431: ("HEADERS_TOO_LARGE", "Cabeçalho da requisição grande demais."),
+    503: ("UNAVAILABLE", "Serviço indisponível no momento; tente novamente."),
+}
+
+
+@attrs.frozen
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_response(status: int, message: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    """The JSON error body of §1, ``{"error": CODE, "message": ...}``; nothing from the request."""
+    code, default = HTTP_ERRORS[status]
+    return HttpResponse(status, orjson.dumps({"error": code, "message": message or default}), JSON, headers)
+
+
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    """A request head h11 refused; ``status`` says why, nothing quotes the request."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(HTTP_ERRORS[status][1])
         self.status = status
+
+    @property
+    def response(self) -> HttpResponse:
+        return error_response(self.status)
 
 
 @attrs.frozen
@@ -47,7 +86,37 @@ class RequestHead:
     def wants_websocket(self) -> bool:
         upgrade = (self.header(b"upgrade") or b"").lower()
         connection = (self.header(b"connection") or b"").lower()
-        return upgrade == b"websocket" and b"upgrade" in connection
+        return self.method == "GET" and upgrade == b"websocket" and b"upgrade" in connection
+
+    @property
+    def head_only(self) -> bool:
+        """A HEAD request: answered like GET, without the body."""
+        return self.method == "HEAD"
+
+    def method_refusal(self) -> HttpResponse | None:
+        """405 for anything but GET and HEAD (the only methods these routes serve)."""
+        if self.method in ("GET", "HEAD"):
+            return None
+        return error_response(405, headers=(("allow", "GET, HEAD"),))
+
+    def upgrade_refusal(self) -> HttpResponse | None:
+        """On a WebSocket path, why this request cannot be upgraded (RFC 6455 §4.2.1), if so."""
+        if not self.wants_websocket:
+            return error_response(426, headers=(("upgrade", "websocket"),))
+        if self.header(b"sec-websocket-version") != b"13":
+            return error_response(426, headers=(("sec-websocket-version", "13"),))
+        if not _valid_websocket_key(self.header(b"sec-websocket-key")):
+            return error_response(400)
+        return None
+
+
+def _valid_websocket_key(value: bytes | None) -> bool:
+    """RFC 6455 §4.1: the key is the base64 of 16 random bytes (24 characters)."""
+    key = (value or b"").strip()
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def new_parser() -> h11.Connection:
@@ -60,19 +129,18 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
     while True:
         try:
             event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = 431 if len(raw) > MAX_HEAD_BYTES else 400
-            raise BadRequest(status, str(exc)) from None
+        except h11.RemoteProtocolError:
+            raise BadRequest(431 if len(raw) > MAX_HEAD_BYTES else 400) from None
         if event is h11.NEED_DATA:
             data = await stream.receive_some(RECEIVE_CHUNK)
             if not data:
-                raise BadRequest(400, "connection closed before the request head")
+                raise BadRequest(400)  # closed before the request head
             raw += data
             parser.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
             if len(raw) > MAX_HEAD_BYTES:  # h11 bounds only heads that arrive incomplete
-                raise BadRequest(431, "request head too large")
+                raise BadRequest(431)
             target = urlsplit(event.target.decode("ascii", "replace"))
             query = {k: v[0] for k, v in parse_qs(target.query, keep_blank_values=True).items()}
             return RequestHead(
@@ -82,27 +150,27 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
                 tuple((bytes(k), bytes(v)) for k, v in event.headers),
                 bytes(raw),
             )
-        raise BadRequest(400, "expected an HTTP request")
+        raise BadRequest(400)  # not an HTTP request
 
 
 async def send_response(
-    stream: trio.abc.SendStream,
-    parser: h11.Connection,
-    status: int,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    extra_headers: tuple[tuple[str, str], ...] = (),
+    stream: trio.abc.SendStream, parser: h11.Connection, response: HttpResponse, *, head_only: bool = False
 ) -> None:
-    """Send a complete response and mark the connection as closing (one request per TCP)."""
+    """Send a complete response and mark the connection as closing (one request per TCP).
+
+    ``head_only`` (a HEAD request): the same status and headers, ``content-length``
+    included, and no body.
+    """
     headers = [
-        ("content-type", content_type),
-        ("content-length", str(len(body))),
+        ("content-type", response.content_type),
+        ("content-length", str(len(response.body))),
         ("connection", "close"),
         ("cache-control", "no-store"),
-        *extra_headers,
+        *response.headers,
     ]
-    reason = HTTPStatus(status).phrase.encode()
-    data = parser.send(h11.Response(status_code=status, headers=headers, reason=reason))
-    data += parser.send(h11.Data(data=body)) or b""
+    reason = HTTPStatus(response.status).phrase.encode()
+    data = parser.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+    if not head_only:
+        data += parser.send(h11.Data(data=response.body)) or b""
     data += parser.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)

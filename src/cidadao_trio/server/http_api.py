@@ -15,10 +15,8 @@ from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..protocol.ids import PATH_ID
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
-from .frontdoor import RequestHead
+from .frontdoor import JSON, HttpResponse, RequestHead, error_response
 
-TEXT = "text/plain; charset=utf-8"
-JSON = "application/json"
 MARKDOWN = "text/markdown; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 CONSOLE = (resources.files("cidadao_trio") / "static" / "console.html").read_bytes()
@@ -27,19 +25,12 @@ INVESTIGATION = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})")
 REPORT = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/report")
 
 
-@attrs.frozen
-class HttpResponse:
-    status: int
-    body: bytes
-    content_type: str = TEXT
-
-
 def _json(status: int, payload: object) -> HttpResponse:
     return HttpResponse(status, orjson.dumps(payload), JSON)
 
 
 def _error(status: int, message: str) -> HttpResponse:
-    return _json(status, {"error": message})
+    return error_response(status, message)
 
 
 @attrs.define
@@ -55,7 +46,7 @@ class HttpApi:
             return HttpResponse(200, b"ok\n")
         if head.path == "/readyz":
             reason = self.not_ready()
-            return HttpResponse(503, f"{reason}\n".encode()) if reason else HttpResponse(200, b"ready\n")
+            return _error(503, f"Não está pronto: {reason}.") if reason else HttpResponse(200, b"ready\n")
         if head.path == "/metrics":
             return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
         if head.path in ("/", "/index.html"):
@@ -66,7 +57,7 @@ class HttpApi:
             return await self._report(head, match["id"])
         if (match := INVESTIGATION.fullmatch(head.path)) is not None:
             return await self._status(head, match["id"])
-        return HttpResponse(404, b"not found\n")
+        return error_response(404)
 
     def _principal(self, head: RequestHead) -> Principal | HttpResponse:
         token = head.query.get("token") or bearer_token(head.headers)
@@ -78,7 +69,11 @@ class HttpApi:
             return _error(401, f"Autenticação recusada: {refused}.")
 
     async def _visible(self, head: RequestHead, investigation_id: str) -> Investigation | HttpResponse:
-        """The record when the caller may see it; else the same 404 for unknown and hidden."""
+        """The record when the caller may see it; else the same 404 for unknown and hidden.
+
+        Both take the same steps (one engine lookup, which always asks the store), so a
+        hidden investigation does not answer measurably faster than a missing one.
+        """
         principal = self._principal(head)
         if isinstance(principal, HttpResponse):
             return principal

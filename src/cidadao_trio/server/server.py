@@ -40,7 +40,7 @@ from ..session.turns import TurnRunner
 from ..session.watch import WatchEndpoint
 from .admission import Admission
 from .connection import Connection, Endpoint
-from .http_api import HttpApi
+from .http_api import HttpApi, HttpResponse
 from .frontdoor import (
     CHAT_PATH,
     INVESTIGATION_PATH,
@@ -221,30 +221,25 @@ class Server:
             library.cancel_scope.cancel()
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
-        """Answer plain HTTP here; return the head of a WebSocket upgrade to accept."""
+        """Answer plain HTTP here; return the head of a WebSocket upgrade to accept.
+
+        Error bodies are JSON and never echo the request (§1); HEAD gets GET's answer
+        without the body.
+        """
         parser = new_parser()
         try:
             head = await read_head(stream, parser)
         except BadRequest as bad:
-            await _respond_quietly(stream, parser, bad.status, f"{bad}\n".encode())
+            await _respond_quietly(stream, parser, bad.response)
             return None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        if head.method != "GET":
-            await _respond_quietly(stream, parser, 405, b"method not allowed\n")
-            return None
-        if CHAT_PATH.fullmatch(head.path) is None and INVESTIGATION_PATH.fullmatch(head.path) is None:
-            response = await self.http.handle(head)
-            await _respond_quietly(stream, parser, response.status, response.body, response.content_type)
-            return None
-        if not head.wants_websocket:
-            await _respond_quietly(
-                stream, parser, 426, b"this path speaks WebSocket: send an Upgrade request\n",
-                extra_headers=(("upgrade", "websocket"),),
-            )
-            return None
-        if not head.header(b"sec-websocket-key") or head.header(b"sec-websocket-version") != b"13":
-            await _respond_quietly(stream, parser, 400, b"bad WebSocket handshake\n")
+        answer = head.method_refusal()
+        if answer is None:
+            websocket_path = CHAT_PATH.fullmatch(head.path) or INVESTIGATION_PATH.fullmatch(head.path)
+            answer = head.upgrade_refusal() if websocket_path else await self.http.handle(head)
+        if answer is not None:
+            await _respond_quietly(stream, parser, answer, head_only=head.head_only)
             return None
         return head
 
@@ -322,15 +317,10 @@ class Server:
 
 
 async def _respond_quietly(
-    stream: trio.abc.Stream,
-    parser: h11.Connection,
-    status: int,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    extra_headers: tuple[tuple[str, str], ...] = (),
+    stream: trio.abc.Stream, parser: h11.Connection, response: HttpResponse, *, head_only: bool = False
 ) -> None:
     try:
-        await send_response(stream, parser, status, body, content_type, extra_headers)
+        await send_response(stream, parser, response, head_only=head_only)
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         pass
 

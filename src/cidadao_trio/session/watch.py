@@ -23,6 +23,7 @@ class WatchEndpoint:
         return investigation_stream(self.investigation_id)
 
     _access: Visibility | None = None
+    _prepared: bool = False  # looked up once, found or not: a missing one is not asked twice
 
     def permits(self, principal: Principal) -> bool:
         access = self._access
@@ -30,9 +31,10 @@ class WatchEndpoint:
 
     async def prepare(self) -> None:
         self._access = await self.hub.lookup(self.investigation_id)
+        self._prepared = True
 
     async def open(self, client: Client) -> None:
-        if self._access is None:
+        if not self._prepared:
             await self.prepare()
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "not found", ErrorCode.NOT_FOUND)
