@@ -242,3 +242,46 @@ async def test_streamed_reply_wraps_any_async_iterator() -> None:
     reply = StreamedReply(gen(), suggested_actions=["x"], investigation_id="INV-1")
     assert await collect(reply) == ["a", "b"]
     assert (reply.suggested_actions, reply.investigation_id) == (["x"], "INV-1")
+
+
+# --------------------------------------------------------------------------- issue 11 item 19
+
+
+def test_asked_if_the_data_is_real_on_the_sample_drummond_says_no() -> None:
+    from cidadao_trio.agents.drummond import compose_answer
+
+    for question in ("Os dados são reais?", "De onde vêm os dados?", "isso é uma amostra?"):
+        intent, answer = compose_answer(question, "sample")
+        assert intent.name == "data_source"
+        assert "amostra sintética" in answer and "não são dados reais" in answer
+
+
+def test_on_a_real_file_drummond_names_the_portal() -> None:
+    from cidadao_trio.agents.drummond import compose_answer
+
+    _, answer = compose_answer("Os dados são reais?", "file")
+    assert "Portal da Transparência" in answer and "sintética" not in answer
+
+
+def test_the_router_wires_drummond_to_the_engine_origin() -> None:
+    import attrs
+
+    from cidadao_trio.agents.drummond import Drummond
+    from cidadao_trio.agents.router import AgentRouter
+
+    @attrs.define
+    class FakeEngine:
+        data_origin: str = "sample"
+
+    @attrs.define
+    class FakeAnita:
+        engine: FakeEngine
+        agent_id: str = "anita"
+        agent_name: str = "Anita"
+
+    drummond = Drummond()
+    engine = FakeEngine()
+    AgentRouter(converse=drummond, analyze=FakeAnita(engine))  # type: ignore[arg-type]
+    assert drummond.data_origin is not None and drummond.data_origin() == "sample"
+    engine.data_origin = "file"
+    assert drummond.data_origin() == "file"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
@@ -113,7 +113,8 @@ _INTENTS: tuple[Intent, ...] = (
     _intent(
         "data_source",
         [r"\bfontes?\b", r"\bde onde\b", r"\bportal da transparencia\b", r"\bdados\b",
-         r"\borigem\b"],
+         r"\borigem\b", r"\breais\b", r"\bverdadeir", r"\bsintetic", r"\bamostra\b",
+         r"\bficticio"],
         "Os dados vêm do Portal da Transparência do Governo Federal, mantido pela "
         "Controladoria-Geral da União (CGU). São informações públicas sobre contratos, "
         "licitações, convênios e despesas. O Cidadão.AI organiza e analisa esses dados "
@@ -176,9 +177,37 @@ def match_intent(message: str) -> Intent:
     return next((i for i in _INTENTS if i.matches(normalized)), FALLBACK)
 
 
-def compose_answer(message: str) -> tuple[Intent, str]:
-    """The intent and the full answer text; greetings echo the time of day the user used."""
+SAMPLE_ANSWER = (
+    "Não. Agora o servidor está usando a amostra sintética embutida, gerada para "
+    "demonstração: os contratos, fornecedores e valores não são dados reais do Portal da "
+    "Transparência, e as anomalias foram plantadas para testar os detectores. Para analisar "
+    "dados reais, quem opera o servidor precisa iniciá-lo com um arquivo baixado do Portal "
+    "da Transparência (opção --dataset)."
+)
+FILE_ANSWER = (
+    "Os dados vêm de um arquivo do Portal da Transparência do Governo Federal, mantido pela "
+    "Controladoria-Geral da União (CGU), carregado por quem opera este servidor. São "
+    "informações públicas sobre contratos; as anomalias apontadas são sinais para "
+    "verificação, não provas."
+)
+_UNKNOWN_ORIGIN = (
+    "O Cidadão.AI trabalha com informações públicas de contratos no formato do Portal da "
+    "Transparência do Governo Federal (CGU). Quem opera este servidor escolhe o arquivo; "
+    "sem um arquivo, ele usa uma amostra sintética de demonstração."
+)
+
+
+def compose_answer(message: str, data_origin: str | None = None) -> tuple[Intent, str]:
+    """The intent and the full answer text; greetings echo the time of day the user used.
+
+    Questions about the data say plainly what the server runs on: the bundled synthetic
+    sample is never presented as Portal da Transparência data (``data_origin``: "sample",
+    "file", or None/"memory" when unknown).
+    """
     intent = match_intent(message)
+    if intent.name == "data_source":
+        answer = {"sample": SAMPLE_ANSWER, "file": FILE_ANSWER}.get(data_origin or "", _UNKNOWN_ORIGIN)
+        return intent, answer
     if intent.name != "greeting":
         return intent, intent.answer
     normalized = normalize(message)
@@ -194,11 +223,14 @@ class Drummond:
     """
 
     chunk_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    # Where the server's contracts came from; the router wires it to the engine.
+    data_origin: Callable[[], str] | None = None
     agent_id: str = attrs.field(default="drummond", init=False)
     agent_name: str = attrs.field(default="Carlos Drummond de Andrade", init=False)
 
     def reply(self, request: AgentRequest) -> StreamedReply:
-        intent, answer = compose_answer(request.message)
+        origin = self.data_origin() if self.data_origin is not None else None
+        intent, answer = compose_answer(request.message, origin)
         return StreamedReply(
             chunks=self._stream(split_chunks(answer)),
             suggested_actions=list(intent.suggested_actions),

@@ -119,7 +119,11 @@ class Anita:
     async def _compose(self, filters: Filters) -> str:
         if not self.engine.ready.is_set():
             return "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
-        return await self.engine.compute(answer_question, filters, self.engine.dataset)
+        answer = await self.engine.compute(answer_question, filters, self.engine.dataset)
+        if getattr(self.engine, "data_origin", "") == "sample":
+            answer = ("Atenção: estes números vêm da amostra sintética de demonstração, não de "
+                      "dados reais do Portal da Transparência. " + answer)
+        return answer
 
 
 @attrs.define
