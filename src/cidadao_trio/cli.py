@@ -200,7 +200,7 @@ def mint(args: argparse.Namespace) -> int:
 
     settings = config.from_environ(jwt_secret=args.jwt_secret)
     if not settings.jwt_secret:
-        print("cidadao-trio token: set --jwt-secret or CIDADAO_JWT_SECRET", file=sys.stderr)
+        tell("cidadao-trio token: set --jwt-secret or CIDADAO_JWT_SECRET")
         return 2
     try:
         token = mint_token(
@@ -213,7 +213,7 @@ def mint(args: argparse.Namespace) -> int:
             issuer=settings.jwt_issuer,
         )
     except ValueError as bad:  # a secret under 32 bytes
-        print(f"cidadao-trio token: {bad}", file=sys.stderr)
+        tell(f"cidadao-trio token: {bad}")
         return 2
     print(token)
     return 0
@@ -288,17 +288,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_serve(args)
 
 
+def tell(line: str) -> None:
+    """One line on stderr in one write: a worker thread still logging cannot split it."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Exit 2 for settings that cannot work, 1 for a start-up that failed, 0 after a signal."""
     overrides = {f.name: getattr(args, f.name) for f in config.fields()}
     try:
         settings = config.from_environ(config_file=args.config, **overrides)
     except (OSError, ValueError, TypeError) as bad:
-        print(f"cidadao-trio serve: {bad}", file=sys.stderr)
+        tell(f"cidadao-trio serve: {bad}")
         return 2
     problem = preflight.usage_problem(settings)
     if problem is not None:
-        print(f"cidadao-trio serve: {problem}", file=sys.stderr)
+        tell(f"cidadao-trio serve: {problem}")
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
@@ -309,7 +315,7 @@ def run_serve(args: argparse.Namespace) -> int:
         line = preflight.runtime_problem(failure, settings)
         if line is None:
             raise  # a bug: its traceback is what a report needs
-        print(f"cidadao-trio serve: {line}", file=sys.stderr)
+        tell(f"cidadao-trio serve: {line}")
         return 1
     return 0
 
