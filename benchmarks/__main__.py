@@ -1,6 +1,6 @@
 """``python -m benchmarks SCENARIO [options]``: the real-time benchmark suite (issue 6).
 
-Scenarios: connections, fanout, chat, mixed, profile, and ``all`` (every one of them with
+Scenarios: connections, fanout, chat, mixed, profile, soak (issue 21; not part of ``all``), and ``all`` (every one of them with
 modest defaults, < 10 minutes on 2 cores). Each writes ``benchmarks/results/<name>.json``
 (summary), ``<name>-raw.json`` (every run) and ``<name>.md``, and prints the table.
 Run with the bench venv (``make bench`` creates it): ``benchmarks/.venv-bench/bin/python``.
@@ -94,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cprofile", dest="cprofile", action="store_false", help="py-spy only")
     p.add_argument("--connections-traced", type=int, default=2000,
                    help="idle connections opened under tracemalloc (0: skip the memory profile)")
+
+    p = sub.add_parser("soak", help="minutes of mixed load on one SQLite server: RSS, fds, CPU, store, latency, every id")
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--idle", type=int, default=200, help="idle chat sessions")
+    p.add_argument("--chatters", type=int, default=10, help="sessions sending a chat turn every --chat-every s")
+    p.add_argument("--chat-every", type=float, default=3.0)
+    p.add_argument("--reconnectors", type=int, default=40, help="sessions that drop and resume with last_id")
+    p.add_argument("--reconnects-per-s", type=float, default=5.0)
+    p.add_argument("--followers", type=int, default=40, help="idle sessions subscribing to every investigation")
+    p.add_argument("--watchers", type=int, default=20, help="investigation connections per investigation")
+    p.add_argument("--investigation-every", type=float, default=30.0)
+    p.add_argument("--slow", type=int, default=3, help="connections that never read")
+    p.add_argument("--settle", type=float, default=60.0, help="seconds of RSS samples after every client left")
+    p.add_argument("--flags", type=shlex.split, default=[], help='extra `serve` flags, e.g. "--history-memory-bytes 8000000"')
 
     p = sub.add_parser("all", help="every scenario with modest defaults (< 10 min on 2 cores)")
     p.add_argument("--repeats", type=int, default=3)

@@ -21,6 +21,7 @@ from typing import Any
 
 from .events import INVESTIGATION_ID
 from .runner import BENCH, KINDS, CpuMeter, LoadGen, ServerProcess, wait_machine_quiet, wait_quiet
+from .soak import soak
 
 INVESTIGATION_PATH = f"/api/v1/ws/investigations/{INVESTIGATION_ID}"
 #: Subscribers use the load generator's raw-socket client: `ws` costs enough per message to cap
@@ -690,4 +691,5 @@ SCENARIOS: dict[str, Callable[..., tuple[Rows, Rows, str]]] = {
     "chat": chat,
     "mixed": mixed,
     "profile": profile,
+    "soak": soak,
 }

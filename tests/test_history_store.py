@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from cidadao_trio.broker.base import Delivery
 from cidadao_trio.broker.memory import MemoryBroker
@@ -187,3 +188,21 @@ def test_a_store_from_before_references_is_migrated(tmp_path: Path) -> None:
     [message] = store.load_messages("session:s1", 0, 10, 10)
     assert (message.offset, message.text, message.ref) == (1, '{"id":"ab-1"}', None)
     store.close()
+
+
+async def test_streams_nobody_attaches_to_leave_memory(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    async with running(tmp_path / "s.sqlite3", clock=trio.current_time) as broker:
+        watched = ListSink()
+        await broker.attach("session:watched", watched, None)
+        published = {}
+        for key in ("session:watched", "session:a", "session:b"):
+            published[key] = [await broker.publish(key, "chat", {"content": f"{CONTENT}{n}"}) for n in range(20)]
+        await broker.flush()
+        held = broker.held_bytes
+        await trio.sleep(200)  # a, b idle for longer than IDLE_STREAM_SECONDS
+        assert 0 < broker.held_bytes <= held / 3 + 1  # only the watched stream's history is left
+        sink = ListSink()
+        epoch = published["session:a"][0].id.split("-")[0]
+        await broker.attach("session:a", sink, cursor(f"{epoch}-0"))  # reloaded from the store
+        assert sink.ids == [d.id for d in published["session:a"]]
+        assert [d.text for d in sink.got] == [d.text for d in published["session:a"]]

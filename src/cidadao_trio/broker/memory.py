@@ -64,6 +64,7 @@ WRITE_SLOT_TIMEOUT = 5.0  # seconds a publisher waits for the store before UNAVA
 STORE_RETRY = 1.0  # seconds between attempts to write to a failing store
 RETRY_AFTER = 5.0  # what a client is told to wait while the store fails
 IDLE_STREAMS_CACHED = 1024  # streams without sinks kept in memory (durable stores only)
+IDLE_STREAM_SECONDS = 60.0  # a stream without sinks this long leaves memory (durable stores only)
 READ_PAGE = 500  # messages per store read
 ENTRY_COST = 128  # bytes an entry costs beyond its frame (object, float, deque slot), measured
 MEMORY_BYTES = 64 * 1024 * 1024
@@ -183,7 +184,7 @@ class MemoryBroker:
         self._clock = clock
         self._observe_write = observe_write
         self._streams: dict[str, _Stream] = {}
-        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._idle: OrderedDict[str, float] = OrderedDict()  # streams without sinks -> since when
         self._recent: OrderedDict[str, None] = OrderedDict()  # streams holding history, LRU first
         self.held_bytes = 0  # history in memory, as charged to the budget
         self._loading: dict[str, trio.Event] = {}
@@ -201,7 +202,38 @@ class MemoryBroker:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: commit queued publishes in windows, then fan them out in order."""
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            if self.store.durable:
+                nursery.start_soon(self._sweep)
+            task_status.started()
+            await self._write()
+            nursery.cancel_scope.cancel()
+
+    async def _sweep(self) -> None:
+        """Let streams nobody has attached to for ``IDLE_STREAM_SECONDS`` leave memory:
+        after clients leave, their history is in the store and memory goes back."""
+        while True:
+            await trio.sleep(IDLE_STREAM_SECONDS / 2)
+            since = self._clock() - IDLE_STREAM_SECONDS
+            for key, idle_since in list(self._idle.items()):
+                if idle_since > since:
+                    break
+                stream = self._streams.get(key)
+                if stream is None:
+                    del self._idle[key]
+                elif self._evictable(stream):
+                    del self._idle[key]
+                    self._forget(stream)
+
+    def _evictable(self, stream: _Stream) -> bool:
+        return not stream.sinks and not self._pinned[stream.key] and stream.committed == stream.last_offset
+
+    def _forget(self, stream: _Stream) -> None:
+        del self._streams[stream.key]
+        self.held_bytes -= stream.cost
+        self._recent.pop(stream.key, None)
+
+    async def _write(self) -> None:
         async with self._receive:
             async for first in self._receive:
                 window = [first]
@@ -331,21 +363,14 @@ class MemoryBroker:
             self._recent.move_to_end(stream.key)
         if stream.sinks:
             return
-        self._idle[stream.key] = None
+        self._idle[stream.key] = self._clock()
         if not self.store.durable:
             return
         while len(self._idle) > IDLE_STREAMS_CACHED:
             key, _ = self._idle.popitem(last=False)
             candidate = self._streams.get(key)
-            if (
-                candidate is not None
-                and not candidate.sinks
-                and not self._pinned[key]
-                and candidate.committed == candidate.last_offset
-            ):
-                del self._streams[key]
-                self.held_bytes -= candidate.cost
-                self._recent.pop(key, None)
+            if candidate is not None and self._evictable(candidate):
+                self._forget(candidate)
 
     def _fit(self) -> None:
         """Give up the least recently used committed history until memory is within budget."""
