@@ -67,14 +67,15 @@ class TurnRunner:
     nursery: trio.Nursery
     node: str = ""  # turns begun here; several nodes share a Redis store
     shared_store: bool = False
+    _begun: set[str] = attrs.field(factory=set, init=False)  # turn keys this process runs
 
     async def end_interrupted(self) -> int:
         """End, as failed, every turn a crash or restart of this node cut (§7)."""
         ended = 0
         for session_id, turn_key, raw in await self.broker.query(self.broker.store.load_open_turns):
             record = json.loads(raw)
-            if self.shared_store and record.get("node") != self.node:
-                continue  # another live node is answering it
+            if turn_key in self._begun or (self.shared_store and record.get("node") != self.node):
+                continue  # live: this process (begun while the store was down) or another node
             data = {
                 "status": "failed",
                 "agent_id": record["agent_id"],
@@ -130,6 +131,7 @@ class TurnRunner:
         )
         agent = self.agents.route(request)
         turn_key = secrets.token_hex(8)
+        self._begun.add(turn_key)
         begun = {"node": self.node, "reply_to": turn.reply_to, "agent_id": agent.agent_id, "agent_name": agent.agent_name}
         await self.broker.record(SaveTurn(queue.session_id, turn_key, json.dumps(begun)))
         await self._typing(stream, agent, True)
@@ -167,6 +169,7 @@ class TurnRunner:
         with trio.CancelScope(shield=True):
             await self._complete(queue.session_id, turn, agent, status, "".join(parts), suggested, investigation)
             await self.broker.record(SaveTurn(queue.session_id, turn_key, None))
+            self._begun.discard(turn_key)
             if investigation is not None:
                 await follow(self.broker, queue.session_id, investigation)
             await self._typing(stream, agent, False)
