@@ -177,6 +177,9 @@ async def test_chat_starts_investigation_and_report_is_served(autojump_clock: tr
         assert status == 200 and json.loads(body)["status"] == "completed"
         status, body = await http_get(server, url.replace("markdown", "json"))
         assert status == 200 and json.loads(body)["summary"]["anomalies_found"] == 2
+        status, page = await http_get(server, url.replace("markdown", "html"))
+        assert status == 200 and page.startswith(b"<!doctype html>")
+        assert b"<h2>Anomalias</h2>" in page and investigation_id.encode() in page
         await send(ws, "chat", {"message": f"Qual o status da investigação {investigation_id}?"})
         turn = await receive_until(ws, lambda m: m["type"] == "chat_complete")
         assert turn[-1]["data"]["agent_id"] == "abaporu" and "100%" in turn[-1]["data"]["content"]

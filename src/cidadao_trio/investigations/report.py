@@ -124,6 +124,14 @@ class Report:
             "data_origin": self.data_origin,
         }
 
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> Report:
+        """The report back from :meth:`as_json` (the store keeps that, not the object)."""
+        fields = {a.name for a in attrs.fields(cls)}
+        values = {k: v for k, v in stored.items() if k in fields}
+        values["anomalies"] = tuple(values.get("anomalies", ()))
+        return cls(**values)
+
     def as_markdown(self) -> str:
         """One document: title, identification line, then each section under its heading."""
         lines = [

@@ -11,6 +11,7 @@ import orjson
 
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
 from ..investigations.engine import Investigation, InvestigationEngine
+from ..investigations.report import Report, render_html
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..protocol.ids import PATH_ID
 from ..metrics import Metrics
@@ -96,12 +97,15 @@ class HttpApi:
             return record
         assert self.engine is not None
         form = head.query.get("format", "markdown")
-        if form not in ("markdown", "json"):
-            return _error(400, "Formato inválido: use format=markdown ou format=json.")
+        if form not in ("markdown", "json", "html"):
+            return _error(400, "Formato inválido: use format=markdown, format=json ou format=html.")
         stored = await self.engine.report(investigation_id)
         if stored is None:
             return _error(404, "O relatório ainda não está pronto.")
         as_json, as_markdown = stored
         if form == "json":
             return HttpResponse(200, as_json.encode(), JSON)
+        if form == "html":
+            page = render_html(Report.from_json(orjson.loads(as_json)))
+            return HttpResponse(200, page.encode(), HTML)
         return HttpResponse(200, as_markdown.encode(), MARKDOWN)
