@@ -55,3 +55,29 @@ async def test_resume_replays_every_progress_message_to_a_slow_reader(
         assert replayed == ids[44:]
         offsets = [offset(i) for i in replayed]
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))  # contiguous
+
+
+async def test_history_copied_on_subscribe_is_never_coalesced(autojump_clock: trio.testing.MockClock) -> None:
+    """Subscribing copies the investigation's history into the session stream: that copy
+    is a replay (§5), so it carries no coalesce key; live progress after it still may."""
+    async with running_server() as server:
+        register_investigation(server, "INV-2")
+        await publish_progress(server, "INV-2", 5)
+        sink = ListSink()
+        await server.broker.attach("session:s1", sink, None, from_oldest=True)
+        copied = await server.broker.link("investigation:INV-2", "session:s1")
+        assert copied == 5
+        await server.broker.flush()
+        assert len(sink.deliveries) == 5
+        assert all(d.coalesce_key is None for d in sink.deliveries)
+        await publish_progress(server, "INV-2", 1)
+        await server.broker.flush()
+        assert sink.deliveries[-1].coalesce_key is not None
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.deliveries: list = []
+
+    def offer(self, delivery: object) -> None:
+        self.deliveries.append(delivery)

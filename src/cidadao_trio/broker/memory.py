@@ -611,8 +611,9 @@ class MemoryBroker:
             copy = self._copy_of(origin, offset, stored)
             if copy is None:
                 continue
-            ref_source, ref_offset, own, type, text, key = copy
-            delivery, copy_ops = self._append_copy(follower, ref_source, ref_offset, own, type, text, key, None)
+            ref_source, ref_offset, own, type, text, _ = copy
+            # History copied on subscribe is a replay: never coalesced (§5), so no key.
+            delivery, copy_ops = self._append_copy(follower, ref_source, ref_offset, own, type, text, None, None)
             offers.append((follower, delivery))
             ops.extend(copy_ops)
         origin.links.add(target)
