@@ -367,19 +367,23 @@ class _Gen:
             self.plant("spending_spike", ids)
 
     def plant_concentration(self, count: int) -> None:
-        """Small ministries (the last ones) where one supplier takes most of the money."""
+        """Small ministries (the last ones) where one supplier takes most of the money, through
+    contracts of one pregão (without a common licitação, twelve contracts with the same
+    text, supplier and UG days apart would rightly read as duplicates)."""
         rng = self.rng
         ministries = sorted({(u[4], u[2]) for u in self.ugs})[:count]
         for _, code in ministries:
             ugs = [u for u in self.ugs if u[2] == code]
             total = self.monthly_value(code) * 12 * YEARS
             sup = self.supplier(rng.randrange(len(self.suppliers)))
+            bidding = f"{rng.randrange(300, 400):05d}/{START_YEAR}"  # the pregão it won
             ids = []
             for _ in range(12):
                 value = round(total * 2.0 / 12 * rng.uniform(0.8, 1.2), 2)
                 ids.append(self.add(rng.choice(ugs), self.day(),
                                     "Contratação de serviços de tecnologia da informação e sustentação de sistemas",
-                                    value, PREGAO, supplier=sup, final=value, months=12))  # fmt: skip
+                                    value, PREGAO, supplier=sup, final=value, months=12,
+                                    bidding=bidding))  # fmt: skip
             self.plant("supplier_concentration", ids)
 
     def monthly_value(self, ministry_code: str) -> float:

@@ -290,6 +290,60 @@ def test_spending_spike_needs_a_history() -> None:
     assert detect_spending_spike([*data, spike]) == []
 
 
+def test_spending_spike_one_body_whatever_the_spelling_of_its_name() -> None:
+    """The portal prints "MINISTÉRIO DA SAÚDE" beside "Ministério da Saúde": one history."""
+    data = months_of(SAUDE, 100_000)
+    spike = [contract(agency=SAUDE.upper(), value=150_000, signed_on=dt.date(2024, 5, 10 + i),
+                      modality="Dispensa de Licitação") for i in range(4)]  # fmt: skip
+    a = only(detect_spending_spike([*data, *spike]))
+    assert a.details["month"] == "2024-05"
+    assert SAUDE in a.description and SAUDE.upper() not in a.description
+
+
+def test_spending_spike_joins_names_of_one_siafi_code() -> None:
+    data = [attrs_evolve(c, agency_code="36000") for c in months_of(SAUDE, 100_000)]
+    spike = [attrs_evolve(contract(agency="MS", value=150_000, signed_on=dt.date(2024, 5, 10 + i),
+                                   modality="Dispensa de Licitação"), agency_code="36000")
+             for i in range(4)]  # fmt: skip
+    assert only(detect_spending_spike([*data, *spike])).details["month"] == "2024-05"
+
+
+def test_spending_spike_ignores_several_large_competitive_contracts() -> None:
+    """Two concorrências for buildings in one month are planned and public, not a surge."""
+    data = months_of(SAUDE, 100_000)
+    works = [contract(agency=SAUDE, value=600_000, signed_on=dt.date(2024, 6, 20 + i),
+                      modality="Concorrência", legal_basis="Lei 14.133/2021, Art. 28, II")
+             for i in range(2)]  # fmt: skip
+    assert detect_spending_spike([*data, *works]) == []
+
+
+def test_spending_spike_a_month_of_ordinary_pregoes_is_not_a_spike() -> None:
+    """Many mid-size pregões (each below half a normal month) add up to 4x: still competed."""
+    data = months_of(SAUDE, 100_000)
+    pregoes = [contract(agency=SAUDE, value=40_000, signed_on=dt.date(2024, 6, 1 + i),
+                        modality="Pregão Eletrônico", legal_basis="Lei 14.133/2021, Art. 28, I")
+               for i in range(8)]  # fmt: skip
+    assert detect_spending_spike([*data, *pregoes]) == []
+    # The same money by inexigibilidade is a spike.
+    direct = [attrs_evolve(c, modality="Inexigibilidade de Licitação",
+                           legal_basis="Lei 14.133/2021, Art. 74, I") for c in pregoes]  # fmt: skip
+    assert only(detect_spending_spike([*data, *direct])).details["month"] == "2024-06"
+
+
+def test_spending_spike_quiet_months_of_a_small_body_do_not_hide_a_spike() -> None:
+    """A small ministry alternates busy and almost empty months; its busy months set the
+    spread, so R$ 1 mi of direct contracting in one month still stands out, and its
+    ordinary busy months do not."""
+    data = []
+    for k in range(24):
+        value = (100_000, 5_000, 120_000, 3_000)[k % 4]
+        data.append(contract(agency=SAUDE, value=value, signed_on=dt.date(2024 + k // 12, 1 + k % 12, 5)))
+    spike = contract(agency=SAUDE, value=1_000_000, signed_on=dt.date(2024, 7, 15),
+                     modality="Inexigibilidade de Licitação")
+    assert detect_spending_spike(data) == []
+    assert only(detect_spending_spike([*data, spike])).details["month"] == "2024-07"
+
+
 # ------------------------------------------------------------------------ 4. duplicates
 
 VIG = "Contratação de serviços de vigilância patrimonial armada para a sede regional {x}"
@@ -334,6 +388,26 @@ def test_duplicate_upper_case_accentless_text_and_name_variants_still_match() ->
     pair = dup_pair(object=VIG.replace("{x}", "Norte").upper().replace("Ç", "C").replace("Â", "A"),
                     supplier="VIGIA LTDA ME", supplier_cnpj=cnpj(777, 2))
     assert len(detect_duplicate_contracts(pair)) == 1
+
+
+def test_duplicate_one_ug_whatever_the_spelling_of_its_ministry() -> None:
+    pair = dup_pair(agency=SAUDE.upper())
+    assert len(detect_duplicate_contracts(pair)) == 1
+
+
+def test_duplicate_other_quantity_or_lot_is_another_purchase() -> None:
+    """Two small purchases of paper (809 and 763 resmas) or two lots of one service from one
+    supplier are not one thing bought twice (the first may be splitting, not duplication)."""
+    paper = "Aquisição de {q} resmas de papel sulfite A4 75 g/m2"
+    pair = dup_pair(object=paper.format(q=763), gap=0.05)
+    pair[0] = attrs_evolve(pair[0], object=paper.format(q=809))
+    assert detect_duplicate_contracts(pair) == []
+    lots = dup_pair(object=VIG.replace("{x}", "Norte, lote 2"))
+    lots[0] = attrs_evolve(lots[0], object=VIG.replace("{x}", "Norte, lote 1"))
+    assert detect_duplicate_contracts(lots) == []
+    same = dup_pair(object=paper.format(q=809))
+    same[0] = attrs_evolve(same[0], object=paper.format(q=809))
+    assert len(detect_duplicate_contracts(same)) == 1
 
 
 # ------------------------------------------------------------------------ 5. splitting
@@ -459,3 +533,19 @@ def test_every_anomaly_is_complete_serializable_and_says_it_is_a_signal() -> Non
         assert {"contract_id", "expected_value", "actual_value", "supplier", "agency"} <= set(a.details)
         assert "não prova" in a.description
         orjson.dumps(a.details)
+
+
+# ------------------------------------------------------------------------ bodies
+
+
+def test_agency_key_ignores_case_and_accents_and_prefers_the_siafi_code() -> None:
+    a, b = contract(agency="MINISTERIO DA SAUDE"), contract(agency=SAUDE)
+    assert d.agency_key(a) == d.agency_key(b)
+    assert d.agency_key(attrs_evolve(a, agency_code="36000")) == "36000"
+    assert d.agency_label([a, b, contract(agency=SAUDE.upper())]) == SAUDE
+
+
+def test_buyer_key_is_the_ug_code_not_the_spelling_of_its_ministry() -> None:
+    a = contract(agency=SAUDE, ug="250005")
+    assert d.buyer_key(a) == d.buyer_key(attrs_evolve(a, agency=SAUDE.upper()))
+    assert d.buyer_key(a) != d.buyer_key(attrs_evolve(a, ug="250006"))

@@ -37,7 +37,7 @@ import math
 import re
 import statistics
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
@@ -191,9 +191,23 @@ def _valid_cnpj(cnpj: str) -> bool:
     return is_valid_cnpj(cnpj)
 
 
+def agency_key(contract: Contract) -> str:
+    """The órgão superior: its SIAFI code when known, else its normalized name, so that
+    "MINISTÉRIO DA SAÚDE" and "Ministério da Saúde" (the portal prints both) are one body."""
+    return contract.agency_code or normalize_text(contract.agency)
+
+
+def agency_label(group: Sequence[Contract]) -> str:
+    """How to name a body in a message: its most common spelling, preferring the one that
+    is not all upper case ("Ministério da Saúde" over "MINISTÉRIO DA SAÚDE")."""
+    counts = Counter(c.agency for c in group)
+    return max(counts, key=lambda name: (not name.isupper(), counts[name], name))
+
+
 def buyer_key(contract: Contract) -> str:
-    """Who bought: the management unit (UG) when known, else the agency."""
-    return f"{contract.agency}|UG {contract.ug}" if contract.ug else contract.agency
+    """Who bought: the management unit (a UG code is unique in SIAFI) when known, else the
+    agency; never the spelling of a name."""
+    return f"UG {contract.ug}" if contract.ug else agency_key(contract)
 
 
 def _buyer_label(contract: Contract) -> str:
@@ -359,11 +373,12 @@ def detect_supplier_concentration(
     """
     by_agency: dict[str, list[Contract]] = defaultdict(list)
     for c in contracts:
-        by_agency[c.agency].append(c)
+        by_agency[agency_key(c)].append(c)
 
     found: list[Anomaly] = []
-    for agency in sorted(by_agency):
-        group = by_agency[agency]
+    for key_of_agency in sorted(by_agency):
+        group = by_agency[key_of_agency]
+        agency = agency_label(group)
         total = sum(_value(c) for c in group)
         if len(group) < min_contracts or total <= 0:
             continue
@@ -435,7 +450,8 @@ def _seasonal_factors(
     monthly: dict[str, dict[tuple[int, int], float]], min_samples: int
 ) -> dict[int, float]:
     """Each calendar month's usual weight, pooled over every agency-year: the median of
-    (month total / that agency's median month). Never below 1 for Nov/Dec's prior."""
+    (month total / that agency's median month), never below the prior (1 for an ordinary
+    month): a learned "quiet August" from a few years' noise would only invent spikes."""
     ratios: dict[int, list[float]] = defaultdict(list)
     for months in monthly.values():
         if len(months) < 6:
@@ -449,10 +465,24 @@ def _seasonal_factors(
     for m in range(1, 13):
         prior = _SEASON_PRIOR.get(m, 1.0)
         if len(ratios[m]) >= min_samples:
-            factors[m] = max(prior if m in _SEASON_PRIOR else 0.5, statistics.median(ratios[m]))
+            factors[m] = max(prior, statistics.median(ratios[m]))
         else:
             factors[m] = prior
     return factors
+
+
+def _counted_contracts(
+    by_month: dict[tuple[int, int], list[Contract]], large_competitive: float
+) -> dict[tuple[int, int], list[Contract]]:
+    """Each month's contracts without the large competed ones: a pregão or concorrência
+    worth more than ``large_competitive`` of the body's median month is planned and public
+    (a building, a scanner, a ministry's IT contract), not a surge of spending."""
+    totals = [sum(c.initial_value for c in cs) for cs in by_month.values()]
+    cap = large_competitive * statistics.median(totals)
+    return {
+        m: [c for c in cs if not (_competitive(c) and c.initial_value > cap)]
+        for m, cs in by_month.items()
+    }
 
 
 def detect_spending_spike(
@@ -463,24 +493,32 @@ def detect_spending_spike(
     min_months: int = 8,
     min_scale: float = 0.25,
     pooled_samples: int = 8,
+    large_competitive: float = 0.5,
+    min_direct_share: float = 0.5,
 ) -> list[Anomaly]:
     """A month in which an agency signed far more than its seasonal baseline.
 
     The baseline is the agency's median month times the calendar month's seasonal factor,
     learned from every agency (December is busy everywhere) or, without enough history, a
-    prior (Dec 2,5×, Nov 1,3×). One large competitive contract (pregão, concorrência) does
-    not make a spike: the largest one is set aside before comparing. The month must be
+    prior (Dec 2,5×, Nov 1,3×). Large competitive contracts (pregão, concorrência) do not
+    make a spike: a publicly competed purchase worth more than ``large_competitive`` of the
+    agency's median month is a planned big-ticket item (a building, a scanner, a ministry's
+    IT contract), so those are set aside, in every month and in the seasonal factors;
+    direct contracting (dispensa, inexigibilidade) always counts. The month must be
     ``min_ratio`` times its baseline and ``robust_z`` robust deviations above it on the log
-    scale (the agency's own month-to-month spread, floored at ``min_scale``).
+    scale (the spread of the agency's busier-than-median months, floored at ``min_scale``),
+    and direct contracting must make up at least ``min_direct_share`` of the excess: a month
+    of several ordinary pregões is a planning matter, published and competed, not a signal.
     """
     months: dict[str, dict[tuple[int, int], list[Contract]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for c in contracts:
-        months[c.agency][(c.signed_on.year, c.signed_on.month)].append(c)
+        months[agency_key(c)][(c.signed_on.year, c.signed_on.month)].append(c)
+    counted = {a: _counted_contracts(by_month, large_competitive) for a, by_month in months.items()}
     monthly = {
         a: {m: sum(c.initial_value for c in cs) for m, cs in by_month.items()}
-        for a, by_month in months.items()
+        for a, by_month in counted.items()
     }
     season = _seasonal_factors(monthly, pooled_samples)
 
@@ -489,30 +527,33 @@ def detect_spending_spike(
         by_month = months[agency]
         if len(by_month) < min_months:
             continue
-        adjusted = {}
-        for m, cs in by_month.items():
-            total = monthly[agency][m]
-            competitive = [c.initial_value for c in cs if _competitive(c)]
-            largest = max(competitive, default=0.0)
-            adjusted[m] = max(total - largest, 0.0) if len(cs) > 1 else total
+        adjusted = monthly[agency]
         deseason = {m: v / season[m[1]] for m, v in adjusted.items()}
         base = statistics.median(deseason.values())
         if base <= 0:
             continue
         logs = {m: math.log(max(v, base * 1e-3) / base) for m, v in deseason.items()}
-        _, mad = _median_mad(list(logs.values()))
-        scale = max(1.4826 * mad, min_scale)
+        # The spread of the busy side only: quiet months of a small body (one R$ 5 mil
+        # purchase) say nothing about how high its ordinary busy months go.
+        upper = [x for x in logs.values() if x > 0]
+        scale = max(1.4826 * statistics.median(upper) if upper else 0.0, min_scale)
         for month in sorted(by_month):
             ratio = deseason[month] / base
             z = logs[month] / scale
-            if ratio >= min_ratio and z >= robust_z:
-                expected = base * season[month[1]]
-                found.append(
-                    _spike_anomaly(
-                        by_month[month], agency, month, monthly[agency][month],
-                        adjusted[month], expected, ratio, z, len(by_month),
-                    )
+            if ratio < min_ratio or z < robust_z:
+                continue
+            expected = base * season[month[1]]
+            direct = sum(c.initial_value for c in counted[agency][month] if not _competitive(c))
+            if direct < min_direct_share * (adjusted[month] - expected):
+                continue  # a month of several ordinary pregões: planned and public
+            value = sum(c.initial_value for c in by_month[month])
+            label = agency_label([c for cs in by_month.values() for c in cs])
+            found.append(
+                _spike_anomaly(
+                    counted[agency][month], label, month, value,
+                    adjusted[month], expected, ratio, z, len(by_month),
                 )
+            )
     return _sorted(found)
 
 
@@ -584,8 +625,9 @@ def detect_duplicate_contracts(
     same supplier (CNPJ root), be signed within ``max_days`` of each other, have values
     within ``max_value_gap`` and objects sharing at least ``min_similarity`` of their
     words. Not duplicates: siblings of one licitação or ata de registro de preços (same
-    Número Licitação), the annual re-contract of a continuing service (a year apart), and
-    objects too vague to compare (fewer than ``min_tokens`` words).
+    Número Licitação), the annual re-contract of a continuing service (a year apart),
+    objects that state different numbers (another quantity, lot or annex: another purchase)
+    and objects too vague to compare (fewer than ``min_tokens`` words).
     """
     groups: dict[tuple[str, str], list[Contract]] = defaultdict(list)
     for c in contracts:
@@ -613,10 +655,17 @@ def detect_duplicate_contracts(
                 v1, v2 = _value(first), _value(second)
                 if max(v1, v2) <= 0 or abs(v1 - v2) / max(v1, v2) > max_value_gap:
                     continue
+                if _numbers(tokens[i]) != _numbers(tokens[j]):
+                    continue  # 809 vs 763 resmas, lote 1 vs lote 2: two purchases
                 sim = jaccard(tokens[i], tokens[j])
                 if sim >= min_similarity:
                     found.append(_duplicate_anomaly(first, second, sim, days))
     return _sorted(found)
+
+
+def _numbers(tokens: frozenset[str]) -> frozenset[str]:
+    """The quantities, lots and annexes an object states ("809", "2")."""
+    return frozenset(t for t in tokens if t.isdigit())
 
 
 def _duplicate_anomaly(first: Contract, second: Contract, sim: float, days: int) -> Anomaly:
@@ -687,7 +736,7 @@ def detect_contract_splitting(
             continue
         # Without the UG, a whole ministry's small purchases say nothing about one unit's
         # planning: fall back to what one supplier received (the classic split).
-        buyer = buyer_key(c) if c.ug else f"{c.agency}|{supplier_key(c)}"
+        buyer = buyer_key(c) if c.ug else f"{agency_key(c)}|{supplier_key(c)}"
         groups[(buyer, c.signed_on.year, nature_key(c))].append(c)
 
     found: list[Anomaly] = []

@@ -379,8 +379,11 @@ class _Builder:
                                               and c.supplier_cnpj == supplier.cnpj])
 
     def plant_spike(self, agency: str, count: int) -> None:
-        """Several large contracts in one month: 3.5-4.5x the agency's usual spending."""
-        month = self.rng.randrange(MONTHS)
+        """Several large contracts signed without competition (inexigibilidade) in one month:
+        3.5-4.5x the agency's usual spending. (A month of large concorrências is planned and
+        public; the detector sets those aside.) Never in November or December, whose busier
+        months real data expects: the sample has no seasonality to plant against."""
+        month = self.rng.choice([m for m in range(MONTHS) if m % 12 < 10])
         total = self.rng.uniform(2.5, 3.5) * self.spent[agency, month]
         weights = [self.rng.uniform(0.7, 1.3) for _ in range(count)]
         group: list[Contract] = []
@@ -391,7 +394,7 @@ class _Builder:
             qty, price = self.size(category, total * w / sum(weights))
             group.append(self.add(agency, category, qty, price, signed_on=self.date_in(month),
                                   supplier=self.rng.choice(fresh or self.suppliers[category.name]),
-                                  modality=CONCORRENCIA, global_factor=1.0))
+                                  modality=INEXIGIBILIDADE, global_factor=1.0))
         self.plant("spending_spike", group)
 
     def finish(self) -> Sample:
