@@ -57,6 +57,23 @@ async def test_resume_replays_every_progress_message_to_a_slow_reader(
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))  # contiguous
 
 
+async def test_a_replay_read_slower_than_the_slow_consumer_timeout_is_paused_not_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_server(outbox_messages=16) as server:  # the replay fills it for ~28 s
+        register_investigation(server, "INV-3")
+        ids = await publish_progress(server, "INV-3", PUBLISHED)
+        path = f"/api/v1/ws/investigations/INV-3?last_id={ids[0]}"
+        async with connect(server, path, lockstep=True) as ws:  # the socket pushes back
+            assert (await receive(ws))["data"]["resumed"] is True
+            replayed = []
+            for _ in ids[1:]:
+                await trio.sleep(0.1)  # 30 s for the whole replay: three slow-consumer timeouts
+                replayed.append((await receive(ws))["id"])
+            (connection,) = server.connections
+            assert connection.intent is None
+        assert replayed == ids[1:]
+
 async def test_history_copied_on_subscribe_is_never_coalesced(autojump_clock: trio.testing.MockClock) -> None:
     """Subscribing copies the investigation's history into the session stream: that copy
     is a replay (§5), so it carries no coalesce key; live progress after it still may."""

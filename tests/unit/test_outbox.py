@@ -623,3 +623,25 @@ async def test_live_typing_during_a_replay_is_still_dropped_when_full() -> None:
         outbox.offer(make("typing", "t"))
     assert labels(drain(outbox)) == ["c0", "c1", "c2"]
     assert outbox.dropped == 1
+
+
+async def test_a_replay_that_moves_restarts_the_slow_consumer_timer(autojump_clock: trio.testing.MockClock) -> None:
+    outbox = Outbox(1, max_messages=4, hard_messages=4 + 20)
+    with outbox.replaying():
+        for pct in range(20):
+            outbox.offer(progress("INV-A", pct))
+    started = outbox.full_since
+    assert started is not None
+    await trio.sleep(8)
+    outbox.take(1)  # the client reads a replayed message: the replay is paused, not stuck
+    assert outbox.full_since == started + 8
+
+
+async def test_live_messages_taken_do_not_restart_the_timer(autojump_clock: trio.testing.MockClock) -> None:
+    outbox = Outbox(1, max_messages=2)
+    for n in range(4):
+        outbox.offer(make("chat", f"m{n}"))
+    started = outbox.full_since
+    await trio.sleep(8)
+    outbox.take(1)
+    assert outbox.full_since == started  # a slow live consumer is still timed

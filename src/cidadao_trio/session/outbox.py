@@ -42,6 +42,7 @@ class Outbox:
     _full_since: float | None = attrs.field(default=None, init=False)
     _full_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _replaying: int = attrs.field(default=0, init=False)  # depth of replaying() blocks
+    _protected: set[int] = attrs.field(factory=set, init=False)  # id() of queued replayed deliveries
     # Also told when fullness changes: lets a connection watch several timers in one task.
     on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, init=False)
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
@@ -78,7 +79,9 @@ class Outbox:
         """Deliveries offered inside this block are protected: never coalesced or dropped.
 
         A protected delivery is queued as a copy without a coalesce key (the shared frame
-        is kept, not re-encoded), so no later ``_make_room`` can merge it away.
+        is kept, not re-encoded), so no later ``_make_room`` can merge it away. Backpressure
+        pauses a replay rather than ending it: while the client keeps taking replayed
+        messages, the slow-consumer timer starts again (the hard ceiling still bounds memory).
         """
         self._replaying += 1
         try:
@@ -92,6 +95,7 @@ class Outbox:
         if self._replaying and delivery.type not in DROPPABLE_TYPES:  # live typing stays droppable
             if delivery.coalesce_key is not None:
                 delivery = attrs.evolve(delivery, coalesce_key=None, frame=delivery.frame)
+            self._protected.add(id(delivery))
             self._append(delivery)
             return
         if self._over(1, delivery.size):
@@ -152,7 +156,16 @@ class Outbox:
         self._bytes -= size
         if not self._queue and self._ready.is_set():  # never strand a waiter on an old event
             self._ready = trio.Event()
+        replay_progressed = False
+        if self._protected:
+            for delivery in taken:
+                if id(delivery) in self._protected:
+                    self._protected.discard(id(delivery))
+                    replay_progressed = True
         self._update_fullness()
+        if replay_progressed and self._full_since is not None:
+            self._full_since = trio.current_time()  # a replay that moves is paused, not stuck
+            self.on_full_changed()
         return taken
 
     async def wait_ready(self) -> None:
