@@ -191,8 +191,11 @@ def test_every_sample_agency_is_found_by_its_own_name(agency: str) -> None:
     assert find_agency(agency.upper()) == agency
 
 
-def test_aliases_cover_exactly_the_sample_agencies() -> None:
-    assert set(AGENCY_ALIASES) == set(AGENCIES)
+def test_aliases_cover_every_sample_agency_and_every_known_body() -> None:
+    from cidadao_trio.agents.bodies import BODIES
+
+    assert set(AGENCIES) <= set(AGENCY_ALIASES)
+    assert set(AGENCY_ALIASES) == {b.name for b in BODIES}
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,11 @@
 
 Rule-based, like Drummond, so routing is instant, predictable and tested phrase by phrase.
 ``parse_intent`` decides the kind (investigate, analyze, report, status, converse) and
-pulls out the filters a message can carry: an agency (by name, short name or acronym),
-a year and a minimum contract value ("acima de R$ 1 milhão").
+pulls out the filters a message can carry: an agency (by name, short name, acronym,
+current or former official name, or SIAFI code), a management unit ("UG 250005"), a year
+and a minimum contract value ("acima de R$ 1 milhão"). A ministry named but not known is
+kept as ``Filters.unknown``, so the answer can offer the closest names instead of
+investigating everything.
 
 Kinds are tried in an order that lets the specific win over the generic: a request to
 *generate* a report, then status questions ("como está a investigação?"), reports,
@@ -23,6 +26,7 @@ import attrs
 from ..investigations.analysis import contract_value
 from ..investigations.detectors import format_brl
 from ..investigations.model import Contract
+from .bodies import BODIES, body_of_code, matches_body
 from .drummond import normalize
 
 __all__ = [
@@ -31,6 +35,8 @@ __all__ = [
     "Intent",
     "IntentKind",
     "find_agency",
+    "find_ug",
+    "unknown_body",
     "parse_amount",
     "parse_intent",
 ]
@@ -42,15 +48,19 @@ IntentKind = Literal["investigate", "analyze", "report", "status", "converse"]
 class Filters:
     """Which contracts a request is about; ``None`` means "any"."""
 
-    agency: str | None = None  # canonical name, one of sample.AGENCIES
+    agency: str | None = None  # canonical name, one of bodies.BODIES
     year: int | None = None  # year the contract was signed
     min_value: float | None = None  # BRL, compared with the current (global) value
+    ug: str | None = None  # código da unidade gestora (SIAFI), e.g. "250005"
+    unknown: str | None = None  # a body the citizen named that we do not know, as typed
 
     def describe(self) -> str:
         """The scope in Portuguese, for answers and report headers."""
         parts: list[str] = []
         if self.agency:
             parts.append(self.agency)
+        if self.ug:
+            parts.append(f"UG {self.ug}")
         if self.year is not None:
             parts.append(str(self.year))
         if self.min_value is not None:
@@ -58,8 +68,11 @@ class Filters:
         return ", ".join(parts) if parts else "todos os contratos"
 
     def matches(self, contract: Contract) -> bool:
-        """Inclusive minimum: a citizen typing "1 milhão" means a R$ 1.000.000,00 contract too."""
-        if self.agency is not None and contract.agency != self.agency:
+        """Inclusive minimum: a citizen typing "1 milhão" means a R$ 1.000.000,00 contract too.
+        The agency matches by SIAFI code or any of its names, whatever the case or accents."""
+        if self.agency is not None and not matches_body(self.agency, contract):
+            return False
+        if self.ug is not None and contract.ug != self.ug:
             return False
         if self.year is not None and contract.signed_on.year != self.year:
             return False
@@ -117,10 +130,12 @@ AGENCY_ALIASES: dict[str, tuple[str, ...]] = {
     "Ministério da Cultura": ("cultura", "minc", "iphan"),
     "Ministério do Desenvolvimento e Assistência Social": (
         "desenvolvimento social", "assistencia social", "mds", "bolsa familia",
+        "combate a fome",
     ),
     "Ministério de Minas e Energia": ("minas e energia", "mme"),
     "Ministério das Comunicações": ("comunicacoes", "mcom", "anatel"),
     "Ministério do Trabalho e Emprego": ("ministerio do trabalho", "trabalho e emprego", "mte"),
+    "Ministério dos Direitos Humanos e da Cidadania": ("direitos humanos", "mdhc"),
 }
 
 
@@ -134,16 +149,25 @@ def _canonical_pattern(name: str) -> str:
     return _alias_pattern(normalize(name))
 
 
+_OFFICIAL_NAMES = {b.name: b.names for b in BODIES}
 _AGENCY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (agency, re.compile("|".join(
-        [_canonical_pattern(agency)] + [_alias_pattern(a) for a in aliases]
+        [_canonical_pattern(agency)] + [_canonical_pattern(n) for n in _OFFICIAL_NAMES.get(agency, ())]
+        + [_alias_pattern(a) for a in aliases]
     )))
     for agency, aliases in AGENCY_ALIASES.items()
 )  # fmt: skip
+# A SIAFI code said as one ("órgão 36000", "código SIAFI 36000") or a known code alone.
+_BODY_CODE = re.compile(r"(?<![\w$.,])(?:(?:orgao|codigo|siafi|cod)\W+(?:siafi\W+)?)?(\d{5})(?![\w.,])")
+_UG = re.compile(r"\b(?:ug|unidade gestora)\W+(\d{6})\b")
+# "Ministério do Esporte", "Ministério dos Povos Indígenas": a body named, known or not.
+_NAMED_BODY = re.compile(r"\bministerio\s+(?:(?:da|de|do|das|dos)\s+)?[a-z]+(?:\s+(?:e\s+|da\s+|de\s+|do\s+|das\s+|dos\s+)?[a-z]+){0,3}")
+_NOT_A_NAME = re.compile(r"\s+(?:em|no|na|nos|nas|acima|desde|entre|com|para|de|do|da|e)$")
 
 
 def find_agency(text: str) -> str | None:
-    """The agency the text names first (earliest mention, longest on a tie), or None."""
+    """The agency the text names first (earliest mention, longest on a tie), by name or by
+    a known SIAFI code, or None."""
     folded = _fold(text)
     best: tuple[int, int, str] | None = None
     for agency, pattern in _AGENCY_PATTERNS:
@@ -151,7 +175,32 @@ def find_agency(text: str) -> str | None:
         if m:
             key = (m.start(), -len(m.group()), agency)
             best = key if best is None or key < best else best
+    if best is None:
+        for m in _BODY_CODE.finditer(_MONEY.sub(" ", folded)):  # "R$ 36000" is money
+            body = body_of_code(m.group(1))
+            if body is not None:
+                return body.name
     return best[2] if best else None
+
+
+def find_ug(text: str) -> str | None:
+    """A management unit named by its code: "UG 250005", "unidade gestora 250005"."""
+    m = _UG.search(_fold(text))
+    return m.group(1) if m else None
+
+
+def unknown_body(text: str) -> str | None:
+    """A ministry the text names that ``find_agency`` does not know ("Ministério do
+    Esporte"), as typed (folded), or None."""
+    if find_agency(text) is not None:
+        return None
+    m = _NAMED_BODY.search(normalize(text))
+    if m is None:
+        return None
+    name = m.group()
+    while _NOT_A_NAME.search(name):
+        name = _NOT_A_NAME.sub("", name)
+    return name
 
 
 # --------------------------------------------------------------------------- amounts
@@ -295,7 +344,8 @@ def _kind(normalized: str, filters: Filters, investigation_id: str | None) -> In
 def parse_intent(message: str) -> Intent:
     """Route a message: its kind, filters and the investigation it mentions, if any."""
     filters = Filters(
-        agency=find_agency(message), year=_year(message), min_value=parse_amount(message)
+        agency=find_agency(message), year=_year(message), min_value=parse_amount(message),
+        ug=find_ug(message), unknown=unknown_body(message),
     )
     investigation_id = _investigation_id(message)
     kind = _kind(normalize(message), filters, investigation_id)

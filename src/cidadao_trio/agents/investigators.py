@@ -3,7 +3,7 @@ Abaporu tells how investigations are going. Each streams its answer like Drummon
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import attrs
 import orjson
@@ -14,6 +14,8 @@ from ..investigations.detectors import format_brl
 from ..auth import may_see_investigation
 from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
 from .base import AgentRequest, StreamedReply, split_chunks
+from ..investigations.model import Contract
+from .bodies import BODIES, closest_names
 from .intent import Filters, parse_intent
 
 _STATUS_PT = {
@@ -73,6 +75,13 @@ class _InvestigationReply:
     async def _chunks(self) -> AsyncIterator[str]:
         filters = parse_intent(self.request.message).filters
         principal = self.request.principal
+        refusal = await _scope_refusal(self.zumbi.engine, filters)
+        if refusal is not None:
+            text, names = refusal
+            self.suggested_actions = [f"Investigar contratos do {name}" for name in names]
+            async for chunk in _stream(text, self.zumbi.chunk_delay):
+                yield chunk
+            return
         try:
             record = await self.zumbi.engine.start(filters, principal.owner_key, public=self.request.public)
         except EngineBusy:
@@ -99,6 +108,41 @@ class _InvestigationReply:
         except trio.Cancelled:  # the citizen cancelled the reply: stop what it started
             self.zumbi.engine.cancel(record.id)
             raise
+
+
+async def _scope_refusal(engine: InvestigationEngine, filters: Filters) -> tuple[str, list[str]] | None:
+    """Why not to start, with the closest names, when the scope names a body we do not know
+    or one that matches no contract: never investigate everything in its place, and never
+    report "risco 0,0" for a typo."""
+    if filters.unknown is not None and filters.agency is None:
+        known = [b.name for b in BODIES]
+        if engine.ready.is_set():
+            known += [c.agency for c in engine.dataset]
+        names = closest_names(filters.unknown, known)
+        return _no_match(f"“{filters.unknown}”", names), names
+    if (filters.agency is None and filters.ug is None) or not engine.ready.is_set():
+        return None
+    if await engine.compute(_any_match, filters, engine.dataset):
+        return None
+    typed = filters.agency or f"UG {filters.ug}"
+    names = closest_names(typed, {c.agency for c in engine.dataset}) if filters.agency else []
+    in_data = await engine.compute(_any_match, Filters(agency=filters.agency, ug=filters.ug), engine.dataset)
+    if in_data:  # the body is there, the year or minimum value leaves nothing
+        return (f"Nenhum contrato de {filters.describe()} nos dados carregados. "
+                "Tente outro ano ou um valor mínimo menor."), [filters.agency or typed]
+    return _no_match(typed, names), names
+
+
+def _any_match(filters: Filters, contracts: Sequence[Contract]) -> bool:
+    return any(filters.matches(c) for c in contracts)
+
+
+def _no_match(typed: str, names: list[str]) -> str:
+    head = f"Não encontrei contratos de {typed} nos dados carregados, então não abri a investigação."
+    if not names:
+        return head + " Diga o nome do órgão como aparece no Portal da Transparência, a sigla ou o código SIAFI."
+    options = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " ou " + names[-1]
+    return f"{head} Você quis dizer {options}?"
 
 
 @attrs.define
