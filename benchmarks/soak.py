@@ -22,6 +22,7 @@ and ``results/soak.png`` when matplotlib is installed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -223,16 +224,28 @@ class Load:
             self.errors[type(error).__name__] += 1
 
     async def _slow(self) -> None:
-        """Connections that never read: the server must drop them (1013), not grow."""
+        """Raw sockets that upgrade, send one chat, and never read: the server must drop
+        them (1013), not grow. (A WebSocket library would keep reading underneath.)"""
+        port = int(self.base.rsplit(":", 1)[1])
         while not self.stop.is_set():
             try:
-                async with open_websocket_url(f"{self.base}/api/v1/ws/chat/soak-slow-{random.random()}",
-                                              message_queue_size=1) as ws:
-                    await ws.send_message(json.dumps({"type": "chat", "data": {"message": "Olá"}, "id": "x"}))
-                    with trio.move_on_after(30):
-                        await self.stop.wait()
-            except (ConnectionClosed, HandshakeError, OSError):
-                pass
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                key = base64.b64encode(os.urandom(16))
+                await stream.send_all(
+                    b"GET /api/v1/ws/chat/soak-slow-%d HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    % (random.randrange(10**9), key))
+                payload = json.dumps({"type": "chat", "data": {"message": "Olá"}, "id": "x"}).encode()
+                mask = os.urandom(4)
+                await stream.send_all(bytes((0x81, 0x80 | len(payload))) + mask
+                                      + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+                with trio.move_on_after(30):
+                    await self.stop.wait()
+                await stream.aclose()
+            except OSError as error:
+                self.errors[f"slow {type(error).__name__}"] += 1
+                await trio.sleep(1.0)
 
     async def run(self, seconds: float) -> None:
         a = self.args
