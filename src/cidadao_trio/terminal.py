@@ -471,6 +471,13 @@ async def run_investigate(args: argparse.Namespace) -> int:
         screen.line(f"Arquivo de dados não encontrado: {args.dataset}")
         return 2
     scope = _scope_of(args.query)
+    if scope.unknown is not None and scope.agency is None:  # never widen a typo to everything
+        from .agents.bodies import BODIES, closest_names
+
+        names = closest_names(scope.unknown, [b.name for b in BODIES])
+        hint = f" Você quis dizer {' ou '.join(names)}?" if names else ""
+        screen.line(f"Órgão não reconhecido: {scope.unknown!r}; nada foi investigado.{hint}")
+        return 2
     if scope.agency is None and scope.year is None and scope.min_value is None:
         screen.line(f"Nenhum órgão reconhecido em {args.query!r}; investigando todos os contratos.")
     try:

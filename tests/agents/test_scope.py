@@ -135,3 +135,14 @@ async def test_a_scope_that_matches_starts_the_investigation() -> None:
     with pytest.raises(RuntimeError, match="must not start"):
         await _reply(engine, "Investigar o Ministério da Saúde")
     assert engine.started and engine.started[0].agency == SAUDE
+
+
+async def test_the_investigate_command_refuses_an_unknown_ministry(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from cidadao_trio.terminal import run_investigate
+
+    args = argparse.Namespace(query="Ministério dos Transporte Aéreo", dataset="", output="")
+    assert await run_investigate(args) == 2
+    out = capsys.readouterr().out
+    assert "nada foi investigado" in out and "Ministério dos Transportes" in out
