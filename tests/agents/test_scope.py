@@ -146,3 +146,13 @@ async def test_the_investigate_command_refuses_an_unknown_ministry(capsys: pytes
     assert await run_investigate(args) == 2
     out = capsys.readouterr().out
     assert "nada foi investigado" in out and "Ministério dos Transportes" in out
+
+
+async def test_anita_does_not_answer_for_every_contract_when_the_ministry_is_unknown() -> None:
+    from cidadao_trio.agents.investigators import Anita
+
+    engine = _Engine(DATA)
+    reply = Anita(engine).reply(  # type: ignore[arg-type]
+        AgentRequest(session_id="s", message="Quanto gastou o Ministério do Transporte Urbano?", context={}))
+    text = "".join([chunk async for chunk in reply.chunks])
+    assert "Não reconheci o órgão" in text and "Ministério dos Transportes" in text

@@ -163,6 +163,11 @@ class Anita:
     async def _compose(self, filters: Filters) -> str:
         if not self.engine.ready.is_set():
             return "Ainda estou carregando os contratos. Tente de novo em alguns segundos."
+        if filters.unknown is not None and filters.agency is None:  # not the whole dataset
+            known = [b.name for b in BODIES] + [c.agency for c in self.engine.dataset]
+            names = closest_names(filters.unknown, known)
+            guess = f" Você quis dizer {' ou '.join(names)}?" if names else ""
+            return f"Não reconheci o órgão “{filters.unknown}” nos dados carregados.{guess}"
         answer = await self.engine.compute(answer_question, filters, self.engine.dataset)
         if getattr(self.engine, "data_origin", "") == "sample":
             answer = ("Atenção: estes números vêm da amostra sintética de demonstração, não de "
