@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow", type=int, default=3, help="connections that never read")
     p.add_argument("--settle", type=float, default=60.0, help="seconds of RSS samples after every client left")
     p.add_argument("--flags", type=shlex.split, default=[], help='extra `serve` flags, e.g. "--history-memory-bytes 8000000"')
+    p.add_argument("--rev", default="HEAD", help="the commit whose src/ the server runs (git archive)")
 
     p = sub.add_parser("all", help="every scenario with modest defaults (< 10 min on 2 cores)")
     p.add_argument("--repeats", type=int, default=3)
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(name: str, **kwargs: Any) -> str:
     rows, raw, note = scenarios.SCENARIOS[name](**kwargs)
+    if name == "soak" and kwargs.get("rev", "HEAD") != "HEAD":
+        name = f"soak-{kwargs['rev'][:12]}"  # a run of other code does not replace the soak's results
     note += f" Server on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}." if SERVER_CORE else ""
     note += f" Our server's code: {source_label()}."
     print(f"\n## {name}\n")

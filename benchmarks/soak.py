@@ -56,12 +56,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _head_snapshot() -> tuple[Path, str]:
-    """``src/`` as committed at HEAD, in a temporary directory."""
+def _snapshot(rev: str) -> tuple[Path, str]:
+    """``src/`` as committed at ``rev``, in a temporary directory."""
     target = Path(tempfile.mkdtemp(prefix="cidadao-soak-src-"))
-    archive = subprocess.run(["git", "archive", "HEAD", "src"], cwd=ROOT, capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True).stdout
     return target / "src", commit.strip()
 
 
@@ -304,8 +304,9 @@ def _slope(rows: Rows, after_s: float) -> float | None:
 def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: float = 3.0,
          reconnectors: int = 40, reconnects_per_s: float = 5.0, followers: int = 40, watchers: int = 20,
          investigation_every: float = 30.0, slow: int = 3, settle: float = 60.0,
-         flags: list[str] | None = None) -> tuple[Rows, Rows, str]:
-    src, commit = _head_snapshot()
+         flags: list[str] | None = None, rev: str = "HEAD") -> tuple[Rows, Rows, str]:
+    name = "soak" if rev == "HEAD" else f"soak-{rev[:12]}"  # other code's run keeps its own files
+    src, commit = _snapshot(rev)
     data_dir = Path(tempfile.mkdtemp(prefix="cidadao-soak-data-"))
     port = _free_port()
     cmd = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -315,7 +316,7 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
     if SERVER_CORE is not None:
         cmd = ["taskset", "-c", SERVER_CORE, *cmd]
         os.sched_setaffinity(0, {int(LOADGEN_CORE)})  # type: ignore[arg-type]
-    log = open(RESULTS / "soak-server.log", "w")
+    log = open(RESULTS / f"{name}-server.log", "w")
     server = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.PIPE, stderr=log)
     assert server.stdout is not None
     server.stdout.readline()  # "cidadao-trio listening on ..."
@@ -368,16 +369,16 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
         "fds_start": samples[0]["fds"], "fds_max": max(s["fds"] for s in samples), "fds_after": samples[-1]["fds"],
         "errors": dict(load.errors),
     }]
-    note = (f"Server at {commit} (HEAD), SQLite store, 127.0.0.1; load: {idle} idle sessions ({followers} of them "
+    note = (f"Server at {commit} ({rev}), SQLite store, 127.0.0.1; load: {idle} idle sessions ({followers} of them "
             f"subscribe to every investigation), {chatters} chatters (a turn every {chat_every} s), {reconnectors} "
             f"sessions reconnecting with last_id (~{reconnects_per_s}/s), an investigation every "
             f"{investigation_every} s watched by {watchers}, {slow} slow consumers; sampled every {SAMPLE_EVERY:.0f} s; "
             f"clients leave after {minutes} min and RSS is sampled {settle:.0f} s more.")
-    _write(samples, summary, note)
+    _write(samples, summary, note, name)
     return summary, samples, note
 
 
-def _write(samples: Rows, summary: Rows, note: str) -> None:
+def _write(samples: Rows, summary: Rows, note: str, name: str) -> None:
     from .report import markdown_table
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -397,6 +398,6 @@ def _write(samples: Rows, summary: Rows, note: str) -> None:
         axis.set_ylabel("RSS (MB)")
         axis.set_title("soak: server RSS")
         figure.tight_layout()
-        figure.savefig(RESULTS / "soak.png")
-        text += "\n![RSS over time](soak.png)\n"
-    (RESULTS / "soak-detail.md").write_text(text)
+        figure.savefig(RESULTS / f"{name}.png")
+        text += f"\n![RSS over time]({name}.png)\n"
+    (RESULTS / f"{name}-samples.md").write_text(text)

@@ -54,6 +54,7 @@ from ..store.base import (
     StoredMessage,
     Trim,
 )
+from .allocator import give_back
 from .base import Attachment, Delivery, Sink, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ STORE_RETRY = 1.0  # seconds between attempts to write to a failing store
 RETRY_AFTER = 5.0  # what a client is told to wait while the store fails
 IDLE_STREAMS_CACHED = 1024  # streams without sinks kept in memory (durable stores only)
 IDLE_STREAM_SECONDS = 60.0  # a stream without sinks this long leaves memory (durable stores only)
+GIVE_BACK_BYTES = 1024 * 1024  # history freed by one sweep before memory is handed back to the OS
 READ_PAGE = 500  # messages per store read
 ENTRY_COST = 128  # bytes an entry costs beyond its frame (object, float, deque slot), measured
 MEMORY_BYTES = 64 * 1024 * 1024
@@ -215,6 +217,7 @@ class MemoryBroker:
         while True:
             await trio.sleep(IDLE_STREAM_SECONDS / 2)
             since = self._clock() - IDLE_STREAM_SECONDS
+            freed = 0
             for key, idle_since in list(self._idle.items()):
                 if idle_since > since:
                     break
@@ -223,7 +226,10 @@ class MemoryBroker:
                     del self._idle[key]
                 elif self._evictable(stream):
                     del self._idle[key]
+                    freed += stream.cost
                     self._forget(stream)
+            if freed >= GIVE_BACK_BYTES:
+                give_back()  # otherwise the allocators keep it and RSS stays at its peak
 
     def _evictable(self, stream: _Stream) -> bool:
         return not stream.sinks and not self._pinned[stream.key] and stream.committed == stream.last_offset
@@ -374,8 +380,8 @@ class MemoryBroker:
 
     def _fit(self) -> None:
         """Give up the least recently used committed history until memory is within budget."""
-        if not self.store.durable:
-            return  # memory is the only copy
+        if not self.store.durable or self.held_bytes <= self._memory_bytes:
+            return  # within budget, or memory is the only copy
         for key in list(self._recent):
             if self.held_bytes <= self._memory_bytes:
                 return
