@@ -316,7 +316,8 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
     if SERVER_CORE is not None:
         cmd = ["taskset", "-c", SERVER_CORE, *cmd]
         os.sched_setaffinity(0, {int(LOADGEN_CORE)})  # type: ignore[arg-type]
-    log = open(RESULTS / f"{name}-server.log", "w")
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(RESULTS / "logs" / f"{name}-server.log", "w")  # ignored by git
     server = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.PIPE, stderr=log)
     assert server.stdout is not None
     server.stdout.readline()  # "cidadao-trio listening on ..."
