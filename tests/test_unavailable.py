@@ -16,6 +16,7 @@ import trio.testing
 from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.config import Settings
+from cidadao_trio.agents.intent import Filters
 from cidadao_trio.server.server import Server
 
 from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
@@ -79,3 +80,38 @@ async def test_a_turn_cut_by_the_store_ends_without_a_traceback(
             await receive_until(ws, lambda m: m["type"] == "pong")
     assert not [r for r in caplog.records if r.exc_info]
     assert any("store" in r.getMessage() or "disk is full" in r.getMessage() for r in caplog.records)
+
+
+class OwnerlessBroker(MemoryBroker):
+    """A memory broker that cannot record a new session's owner."""
+
+    async def save_session_owner(self, session_id: str, owner_key: str) -> None:
+        raise StoreUnavailable("database or disk is full", retry_after=3.0)
+
+
+async def test_a_session_the_store_cannot_record_is_refused_unavailable(
+    autojump_clock: trio.testing.MockClock, caplog: Any
+) -> None:
+    server = Server(Settings(**TEST_DEFAULTS), broker=OwnerlessBroker(), dataset=())
+    async with server.running():
+        async with connect(server, f"{CHAT}new-session") as ws:
+            error = await receive(ws)
+            assert error["data"]["code"] == "UNAVAILABLE" and error["data"]["retry_after"] == 3.0
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_an_investigation_cut_by_the_store_ends_without_a_traceback(
+    autojump_clock: trio.testing.MockClock, caplog: Any
+) -> None:
+    broker = FailingBroker()
+    server = Server(Settings(**{**TEST_DEFAULTS, "investigation_step_delay": 1.0}), broker=broker, dataset=())
+    async with server.running():
+        assert server.engine is not None
+        record = await server.engine.start(Filters(), "anon", public=True)
+        await trio.sleep(1.5)
+        broker.failing = True
+        await trio.sleep(10)
+        broker.failing = False
+        assert server.engine.records[record.id].status == "failed"
+    assert not [r for r in caplog.records if r.exc_info]
+    assert any(record.id in r.getMessage() for r in caplog.records)

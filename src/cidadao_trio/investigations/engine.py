@@ -22,7 +22,7 @@ import attrs
 import orjson
 import trio
 
-from ..broker.base import Broker, investigation_stream
+from ..broker.base import Broker, StoreUnavailable, investigation_stream
 from ..protocol.envelope import utc_timestamp
 from ..store.base import SaveInvestigation, SaveReport
 from .analysis import Finding, pattern_findings
@@ -212,9 +212,12 @@ class InvestigationEngine:
             with self._scopes[record.id]:
                 async with self._slots:
                     record = await self._walk(record, scope, stream)
+        except StoreUnavailable as unavailable:  # the broker logs the store's state once
+            log.warning("investigation %s stopped: %s", record.id, unavailable)
+            await self._fail_quietly(self.records[record.id], "armazenamento indisponível")
         except Exception as exc:
             log.exception("investigation %s failed", record.id)
-            await self._fail(self.records[record.id], str(exc) or type(exc).__name__)
+            await self._fail_quietly(self.records[record.id], str(exc) or type(exc).__name__)
         finally:
             self._scopes.pop(record.id, None)
         if not self.records[record.id].finished:  # cancelled
@@ -267,6 +270,13 @@ class InvestigationEngine:
             },
         )
         return record
+
+    async def _fail_quietly(self, record: Investigation, reason: str) -> None:
+        """:meth:`_fail`, unless the store cannot take it: then a restart marks it failed."""
+        try:
+            await self._fail(record, reason)
+        except StoreUnavailable as unavailable:
+            log.warning("investigation %s: its failure could not be stored (%s)", record.id, unavailable)
 
     async def _fail(self, record: Investigation, reason: str) -> None:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""

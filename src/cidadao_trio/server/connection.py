@@ -93,6 +93,13 @@ def _peek_id(text: str) -> ReplyTo:
         return refused.reply_to
 
 
+def _store_unavailable(failure: BaseException) -> StoreUnavailable | None:
+    """The StoreUnavailable behind ``failure`` (also a nursery's group holding only that)."""
+    while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
+        failure = failure.exceptions[0]
+    return failure if isinstance(failure, StoreUnavailable) else None
+
+
 def _auth_message(refused: AuthError) -> str:
     return f"Autenticação recusada: {refused}."
 
@@ -334,10 +341,18 @@ class Connection(Client):
                     await endpoint.open(self)
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
-        except Exception:
-            log.exception("connection failed", extra=self._log())
+        except Exception as failure:
             self.intent = None
-            self.close(CloseCode.INTERNAL_ERROR, "internal error", ErrorCode.INTERNAL_ERROR)
+            unavailable = _store_unavailable(failure)
+            if unavailable is not None:  # e.g. a new session's owner could not be recorded
+                log.warning("store unavailable: %s", unavailable, extra=self._log())
+                self.close(
+                    CloseCode.TRY_AGAIN_LATER, "store unavailable", ErrorCode.UNAVAILABLE,
+                    retry_after=unavailable.retry_after,
+                )
+            else:
+                log.exception("connection failed", extra=self._log())
+                self.close(CloseCode.INTERNAL_ERROR, "internal error", ErrorCode.INTERNAL_ERROR)
         finally:
             with trio.CancelScope(shield=True):
                 try:
