@@ -123,3 +123,14 @@ async def http_get(server: Server, target: str) -> tuple[int, bytes]:
         response += chunk
     head, _, body = response.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), body
+
+
+@asynccontextmanager
+async def tcp_server(**overrides: Any) -> AsyncIterator[tuple[Server, int]]:
+    """A server on a free loopback port (real sockets), with the test defaults."""
+    settings = Settings(host="127.0.0.1", port=0, store="memory", reply_chunk_delay=0.0, **overrides)
+    server = Server(settings, dataset=())
+    async with server.running(), trio.open_nursery() as nursery:
+        listeners = await nursery.start(server.serve_tcp)
+        yield server, listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()

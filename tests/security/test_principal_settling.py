@@ -9,8 +9,6 @@ token inside its leeway expiring at once.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -18,10 +16,8 @@ import trio.testing
 import trio_websocket
 
 from cidadao_trio.auth import mint_token
-from cidadao_trio.config import Settings
-from cidadao_trio.server.server import Server
 
-from ..harness import connect, receive, receive_until, running_server, send, wait_closed
+from ..harness import connect, receive, receive_until, running_server, send, tcp_server, wait_closed
 
 SECRET = "test-secret-with-at-least-32-bytes!!"
 CHAT = "/api/v1/ws/chat/"
@@ -164,16 +160,6 @@ async def test_a_token_inside_its_leeway_is_not_expired_at_once(autojump_clock: 
 
 
 # --- item 6: silent unauthenticated sockets from one address (real sockets) ----------
-
-
-@asynccontextmanager
-async def tcp_server(**overrides: Any) -> AsyncIterator[tuple[Server, int]]:
-    settings = Settings(host="127.0.0.1", port=0, store="memory", reply_chunk_delay=0.0, **overrides)
-    server = Server(settings, dataset=())
-    async with server.running(), trio.open_nursery() as nursery:
-        listeners = await nursery.start(server.serve_tcp)
-        yield server, listeners[0].socket.getsockname()[1]
-        nursery.cancel_scope.cancel()
 
 
 async def test_silent_sockets_from_one_address_cannot_lock_others_out() -> None:

@@ -23,12 +23,10 @@ import websockets
 import wsproto
 import wsproto.events
 
-from cidadao_trio.config import Settings
 from cidadao_trio.protocol.frames import text_frame
-from cidadao_trio.server.server import Server
 from cidadao_trio.server.transport import WholeFrameStream
 
-from ..harness import connect, receive, register_investigation, running_server, send, wait_closed
+from ..harness import connect, receive, register_investigation, running_server, send, tcp_server, wait_closed
 from ..process import serve
 
 LIMIT = 64 * 1024
@@ -146,16 +144,6 @@ async def test_a_frame_that_cannot_be_finished_gets_no_close_frame(
 
 
 # --- item 4, end to end: a real socket with a small receive buffer ---------------------------
-
-
-@asynccontextmanager
-async def tcp_server(**overrides: Any) -> AsyncIterator[tuple[Server, int]]:
-    settings = Settings(host="127.0.0.1", port=0, store="memory", reply_chunk_delay=0.0, **overrides)
-    server = Server(settings, dataset=())
-    async with server.running(), trio.open_nursery() as nursery:
-        listeners = await nursery.start(server.serve_tcp)
-        yield server, listeners[0].socket.getsockname()[1]
-        nursery.cancel_scope.cancel()
 
 
 async def open_raw_websocket(port: int, target: str, rcvbuf: int) -> tuple[trio.socket.SocketType, bytes]:
