@@ -357,7 +357,7 @@ class RealtimeClient:
         self.refused: ClientRefused | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Message](inbox_size)
         self._held: deque[Message] = deque()  # read by chat() but not part of its turn
-        self._pings: dict[str, trio.Event] = {}
+        self._ping_waiters: dict[str, trio.Event] = {}
         self._internal_pings: set[str] = set()
         self._sent: dict[str, Outgoing] = {}  # recent sends, to resend after RATE_LIMIT
         self._pause_until = 0.0
@@ -474,7 +474,7 @@ class RealtimeClient:
         finally:
             self._finished = True
             self.connected = False
-            for waiter in self._pings.values():
+            for waiter in self._ping_waiters.values():
                 waiter.set()
             self._inbox_send.close()
             self._notify()
@@ -533,8 +533,8 @@ class RealtimeClient:
             self._notify()
         elif kind == "error":
             self._on_error(data, outcome)
-        elif kind == "pong" and isinstance(reply_to, str) and reply_to in self._pings:
-            self._pings[reply_to].set()
+        elif kind == "pong" and isinstance(reply_to, str) and reply_to in self._ping_waiters:
+            self._ping_waiters[reply_to].set()
             return
         elif kind == "pong" and isinstance(reply_to, str) and reply_to in self._internal_pings:
             self._internal_pings.discard(reply_to)
@@ -616,7 +616,7 @@ class RealtimeClient:
     async def ping(self, timeout: float = 5.0) -> float:
         """Round trip of an application ping, in seconds (queued if offline)."""
         id = self._new_id("p")
-        waiter = self._pings[id] = trio.Event()
+        waiter = self._ping_waiters[id] = trio.Event()
         try:
             started = trio.current_time()
             await self.send("ping", None, id)
@@ -625,7 +625,7 @@ class RealtimeClient:
             self._raise_if_finished()
             return trio.current_time() - started
         finally:
-            self._pings.pop(id, None)
+            self._ping_waiters.pop(id, None)
 
     # --- receiving ----------------------------------------------------------------------
 
