@@ -14,6 +14,7 @@ import trio_websocket
 from trio_websocket import WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
+from cidadao_trio.broker.base import Delivery
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.server.server import Server
@@ -134,3 +135,20 @@ async def tcp_server(**overrides: Any) -> AsyncIterator[tuple[Server, int]]:
         listeners = await nursery.start(server.serve_tcp)
         yield server, listeners[0].socket.getsockname()[1]
         nursery.cancel_scope.cancel()
+
+
+class ListSink:
+    """A broker sink that keeps every delivery offered to it, in order."""
+
+    def __init__(self) -> None:
+        self.got: list[Delivery] = []
+
+    def offer(self, delivery: Delivery) -> None:
+        self.got.append(delivery)
+
+    @property
+    def ids(self) -> list[str]:
+        return [d.id for d in self.got]
+
+    def data(self) -> list[dict[str, Any]]:
+        return [json.loads(d.text)["data"] for d in self.got]

@@ -5,7 +5,6 @@ Each command runs as ``python -m cidadao_trio`` in a subprocess, as a person wou
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -20,26 +19,10 @@ from cidadao_trio import cli, terminal
 from cidadao_trio.client import RealtimeClient
 
 from .operator import OutputReader, closed_port, environment
-from .operator import run as operator_run
+from .operator import run
 from .process import ServerProcess, serve
 
 SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measured delay
-
-
-def run(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIDADAO_")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return subprocess.run(
-        [sys.executable, "-m", "cidadao_trio", *args],
-        check=False,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=SAFETY,
-        env=env,
-        cwd=cwd,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +171,7 @@ def test_ctrl_c_in_a_connected_chat_ends_it_quietly(server: ServerProcess) -> No
 
 
 def test_the_url_defaults_from_cidadao_url(server: ServerProcess) -> None:
-    done = operator_run("watch", "INV-1999-999", url=base_url(server))
+    done = run("watch", "INV-1999-999", url=base_url(server))
     assert done.returncode == 1 and "Investigação não encontrada" in done.stdout
     assert done.stdout.startswith(f"Conectando a ws://127.0.0.1:{server.port}/api/v1/ws/investigations/INV-1999-999")
 
@@ -204,7 +187,7 @@ def test_the_url_defaults_to_localhost_on_cidadao_port(monkeypatch: pytest.Monke
 def test_version() -> None:
     from cidadao_trio import __version__
 
-    done = operator_run("--version")
+    done = run("--version")
     assert (done.returncode, done.stdout.strip()) == (0, f"cidadao-trio {__version__}")
 
 
@@ -220,7 +203,7 @@ PORTUGUESE = ("uso:", "opções:", "mostra esta ajuda")
 def test_help_is_plain_text_in_one_language_with_values_as_metavars(
     command: tuple[str, ...], language: tuple[str, ...]
 ) -> None:
-    done = operator_run(*command, "--help")
+    done = run(*command, "--help")
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "``" not in text and ":class:" not in text and ":func:" not in text

@@ -17,29 +17,15 @@ from typing import Any
 import trio
 import trio.testing
 
-from cidadao_trio.broker.base import Delivery
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.store.sqlite import SqliteStore
 
+from .harness import ListSink
+
 S = "session:s1"
 INV = "investigation:INV-2026-001"
 CONTENT = "Olá, ação e coração: três contratos acima da mediana do órgão. "
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.got: list[Delivery] = []
-
-    def offer(self, delivery: Delivery) -> None:
-        self.got.append(delivery)
-
-    @property
-    def ids(self) -> list[str]:
-        return [d.id for d in self.got]
-
-    def data(self) -> list[dict[str, Any]]:
-        return [json.loads(d.text)["data"] for d in self.got]
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ import trio.testing
 
 from cidadao_trio.server.server import Server
 
-from .harness import connect, receive, register_investigation, running_server
+from .harness import ListSink, connect, receive, register_investigation, running_server
 
 PUBLISHED = 300  # more than the outbox's 256 messages
 
@@ -85,16 +85,8 @@ async def test_history_copied_on_subscribe_is_never_coalesced(autojump_clock: tr
         copied = await server.broker.link("investigation:INV-2", "session:s1")
         assert copied == 5
         await server.broker.flush()
-        assert len(sink.deliveries) == 5
-        assert all(d.coalesce_key is None for d in sink.deliveries)
+        assert len(sink.got) == 5
+        assert all(d.coalesce_key is None for d in sink.got)
         await publish_progress(server, "INV-2", 1)
         await server.broker.flush()
-        assert sink.deliveries[-1].coalesce_key is not None
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.deliveries: list = []
-
-    def offer(self, delivery: object) -> None:
-        self.deliveries.append(delivery)
+        assert sink.got[-1].coalesce_key is not None
