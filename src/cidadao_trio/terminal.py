@@ -114,7 +114,7 @@ class Screen:
 
 
 def _money(value: Any) -> str:
-    from .investigations.detectors import format_brl
+    from .investigations.money import format_brl
 
     return format_brl(float(value)) if isinstance(value, int | float) else "?"
 

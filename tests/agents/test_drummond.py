@@ -16,7 +16,6 @@ from cidadao_trio.agents import (
     StreamedReply,
     compose_answer,
     match_intent,
-    normalize,
     split_chunks,
 )
 
@@ -102,11 +101,6 @@ def test_greeting_echoes_time_of_day(message: str, opening: str) -> None:
     _, answer = compose_answer(message)
     assert answer.startswith(opening + " ")
     assert "{" not in answer
-
-
-def test_normalize_strips_accents_case_and_punctuation() -> None:
-    assert normalize("  O QUE É SOBREPREÇO?! ") == "o que e sobrepreco"
-    assert normalize("Cidadão.AI — Saúde") == "cidadao ai saude"
 
 
 @pytest.mark.parametrize("intent", [*PHRASINGS, "fallback"])

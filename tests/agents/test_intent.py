@@ -16,7 +16,7 @@ from cidadao_trio.agents.intent import (
     parse_amount,
     parse_intent,
 )
-from cidadao_trio.investigations.detectors import format_brl
+from cidadao_trio.investigations.money import format_brl
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.investigations.sample import AGENCIES
 

@@ -12,13 +12,12 @@ from cidadao_trio.investigations.analysis import (
     Finding,
     SupplierShare,
     answer_question,
-    contract_value,
     hhi,
-    month_label,
     pattern_findings,
     top_suppliers,
 )
 from cidadao_trio.investigations.model import Contract
+from cidadao_trio.investigations.money import contract_value
 
 SAUDE = "Ministério da Saúde"
 EDUCACAO = "Ministério da Educação"
@@ -232,11 +231,6 @@ def test_modality_finding() -> None:
     assert "40% do valor (R$ 400.000,00)" in f.summary
     assert "25% por dispensa" in f.summary and "15% por inexigibilidade" in f.summary
     assert "parcela alta" in f.summary
-
-
-def test_month_label() -> None:
-    assert month_label(2025, 3) == "março/2025"
-    assert month_label(2024, 12) == "dezembro/2024"
 
 
 # --------------------------------------------------------------------------- questions

@@ -21,13 +21,14 @@ import orjson
 import attrs
 import pytest
 
-from cidadao_trio.investigations.categories import CATALOGUE, categorize, fold, parse_quantity
+from cidadao_trio.investigations.categories import CATALOGUE, categorize, parse_quantity
 from cidadao_trio.investigations.cnpj import (
     cnpj_check_digits,
     format_cnpj,
     is_valid_cnpj,
     make_cnpj,
 )
+from cidadao_trio.investigations.detectors import jaccard
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.investigations.portal import (
     RowProblem,
@@ -46,6 +47,7 @@ from cidadao_trio.investigations.sample import (
     generate_sample,
     load_default_sample,
 )
+from cidadao_trio.portuguese import strip_accents
 
 # --------------------------------------------------------------------------------- CNPJ
 
@@ -384,12 +386,8 @@ _STOPWORDS = frozenset("a ao aos as com da das de do dos e em na nas no nos o os
 _TOKENIZERS: dict[str, Callable[[str], frozenset[str]]] = {
     "words": lambda t: frozenset(re.findall(r"\w+", t.lower())),
     "whitespace": lambda t: frozenset(t.lower().split()),
-    "content": lambda t: frozenset(re.findall(r"[a-z0-9]+", fold(t))) - _STOPWORDS,
+    "content": lambda t: frozenset(re.findall(r"[a-z0-9]+", strip_accents(t).lower())) - _STOPWORDS,
 }
-
-
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b)
 
 
 def _similar_pairs(sets: list[frozenset[str]], threshold: float) -> set[tuple[int, int]]:
@@ -403,7 +401,7 @@ def _similar_pairs(sets: list[frozenset[str]], threshold: float) -> set[tuple[in
         for w in ordered[: len(ordered) - math.ceil(threshold * len(ordered)) + 1]:
             candidates.update(index[w])
             index[w].append(i)
-        pairs.update((j, i) for j in candidates if _jaccard(sets[j], words) > threshold)
+        pairs.update((j, i) for j in candidates if jaccard(sets[j], words) > threshold)
     return pairs
 
 
@@ -412,7 +410,7 @@ def test_similar_pairs_helper_finds_what_brute_force_finds() -> None:
     sets = [frozenset(rng.sample(range(14), rng.randint(6, 10))) for _ in range(150)]
     strings = [frozenset(map(str, s)) for s in sets]
     brute = {(i, j) for i in range(150) for j in range(i + 1, 150)
-             if _jaccard(strings[i], strings[j]) > 0.7}  # fmt: skip
+             if jaccard(strings[i], strings[j]) > 0.7}  # fmt: skip
     assert brute and _similar_pairs(strings, 0.7) == brute
 
 
@@ -427,7 +425,7 @@ def test_only_planted_duplicates_have_near_identical_objects(
     for pair in planted:
         first, second = (by_id[i] for i in pair)
         assert first.agency == second.agency and first.supplier_cnpj == second.supplier_cnpj
-        assert _jaccard(tokens(first.object), tokens(second.object)) > 0.85
+        assert jaccard(tokens(first.object), tokens(second.object)) > 0.85
     found = set()
     for agency in AGENCIES:
         group = [c for c in sample.contracts if c.agency == agency]

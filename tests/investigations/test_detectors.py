@@ -22,8 +22,6 @@ from cidadao_trio.investigations.detectors import (
     detect_spending_spike,
     detect_supplier_concentration,
     detect_value_divergence,
-    format_brl,
-    format_percent,
     run_all,
 )
 from cidadao_trio.investigations.cnpj import cnpj_check_digits
@@ -93,31 +91,6 @@ def contract(
 def only(anomalies: Sequence[Anomaly]) -> Anomaly:
     assert len(anomalies) == 1, anomalies
     return anomalies[0]
-
-
-# ------------------------------------------------------------------------ formatting
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(0, "R$ 0,00"), (1234.5, "R$ 1.234,50"), (1_234_567.891, "R$ 1.234.567,89"), (-5, "-R$ 5,00")],
-)
-def test_format_brl(value: float, text: str) -> None:
-    assert format_brl(value) == text
-
-
-@pytest.mark.parametrize(
-    ("fraction", "text"),
-    [(0.823, "82%"), (0.0028, "0,28%"), (0.0731, "7,3%"), (0.9996, "99,96%"), (1.0, "100%"),
-     (0.0, "0%"), (2.5, "250%")],
-)
-def test_format_percent_keeps_the_precision_that_keeps_it_true(fraction: float, text: str) -> None:
-    assert format_percent(fraction) == text
-
-
-def test_normalize_text_drops_accents_case_and_punctuation() -> None:
-    assert d.normalize_text("Aquisição  de PAPEL-A4!") == "aquisicao de papel a4"
-    assert d.normalize_text("AQUISICAO DE PAPEL A4") == "aquisicao de papel a4"
 
 
 # ------------------------------------------------------------------------ legal table

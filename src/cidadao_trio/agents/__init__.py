@@ -1,7 +1,7 @@
 """Who answers a chat: the agent interface and the agents themselves."""
 
 from .base import Agent, AgentReply, AgentRequest, StreamedReply, split_chunks
-from .drummond import FALLBACK, Drummond, Intent, compose_answer, match_intent, normalize
+from .drummond import FALLBACK, Drummond, Intent, compose_answer, match_intent
 
 __all__ = [
     "FALLBACK",
@@ -13,6 +13,5 @@ __all__ = [
     "StreamedReply",
     "compose_answer",
     "match_intent",
-    "normalize",
     "split_chunks",
 ]

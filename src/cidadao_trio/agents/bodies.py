@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import attrs
 
 from ..investigations.model import Contract
-from .drummond import normalize
+from ..portuguese import normalize
 
 
 @attrs.frozen
@@ -56,17 +56,11 @@ _BY_NAME = {b.name: b for b in BODIES}
 _BY_CODE = {b.code: b for b in BODIES}
 
 
-def fold(name: str) -> str:
-    """A name as compared: no case, accents or punctuation ("MINISTÉRIO DA SAÚDE" ->
-    "ministerio da saude")."""
-    return normalize(name)
-
-
 def body_named(name: str) -> Body | None:
     """The body whose shown name, official or former name is ``name`` (any spelling)."""
-    folded = fold(name)
+    folded = normalize(name)
     for body in BODIES:
-        if folded in (fold(n) for n in (body.name, *body.names)):
+        if folded in (normalize(n) for n in (body.name, *body.names)):
             return body
     return None
 
@@ -80,18 +74,18 @@ def matches_body(name: str, contract: Contract) -> bool:
     are known, else by any of the body's names, ignoring case and accents."""
     body = _BY_NAME.get(name) or body_named(name)
     if body is None:
-        return fold(contract.agency) == fold(name)
+        return normalize(contract.agency) == normalize(name)
     if contract.agency_code:
         return contract.agency_code == body.code
-    return fold(contract.agency) in {fold(n) for n in (body.name, *body.names)}
+    return normalize(contract.agency) in {normalize(n) for n in (body.name, *body.names)}
 
 
 def closest_names(typed: str, known: Iterable[str], limit: int = 3) -> list[str]:
     """The known names nearest to what was typed (accent- and case-blind), best first;
     a word in common counts when the spelling is too far off for a fuzzy match."""
     names = sorted(set(known))
-    folded = {fold(n): n for n in names}
-    target = fold(typed).removeprefix("ministerio ").strip()
+    folded = {normalize(n): n for n in names}
+    target = normalize(typed).removeprefix("ministerio ").strip()
     stripped = {k.removeprefix("ministerio ").strip(): v for k, v in folded.items()}
     best = difflib.get_close_matches(target, list(stripped), n=limit, cutoff=0.5)
     out = [stripped[k] for k in best]

@@ -8,24 +8,15 @@ o que é sobrepreço?"`` is a question about sobrepreço, not a greeting).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
 
+from ..portuguese import normalize
 from .base import AgentRequest, StreamedReply, split_chunks
 
-__all__ = ["FALLBACK", "Drummond", "Intent", "compose_answer", "match_intent", "normalize"]
-
-_NON_WORD = re.compile(r"[\W_]+")
-
-
-def normalize(text: str) -> str:
-    """Lower-case, accent-free, punctuation-free text, so "SOBREPREÇO?" matches "sobrepreco"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD.sub(" ", bare).strip()
+__all__ = ["FALLBACK", "Drummond", "Intent", "compose_answer", "match_intent"]
 
 
 @attrs.frozen

@@ -18,16 +18,14 @@ and finally plain conversation.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Literal
 
 import attrs
 
-from ..investigations.analysis import contract_value
-from ..investigations.detectors import format_brl
 from ..investigations.model import Contract
+from ..investigations.money import contract_value, format_brl
+from ..portuguese import fold, normalize
 from .bodies import BODIES, body_of_code, matches_body
-from .drummond import normalize
 
 __all__ = [
     "AGENCY_ALIASES",
@@ -86,16 +84,6 @@ class Intent:
     kind: IntentKind
     filters: Filters
     investigation_id: str | None = None  # e.g. "INV-2026-001", when the text names one
-
-
-# --------------------------------------------------------------------------- text folding
-
-
-def _fold(text: str) -> str:
-    """Lower case and accent-free but punctuation kept, since amounts need "." and ","."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return re.sub(r"\s+", " ", bare)
 
 
 # --------------------------------------------------------------------------- agencies
@@ -168,7 +156,7 @@ _NOT_A_NAME = re.compile(r"\s+(?:em|no|na|nos|nas|acima|desde|entre|com|para|de|
 def find_agency(text: str) -> str | None:
     """The agency the text names first (earliest mention, longest on a tie), by name or by
     a known SIAFI code, or None."""
-    folded = _fold(text)
+    folded = fold(text)
     best: tuple[int, int, str] | None = None
     for agency, pattern in _AGENCY_PATTERNS:
         m = pattern.search(folded)
@@ -185,7 +173,7 @@ def find_agency(text: str) -> str | None:
 
 def find_ug(text: str) -> str | None:
     """A management unit named by its code: "UG 250005", "unidade gestora 250005"."""
-    m = _UG.search(_fold(text))
+    m = _UG.search(fold(text))
     return m.group(1) if m else None
 
 
@@ -241,7 +229,7 @@ def parse_amount(text: str) -> float | None:
     "abaixo de") are skipped: Filters has no maximum, and using one as a minimum would
     invert the question.
     """
-    folded = _fold(text)
+    folded = fold(text)
     for m in _MONEY.finditer(folded):
         raw = m.group("n1") or m.group("n2") or m.group("n3")
         mult = m.group("m1") or m.group("m2") or ""
@@ -270,7 +258,7 @@ def _investigation_id(text: str) -> str | None:
 
 def _year(text: str) -> int | None:
     """A year 2000-2099, ignoring digits inside amounts and investigation ids."""
-    folded = _INVESTIGATION_ID.sub(" ", _fold(text))
+    folded = _INVESTIGATION_ID.sub(" ", fold(text))
     folded = _MONEY.sub(" ", folded)
     m = _YEAR.search(folded)
     return int(m.group(1)) if m else None

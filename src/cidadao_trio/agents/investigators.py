@@ -10,7 +10,7 @@ import orjson
 import trio
 
 from ..investigations.analysis import answer_question
-from ..investigations.detectors import format_brl
+from ..investigations.money import format_brl
 from ..auth import may_see_investigation
 from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
 from .base import AgentRequest, StreamedReply, split_chunks

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .detectors import format_brl, format_percent, normalize_text
+from ..portuguese import month_label, normalize_ascii, plural
 from .model import Contract
+from .money import contract_value, format_brl, format_percent
+from .suppliers import establishment_key
 
 if TYPE_CHECKING:  # intent imports this module; Filters is only needed for annotations
     from ..agents.intent import Filters
@@ -27,9 +29,7 @@ __all__ = [
     "Finding",
     "SupplierShare",
     "answer_question",
-    "contract_value",
     "hhi",
-    "month_label",
     "pattern_findings",
     "top_suppliers",
 ]
@@ -45,12 +45,6 @@ HHI_HIGH = 2_500
 LAST_QUARTER_RUSH = 0.35
 # Share of the money contracted without licitação above which it deserves attention.
 DIRECT_HIGH = 0.30
-
-_MONTHS_PT = (
-    "janeiro", "fevereiro", "março", "abril", "maio", "junho",
-    "julho", "agosto", "setembro", "outubro", "novembro", "dezembro",
-)  # fmt: skip
-
 
 @attrs.frozen
 class Finding:
@@ -81,27 +75,8 @@ class SupplierShare:
 # --------------------------------------------------------------------------- helpers
 
 
-def contract_value(contract: Contract) -> float:
-    """The global value (after amendments), or the initial one when the global is missing."""
-    return contract.global_value if contract.global_value > 0 else contract.initial_value
-
-
-def month_label(year: int, month: int) -> str:
-    """``(2025, 12) -> "dezembro/2025"``."""
-    return f"{_MONTHS_PT[month - 1]}/{year}"
-
-
-def _supplier_key(contract: Contract) -> str:
-    """CNPJ identifies a supplier; the spelling of names varies, so it is only a fallback."""
-    return contract.supplier_cnpj or normalize_text(contract.supplier_name)
-
-
 def _total(contracts: Sequence[Contract]) -> float:
     return sum(contract_value(c) for c in contracts)
-
-
-def _plural(n: int, singular: str, plural: str) -> str:
-    return f"{n} {singular if n == 1 else plural}"
 
 
 def _finding(finding_type: str, summary: str, details: dict[str, Any]) -> Finding:
@@ -115,7 +90,7 @@ def _all_suppliers(contracts: Sequence[Contract]) -> list[SupplierShare]:
     """Every supplier, largest first (ties by name, then CNPJ)."""
     groups: dict[str, list[Contract]] = defaultdict(list)
     for c in contracts:
-        groups[_supplier_key(c)].append(c)
+        groups[establishment_key(c)].append(c)
     grand = _total(contracts)
     shares = []
     for key, own in groups.items():
@@ -158,7 +133,7 @@ def _top_suppliers_finding(contracts: Sequence[Contract], scope: str) -> Finding
     listing = "; ".join(f"{s.name} ({format_percent(s.share)}, {format_brl(s.total)})"
                         for s in top)  # fmt: skip
     summary = (
-        f"Os {_plural(len(top), 'maior fornecedor', 'maiores fornecedores')} no recorte "
+        f"Os {plural(len(top), 'maior fornecedor', 'maiores fornecedores')} no recorte "
         f"“{scope}” concentram {format_percent(combined)} dos {format_brl(total)} "
         f"contratados: {listing}."
     )
@@ -184,7 +159,7 @@ def _concentration_finding(contracts: Sequence[Contract], scope: str) -> Finding
     summary = (
         f"O índice Herfindahl-Hirschman (HHI) do recorte “{scope}” é {_format_int(value)}, "
         f"concentração {level}: {meaning}. Equivale a {_format_int(equivalent)} fornecedores "
-        f"de mesmo tamanho, entre {_plural(suppliers, 'fornecedor', 'fornecedores')} no total."
+        f"de mesmo tamanho, entre {plural(suppliers, 'fornecedor', 'fornecedores')} no total."
     )
     return _finding("supplier_concentration", summary, {
         "scope": scope,
@@ -252,7 +227,7 @@ def _seasonality_finding(contracts: Sequence[Contract], scope: str) -> Finding:
 
 def _modality_kind(modality: str) -> str:
     """"dispensa", "inexigibilidade" or "competitiva" (anything else, unknown included)."""
-    norm = normalize_text(modality)
+    norm = normalize_ascii(modality)
     if "dispensa" in norm:
         return "dispensa"
     if "inexigib" in norm:
@@ -345,7 +320,7 @@ def answer_question(filters: Filters, contracts: Sequence[Contract]) -> str:
         ]
     return " ".join([
         f"No recorte “{scope}”, encontrei "
-        f"{_plural(len(selected), 'contrato, que soma', 'contratos, que somam')} "
+        f"{plural(len(selected), 'contrato, que soma', 'contratos, que somam')} "
         f"{format_brl(total)}.",
         f"O valor médio é de {format_brl(total / len(selected))} por contrato.",
         *suppliers,

@@ -9,14 +9,15 @@ see one vocabulary whatever the source.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Literal
 
 import attrs
 
+from ..portuguese import strip_accents, to_ascii
+
 __all__ = [
-    "CATALOGUE", "CATEGORIES", "Category", "categorize", "fold", "item_identity",
+    "CATALOGUE", "CATEGORIES", "Category", "categorize", "item_identity",
     "item_signature", "parse_quantity", "parse_unit",
 ]  # fmt: skip
 
@@ -107,12 +108,6 @@ CATALOGUE: tuple[Category, ...] = (
 CATEGORIES: Mapping[str, Category] = {c.name: c for c in CATALOGUE}
 
 
-def fold(text: str) -> str:
-    """Lower-case without accents ("Aquisição" -> "aquisicao"), as sources disagree on both."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
-
-
 _KEYWORD_RES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (c.name, re.compile(r"\b(?:" + "|".join(re.escape(k) for k in c.keywords) + ")"))
     for c in CATALOGUE
@@ -121,7 +116,7 @@ _KEYWORD_RES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 def categorize(object_text: str) -> str:
     """The catalogue category the object text talks about, or "" when none matches."""
-    folded = fold(object_text)
+    folded = strip_accents(object_text).lower()
     for name, pattern in _KEYWORD_RES:
         if pattern.search(folded):
             return name
@@ -149,7 +144,7 @@ def parse_quantity(object_text: str) -> float | None:
     Only known units count, so "pelo período de 12 meses" or "Lei 14.133" are not read as
     quantities; a parenthesised number in words ("500 (quinhentas) unidades") is skipped.
     """
-    for match in _QUANTITY_RE.finditer(fold(object_text)):
+    for match in _QUANTITY_RE.finditer(strip_accents(object_text).lower()):
         whole, decimals, unit = match.groups()
         if unit in _UNITS:
             value = float(whole.replace(".", "") + ("." + decimals if decimals else ""))
@@ -168,7 +163,7 @@ _UNIT_SPLIT = re.compile(r"[^a-z0-9/-]+")
 
 def parse_unit(object_text: str) -> str:
     """The unit of the first "<number> <unit>" in the text ("1.200 resmas" -> "resmas")."""
-    for match in _QUANTITY_RE.finditer(_fast_fold(object_text)):
+    for match in _QUANTITY_RE.finditer(to_ascii(object_text).lower()):
         if match.group(3) in _UNITS:
             return match.group(3)
     return ""
@@ -192,7 +187,7 @@ def item_signature(object_text: str, max_words: int = 5) -> str:
 
 
 def _unit_and_signature(object_text: str, max_words: int) -> tuple[str, str]:
-    folded = _fast_fold(object_text)
+    folded = to_ascii(object_text).lower()
     for match in _QUANTITY_RE.finditer(folded):
         if match.group(3) not in _UNITS:
             continue
@@ -224,7 +219,3 @@ def _item_words(text: str, max_words: int) -> list[str]:
             kept.append(word)
     return kept
 
-
-def _fast_fold(text: str) -> str:
-    """``fold`` through the codec (C speed): "m²" -> "m2", accents dropped, lower case."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()

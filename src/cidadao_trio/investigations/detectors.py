@@ -32,17 +32,15 @@ reaches 1: a detector sees numbers, not intent. Every anomaly is a signal to ver
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import statistics
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
+from ..portuguese import month_label, normalize_ascii
 from .categories import item_identity, item_signature
-from .cnpj import is_valid_cnpj
 from .legal import (
     AMENDMENT_LIMIT,
     EMERGENCY_MAX_DAYS,
@@ -51,6 +49,8 @@ from .legal import (
     legal_kind,
 )
 from .model import Anomaly, AnomalyType, Contract, Severity
+from .money import format_brl, format_percent
+from .suppliers import supplier_key
 
 __all__ = [
     "ALL_DETECTORS",
@@ -66,13 +66,9 @@ __all__ = [
     "detect_spending_spike",
     "detect_supplier_concentration",
     "detect_value_divergence",
-    "format_brl",
-    "format_percent",
     "jaccard",
-    "normalize_text",
     "object_tokens",
     "run_all",
-    "supplier_key",
 ]
 
 Detector = Callable[[Sequence[Contract]], list[Anomaly]]
@@ -84,11 +80,6 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 DISPENSA_THRESHOLD = 57_208.33
 
 VERIFY_NOTE = "Sinal para verificação, não prova de irregularidade."
-
-_MONTHS_PT = (
-    "janeiro", "fevereiro", "março", "abril", "maio", "junho",
-    "julho", "agosto", "setembro", "outubro", "novembro", "dezembro",
-)  # fmt: skip
 
 # Words that say nothing about *what* was bought; dropping them keeps "aquisição de
 # papel" and "aquisição do papel" identical and makes the Jaccard measure the content.
@@ -102,50 +93,14 @@ _GENERIC = frozenset(
     "prestacao servico servicos fornecimento eventual eventuais futura registro precos "
     "preco objeto compra compras material materiais".split()
 )
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 # --------------------------------------------------------------------------- formatting
 
 
-def format_brl(value: float) -> str:
-    """Money as a Brazilian reads it: ``R$ 1.234.567,89`` (minus sign before the symbol)."""
-    sign = "-" if value < 0 and round(abs(value), 2) > 0 else ""
-    us = f"{abs(value):,.2f}"  # 1,234,567.89
-    return f"{sign}R$ " + us.replace(",", "_").replace(".", ",").replace("_", ".")
-
-
-def format_percent(fraction: float) -> str:
-    """A share with the precision that keeps it true, Brazilian comma.
-
-    ``0.823 -> "82%"``, ``0.0731 -> "7,3%"``, ``0.0028 -> "0,28%"``, ``0.9996 -> "99,96%"``:
-    whole numbers where they are honest, more digits where rounding would say 0% or 100%.
-    """
-    pct = fraction * 100
-    if pct == 0:
-        return "0%"
-    magnitude = abs(pct)
-    if magnitude >= 10:
-        digits = 0
-        while digits < 3 and round(magnitude, digits) in (100.0,) and magnitude != 100:
-            digits += 1
-    elif magnitude >= 1:
-        digits = 1
-    else:
-        digits = max(1, 1 - math.floor(math.log10(magnitude)))  # two significant digits
-    text = f"{pct:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text.replace(".", ",") + "%"
-
-
 def _format_ratio(ratio: float) -> str:
     """``2.84 -> "2,8"``: one decimal, Brazilian comma."""
     return f"{ratio:.1f}".replace(".", ",")
-
-
-def _month_label(year: int, month: int) -> str:
-    return f"{_MONTHS_PT[month - 1]}/{year}"
 
 
 def _date(d: Any) -> str:
@@ -155,18 +110,9 @@ def _date(d: Any) -> str:
 # --------------------------------------------------------------------------- shared helpers
 
 
-def normalize_text(text: str) -> str:
-    """Lower case, no accents, no punctuation, so spelling variants compare equal.
-
-    "Aquisição  de PAPEL-A4" -> "aquisicao de papel a4"; "AQUISICAO DE PAPEL A4" too.
-    """
-    bare = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
-    return _NON_WORD.sub(" ", bare).strip()
-
-
 def object_tokens(text: str) -> frozenset[str]:
     """The words of a contract object that carry meaning (normalized, stopwords dropped)."""
-    return frozenset(w for w in normalize_text(text).split() if w not in _STOPWORDS)
+    return frozenset(w for w in normalize_ascii(text).split() if w not in _STOPWORDS)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -176,25 +122,10 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return common / union if union else 0.0
 
 
-def supplier_key(contract: Contract) -> str:
-    """The CNPJ root (8 characters) identifies a company across branches and spellings;
-    a CNPJ whose check digits fail is kept whole (its root proves nothing), and a CPF or
-    an unknown code falls back to the normalized name."""
-    cnpj = contract.supplier_cnpj
-    if len(cnpj) == 14 and _valid_cnpj(cnpj):
-        return cnpj[:8]
-    return cnpj or normalize_text(contract.supplier_name)
-
-
-@functools.lru_cache(maxsize=65536)
-def _valid_cnpj(cnpj: str) -> bool:
-    return is_valid_cnpj(cnpj)
-
-
 def agency_key(contract: Contract) -> str:
     """The órgão superior: its SIAFI code when known, else its normalized name, so that
     "MINISTÉRIO DA SAÚDE" and "Ministério da Saúde" (the portal prints both) are one body."""
-    return contract.agency_code or normalize_text(contract.agency)
+    return contract.agency_code or normalize_ascii(contract.agency)
 
 
 def agency_label(group: Sequence[Contract]) -> str:
@@ -442,7 +373,7 @@ _COMPETITIVE_WORDS = ("pregao", "concorrencia", "tomada de precos", "leilao", "c
 
 def _competitive(c: Contract) -> bool:
     return legal_kind(c.legal_basis, c.modality, c.object) == "competitive" and any(
-        w in normalize_text(c.modality) for w in _COMPETITIVE_WORDS
+        w in normalize_ascii(c.modality) for w in _COMPETITIVE_WORDS
     )
 
 
@@ -599,7 +530,7 @@ def _spike_anomaly(
         severity=_level(ratio, (3.0, 4.0, 6.0)),
         confidence=round(confidence, 3),
         description=(
-            f"Gastos de {_month_label(*month)} do órgão {agency}: {format_brl(value)}, "
+            f"Gastos de {month_label(*month)} do órgão {agency}: {format_brl(value)}, "
             f"{_format_ratio(ratio)} vezes o esperado para o mês ({format_brl(expected)}, já "
             f"contando a sazonalidade); maiores contratos: {top}. {VERIFY_NOTE}"
         ),
@@ -707,7 +638,7 @@ def nature_key(c: Contract) -> str:
     the first two words that say what was bought."""
     if c.category:
         return c.category
-    words = [w for w in normalize_text(c.object).split()
+    words = [w for w in normalize_ascii(c.object).split()
              if w not in _STOPWORDS and w not in _GENERIC and not w.isdigit()]  # fmt: skip
     return " ".join(words[:2])
 
@@ -838,7 +769,7 @@ def detect_value_divergence(
         if ratio < 1 - max_cut:
             found.append(_cut_anomaly(c))
             continue
-        reform = _REFORM.search(normalize_text(c.object)) is not None
+        reform = _REFORM.search(normalize_ascii(c.object)) is not None
         limit = REFORM_AMENDMENT_LIMIT if reform else AMENDMENT_LIMIT
         periods = _allowed_periods(c)
         change = ratio / periods - 1

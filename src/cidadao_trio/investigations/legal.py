@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 
 import attrs
+
+from ..portuguese import normalize_ascii
 
 __all__ = [
     "AMENDMENT_LIMIT",
@@ -74,11 +75,6 @@ def dispensa_limit(year: int) -> DispensaLimit:
     return DISPENSA_LIMITS[nearest]
 
 
-def _fold(text: str) -> str:
-    bare = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", " ", bare).strip()
-
-
 # "Art. 75, II", "art 75 inciso II", "ART. 75, INC. II" -- but not "VIII" or "XII".
 _ART75 = re.compile(r"\bart(?:igo)?\s*75\b(?:\s*(?:caput|inciso|inc))*\s*([ivx]+)\b")
 _ART24 = re.compile(r"\bart(?:igo)?\s*24\b(?:\s*(?:caput|inciso|inc))*\s*([ivx]+)\b")
@@ -95,7 +91,7 @@ def legal_kind(legal_basis: str, modality: str = "", object_text: str = "") -> s
 def _legal_kind(legal_basis: str, modality: str, object_text: str) -> str:
     """"small_purchase" (art. 75 I/II), "emergency" (art. 75 VIII), "other_dispensa",
     "inexigibilidade", "competitive" or "unknown", from the fundamento legal first."""
-    basis, mod = _fold(legal_basis), _fold(modality)
+    basis, mod = normalize_ascii(legal_basis), normalize_ascii(modality)
     m = _ART75.search(basis) or _ART24.search(basis)
     if m:
         inciso = m.group(1)
@@ -108,7 +104,7 @@ def _legal_kind(legal_basis: str, modality: str, object_text: str) -> str:
         return "inexigibilidade"
     if re.search(r"\bart(?:igo)?\s*28\b", basis):  # the licitação modalities
         return "competitive"
-    if "emergen" in basis or ("dispensa" in mod and "emergen" in _fold(object_text)):
+    if "emergen" in basis or ("dispensa" in mod and "emergen" in normalize_ascii(object_text)):
         return "emergency"
     if "dispensa" in mod:
         return "small_purchase"  # a dispensa with no basis given: assume the common case

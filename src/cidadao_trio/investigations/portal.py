@@ -23,7 +23,8 @@ from typing import Any
 import attrs
 import orjson
 
-from .categories import categorize, fold, parse_quantity
+from ..portuguese import strip_accents
+from .categories import categorize, parse_quantity
 from .cnpj import is_valid_cnpj, normalize_cnpj
 from .model import Contract
 
@@ -249,9 +250,9 @@ def _decode(raw: bytes, encoding: str) -> str:
     so "Número" does not turn into "NÃºmero" and lose its column."""
     if raw.startswith(b"\xef\xbb\xbf"):
         return raw.decode("utf-8-sig")
-    if fold(encoding).replace("_", "-") in {"latin-1", "latin1", "iso-8859-1"}:
+    if strip_accents(encoding).lower().replace("_", "-") in {"latin-1", "latin1", "iso-8859-1"}:
         encoding = "cp1252"  # what the portal really writes: "–" is 0x96, not U+0096
-    if fold(encoding).replace("_", "-") in {"latin-1", "latin1", "iso-8859-1", "cp1252"}:
+    if strip_accents(encoding).lower().replace("_", "-") in {"latin-1", "latin1", "iso-8859-1", "cp1252"}:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -275,7 +276,7 @@ def _read_text(source: str | bytes | os.PathLike[str], encoding: str) -> str:
 
 
 def _header_key(name: str) -> str:
-    return _NON_ALNUM.sub("", fold(name))
+    return _NON_ALNUM.sub("", strip_accents(name).lower())
 
 
 def _match_columns(header: list[str]) -> dict[str, int]:

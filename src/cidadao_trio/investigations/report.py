@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import inspect
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,11 +31,13 @@ from typing import Any
 
 import attrs
 
+from ..portuguese import plural
 from . import detectors as det
-from .analysis import Finding, contract_value
-from .detectors import SEVERITIES, format_brl, format_percent
+from .analysis import Finding
+from .detectors import SEVERITIES
 from .legal import DISPENSA_LIMITS
 from .model import Anomaly, AnomalyType, Contract, Severity
+from .money import contract_value, format_brl, format_percent
 
 __all__ = [
     "SECTION_TITLES",
@@ -234,10 +235,6 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _plural(n: int, singular: str, plural: str) -> str:
-    return f"{n} {singular if n == 1 else plural}"
-
-
 def _severity_counts(anomalies: Sequence[Anomaly]) -> dict[Severity, int]:
     counts = Counter(a.severity for a in anomalies)
     return {s: counts[s] for s in reversed(SEVERITIES)}
@@ -245,8 +242,8 @@ def _severity_counts(anomalies: Sequence[Anomaly]) -> dict[Severity, int]:
 
 def _severity_phrase(anomalies: Sequence[Anomaly]) -> str:
     """"2 críticas, 1 alta" (zero counts omitted)."""
-    plural = {"low": "baixas", "medium": "médias", "high": "altas", "critical": "críticas"}
-    parts = [f"{n} {SEVERITY_LABELS[s].lower() if n == 1 else plural[s]}"
+    many = {"low": "baixas", "medium": "médias", "high": "altas", "critical": "críticas"}
+    parts = [f"{n} {SEVERITY_LABELS[s].lower() if n == 1 else many[s]}"
              for s, n in _severity_counts(anomalies).items() if n]  # fmt: skip
     return ", ".join(parts)
 
@@ -270,7 +267,7 @@ def _executive_summary(data: ReportInput, summary: Mapping[str, Any], level: str
             "nome do órgão, o ano ou o valor mínimo pedidos."
         )
     head = (
-        f"{notice}Tiradentes analisou {_plural(n, 'contrato', 'contratos')} do recorte "
+        f"{notice}Tiradentes analisou {plural(n, 'contrato', 'contratos')} do recorte "
         f"“{data.scope}”, que somam {format_brl(total)}."
     )
     if not data.anomalies:
@@ -285,7 +282,7 @@ def _executive_summary(data: ReportInput, summary: Mapping[str, Any], level: str
     common = max(_types_present(data.anomalies), key=lambda t: counts[t])
     return (
         f"{head} Os detectores de Zumbi dos Palmares encontraram "
-        f"{_plural(len(data.anomalies), 'anomalia', 'anomalias')} "
+        f"{plural(len(data.anomalies), 'anomalia', 'anomalias')} "
         f"({_severity_phrase(data.anomalies)}), envolvendo {format_brl(suspicious)} "
         f"({format_percent(share)} do valor analisado). O tipo mais frequente é "
         f"{TYPE_LABELS[common]}. A pontuação de risco é {_decimal(summary['risk_score'])} de "

@@ -22,6 +22,7 @@ import attrs
 
 from .categories import CATALOGUE, CATEGORIES, Category, categorize
 from .cnpj import make_cnpj
+from .detectors import jaccard
 from .model import AnomalyType, Contract, PlantedAnomaly
 
 __all__ = [
@@ -142,11 +143,6 @@ def _words(text: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(re.findall(r"\w+", lower)), frozenset(lower.split())
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    common = len(a & b)
-    return common / (len(a) + len(b) - common)
-
-
 class _Builder:
     """The generator's state: one rng, suppliers, texts used, budgets, contracts so far."""
 
@@ -219,7 +215,7 @@ class _Builder:
                         f"{purpose} d{article} {place}")
             words = _words(text)
             buckets = (self.texts[agency, category.name], self.texts[agency, place])
-            if all(_jaccard(a, b) < _SIMILAR for bucket in buckets for old in bucket
+            if all(jaccard(a, b) < _SIMILAR for bucket in buckets for old in bucket
                    for a, b in zip(words, old, strict=True)):
                 break
         for bucket in buckets:
