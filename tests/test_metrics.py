@@ -7,7 +7,7 @@ import re
 import trio
 import trio.testing
 
-from cidadao_trio.agents.intent import Filters
+from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.auth import mint_token
 
 from .contracts import small_dataset

@@ -16,7 +16,7 @@ import trio.testing
 from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.config import Settings
-from cidadao_trio.agents.intent import Filters
+from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.server.server import Server
 
 from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send

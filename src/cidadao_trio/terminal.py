@@ -457,7 +457,8 @@ class _ChannelSink:
 
 
 def _scope_of(query: str) -> Any:
-    from .agents.intent import Filters, find_agency, parse_intent
+    from .agents.intent import find_agency, parse_intent
+    from .investigations.scope import Filters
 
     filters = parse_intent(query).filters
     if filters == Filters():
@@ -472,7 +473,7 @@ async def run_investigate(args: argparse.Namespace) -> int:
         return 2
     scope = _scope_of(args.query)
     if scope.unknown is not None and scope.agency is None:  # never widen a typo to everything
-        from .agents.bodies import BODIES, closest_names
+        from .investigations.bodies import BODIES, closest_names
 
         names = closest_names(scope.unknown, [b.name for b in BODIES])
         hint = f" Você quis dizer {' ou '.join(names)}?" if names else ""

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from cidadao_trio.agents.intent import (
     AGENCY_ALIASES,
-    Filters,
     Intent,
     find_agency,
     parse_amount,
@@ -19,6 +18,7 @@ from cidadao_trio.agents.intent import (
 from cidadao_trio.investigations.money import format_brl
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.investigations.sample import AGENCIES
+from cidadao_trio.investigations.scope import Filters
 
 SAUDE = "Ministério da Saúde"
 EDUCACAO = "Ministério da Educação"
@@ -192,7 +192,7 @@ def test_every_sample_agency_is_found_by_its_own_name(agency: str) -> None:
 
 
 def test_aliases_cover_every_sample_agency_and_every_known_body() -> None:
-    from cidadao_trio.agents.bodies import BODIES
+    from cidadao_trio.investigations.bodies import BODIES
 
     assert set(AGENCIES) <= set(AGENCY_ALIASES)
     assert set(AGENCY_ALIASES) == {b.name for b in BODIES}

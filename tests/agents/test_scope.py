@@ -11,10 +11,11 @@ import pytest
 import trio
 
 from cidadao_trio.agents.base import AgentRequest
-from cidadao_trio.agents.bodies import body_named, closest_names, matches_body
-from cidadao_trio.agents.intent import Filters, find_agency, find_ug, parse_intent, unknown_body
+from cidadao_trio.agents.intent import find_agency, find_ug, parse_intent, unknown_body
 from cidadao_trio.agents.investigators import Zumbi
+from cidadao_trio.investigations.bodies import body_named, closest_names, matches_body
 from cidadao_trio.investigations.model import Contract
+from cidadao_trio.investigations.scope import Filters
 
 MDS = "Ministério do Desenvolvimento e Assistência Social"
 MDS_OFFICIAL = "Ministério do Desenvolvimento e Assistência Social, Família e Combate à Fome"

@@ -7,7 +7,6 @@ import datetime as dt
 import orjson
 import pytest
 
-from cidadao_trio.agents.intent import Filters
 from cidadao_trio.investigations.analysis import (
     Finding,
     SupplierShare,
@@ -18,6 +17,7 @@ from cidadao_trio.investigations.analysis import (
 )
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.investigations.money import contract_value
+from cidadao_trio.investigations.scope import Filters
 
 SAUDE = "Ministério da Saúde"
 EDUCACAO = "Ministério da Educação"

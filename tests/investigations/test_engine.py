@@ -12,7 +12,7 @@ import orjson
 import trio
 import trio.testing
 
-from cidadao_trio.agents.intent import Filters
+from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.investigations.engine import InvestigationEngine
 from cidadao_trio.store.sqlite import SqliteStore

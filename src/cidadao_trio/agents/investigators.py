@@ -15,8 +15,9 @@ from ..auth import may_see_investigation
 from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
 from .base import AgentRequest, StreamedReply, split_chunks
 from ..investigations.model import Contract
-from .bodies import BODIES, closest_names
-from .intent import Filters, parse_intent
+from ..investigations.bodies import BODIES, closest_names
+from ..investigations.scope import Filters
+from .intent import parse_intent
 
 _STATUS_PT = {
     "initializing": "preparando",

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ..portuguese import month_label, normalize_ascii, plural
 from .model import Contract
 from .money import contract_value, format_brl, format_percent
+from .scope import Filters
 from .suppliers import establishment_key
-
-if TYPE_CHECKING:  # intent imports this module; Filters is only needed for annotations
-    from ..agents.intent import Filters
 
 __all__ = [
     "AGENT_ID",

@@ -44,7 +44,7 @@ class EngineBusy(Exception):
 
 
 class Scope(Protocol):
-    """Which contracts an investigation looks at (``agents.intent.Filters``)."""
+    """Which contracts an investigation looks at (``scope.Filters``)."""
 
     def matches(self, contract: Contract) -> bool: ...
 

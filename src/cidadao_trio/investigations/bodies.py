@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from ..investigations.model import Contract
 from ..portuguese import normalize
+from .model import Contract
 
 
 @attrs.frozen
