@@ -1,4 +1,4 @@
-"""Drummond: intent recognition, streamed chunks, suggested actions, pacing."""
+"""Drummond: topic recognition, streamed chunks, suggested actions, pacing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cidadao_trio.agents import (
     Drummond,
     StreamedReply,
     compose_answer,
-    match_intent,
+    match_topic,
     split_chunks,
 )
 
@@ -63,15 +63,15 @@ EXPECTED_WORDS: dict[str, list[str]] = {
 
 
 @pytest.mark.parametrize(
-    ("intent", "message"),
-    [(intent, message) for intent, messages in PHRASINGS.items() for message in messages],
+    ("topic", "message"),
+    [(topic, message) for topic, messages in PHRASINGS.items() for message in messages],
 )
-def test_intent_recognized(intent: str, message: str) -> None:
-    assert match_intent(message).name == intent
+def test_topic_recognized(topic: str, message: str) -> None:
+    assert match_topic(message).name == topic
 
 
 @pytest.mark.parametrize(
-    ("message", "intent"),
+    ("message", "topic"),
     [
         ("Oi, o que é sobrepreço?", "overpricing"),
         ("bom dia! como investigar contratos?", "investigate"),
@@ -81,15 +81,15 @@ def test_intent_recognized(intent: str, message: str) -> None:
         ("Quais agentes investigam os contratos?", "agents"),
     ],
 )
-def test_specific_intent_wins_over_generic(message: str, intent: str) -> None:
-    assert match_intent(message).name == intent
+def test_specific_topic_wins_over_generic(message: str, topic: str) -> None:
+    assert match_topic(message).name == topic
 
 
 @pytest.mark.parametrize(
     "message", ["Qual é a capital da França?", "asdf qwerty", "Me conta uma piada", "42"]
 )
 def test_unknown_text_gets_fallback(message: str) -> None:
-    assert match_intent(message) is FALLBACK
+    assert match_topic(message) is FALLBACK
 
 
 @pytest.mark.parametrize(
@@ -103,9 +103,9 @@ def test_greeting_echoes_time_of_day(message: str, opening: str) -> None:
     assert "{" not in answer
 
 
-@pytest.mark.parametrize("intent", [*PHRASINGS, "fallback"])
-async def test_reply_streams_full_portuguese_answer(intent: str) -> None:
-    message = PHRASINGS[intent][0] if intent != "fallback" else "Qual é a capital da França?"
+@pytest.mark.parametrize("topic", [*PHRASINGS, "fallback"])
+async def test_reply_streams_full_portuguese_answer(topic: str) -> None:
+    message = PHRASINGS[topic][0] if topic != "fallback" else "Qual é a capital da França?"
     _, answer = compose_answer(message)
     reply = Drummond().reply(request(message))
 
@@ -114,15 +114,15 @@ async def test_reply_streams_full_portuguese_answer(intent: str) -> None:
     assert "".join(chunks) == answer
     assert len(chunks) > 1
     assert all(chunk for chunk in chunks)
-    for word in EXPECTED_WORDS[intent]:
+    for word in EXPECTED_WORDS[topic]:
         assert word in answer
     assert 2 <= sum(answer.count(mark) for mark in ".!?") <= 6  # short: 2-5 sentences
     assert reply.investigation_id is None
 
 
-@pytest.mark.parametrize("intent", [*PHRASINGS, "fallback"])
-async def test_suggested_actions_set_after_iteration(intent: str) -> None:
-    message = PHRASINGS[intent][0] if intent != "fallback" else "xyz"
+@pytest.mark.parametrize("topic", [*PHRASINGS, "fallback"])
+async def test_suggested_actions_set_after_iteration(topic: str) -> None:
+    message = PHRASINGS[topic][0] if topic != "fallback" else "xyz"
     reply = Drummond().reply(request(message))
 
     await collect(reply)
@@ -134,11 +134,11 @@ async def test_suggested_actions_set_after_iteration(intent: str) -> None:
 
 def test_suggested_actions_are_understood() -> None:
     """Clicking a suggestion must never land on the fallback."""
-    intents = [match_intent(m) for messages in PHRASINGS.values() for m in messages] + [FALLBACK]
-    actions = {action for intent in intents for action in intent.suggested_actions}
+    topics = [match_topic(m) for messages in PHRASINGS.values() for m in messages] + [FALLBACK]
+    actions = {action for topic in topics for action in topic.suggested_actions}
     assert "Investigar contratos do Ministério da Saúde" in actions
     for action in actions:
-        assert match_intent(action) is not FALLBACK, action
+        assert match_topic(action) is not FALLBACK, action
 
 
 async def test_chunks_are_word_groups() -> None:
@@ -245,8 +245,8 @@ def test_asked_if_the_data_is_real_on_the_sample_drummond_says_no() -> None:
     from cidadao_trio.agents.drummond import compose_answer
 
     for question in ("Os dados são reais?", "De onde vêm os dados?", "isso é uma amostra?"):
-        intent, answer = compose_answer(question, "sample")
-        assert intent.name == "data_source"
+        topic, answer = compose_answer(question, "sample")
+        assert topic.name == "data_source"
         assert "amostra sintética" in answer and "não são dados reais" in answer
 
 

@@ -1,7 +1,7 @@
 """Who answers a chat: the agent interface and the agents themselves."""
 
 from .base import Agent, AgentReply, AgentRequest, StreamedReply, split_chunks
-from .drummond import FALLBACK, Drummond, Intent, compose_answer, match_intent
+from .drummond import FALLBACK, Drummond, Topic, compose_answer, match_topic
 
 __all__ = [
     "FALLBACK",
@@ -9,9 +9,9 @@ __all__ = [
     "AgentReply",
     "AgentRequest",
     "Drummond",
-    "Intent",
     "StreamedReply",
+    "Topic",
     "compose_answer",
-    "match_intent",
+    "match_topic",
     "split_chunks",
 ]

@@ -1,7 +1,7 @@
 """Drummond: the conversational agent of Cidadão.AI.
 
 Rule-based on purpose: answers are predictable, instant, cost nothing and can be tested
-word by word. Intents are tried in order, so the more specific ones come first (``"oi,
+word by word. Topics are tried in order, so the more specific ones come first (``"oi,
 o que é sobrepreço?"`` is a question about sobrepreço, not a greeting).
 """
 
@@ -16,12 +16,13 @@ import trio
 from ..portuguese import normalize
 from .base import AgentRequest, StreamedReply, split_chunks
 
-__all__ = ["FALLBACK", "Drummond", "Intent", "compose_answer", "match_intent"]
+__all__ = ["FALLBACK", "Drummond", "Topic", "compose_answer", "match_topic"]
 
 
 @attrs.frozen
-class Intent:
-    """One thing a citizen may ask, the patterns that recognize it and Drummond's answer."""
+class Topic:
+    """One thing a citizen may ask Drummond about, the patterns that recognize it and his
+    answer (unlike ``intent.Intent``, which picks the agent that answers a message)."""
 
     name: str
     patterns: tuple[re.Pattern[str], ...]
@@ -32,8 +33,8 @@ class Intent:
         return any(p.search(normalized) for p in self.patterns)
 
 
-def _intent(name: str, patterns: list[str], answer: str, actions: list[str]) -> Intent:
-    return Intent(name, tuple(re.compile(p) for p in patterns), answer, tuple(actions))
+def _topic(name: str, patterns: list[str], answer: str, actions: list[str]) -> Topic:
+    return Topic(name, tuple(re.compile(p) for p in patterns), answer, tuple(actions))
 
 
 _EXAMPLE = "Investigar contratos do Ministério da Saúde"
@@ -42,8 +43,8 @@ _ANOMALY_Q = "O que é uma anomalia?"
 _OVERPRICE_Q = "O que é sobrepreço?"
 _SPLITTING_Q = "O que é fracionamento?"
 
-_INTENTS: tuple[Intent, ...] = (
-    _intent(
+_TOPICS: tuple[Topic, ...] = (
+    _topic(
         "agents",
         [r"\bagentes?\b", r"\bzumbi\b", r"\banita\b", r"\btiradentes\b", r"\babaporu\b",
          r"\bequipe\b"],
@@ -54,7 +55,7 @@ _INTENTS: tuple[Intent, ...] = (
         "pelo caminho.",
         [_EXAMPLE, _ANOMALY_Q, "Como investigar?"],
     ),
-    _intent(
+    _topic(
         "investigate",
         [r"\binvestig", r"\bfiscaliz", r"\bauditar\b", r"\bapurar\b"],
         "Para começar uma investigação, basta me dizer o que você quer analisar, por "
@@ -63,7 +64,7 @@ _INTENTS: tuple[Intent, ...] = (
         "prepara um relatório com tudo o que foi encontrado.",
         [_EXAMPLE, "Investigar contratos do Ministério da Educação", _ANOMALY_Q],
     ),
-    _intent(
+    _topic(
         "overpricing",
         [r"\bsobreprec", r"\bsuperfatur", r"\bpreco (muito )?(acima|alto|caro)"],
         "Sobrepreço acontece quando o governo paga por um produto ou serviço bem mais do "
@@ -73,7 +74,7 @@ _INTENTS: tuple[Intent, ...] = (
         "depois precisam ser verificados.",
         [_SPLITTING_Q, _EXAMPLE, _ANOMALY_Q],
     ),
-    _intent(
+    _topic(
         "splitting",
         [r"\bfracion", r"\bdividir (a |as )?compras?\b"],
         "Fracionamento é dividir uma compra grande em várias compras menores para ficar "
@@ -82,7 +83,7 @@ _INTENTS: tuple[Intent, ...] = (
         "contratos parecidos, com o mesmo fornecedor, em poucos dias.",
         [_OVERPRICE_Q, "Investigar contratos do Ministério da Educação", _AGENTS_Q],
     ),
-    _intent(
+    _topic(
         "anomaly",
         [r"\banomal", r"\birregularidade", r"\bsuspeit"],
         "Uma anomalia é algo fora do padrão em um gasto público, que merece um olhar mais "
@@ -91,7 +92,7 @@ _INTENTS: tuple[Intent, ...] = (
         "de irregularidade: é um sinal de alerta que precisa ser verificado.",
         [_OVERPRICE_Q, _SPLITTING_Q, _EXAMPLE],
     ),
-    _intent(
+    _topic(
         "privacy",
         [r"\bprivacidade\b", r"\blgpd\b", r"\bdados pessoais\b",
          r"\bmeus dados\b", r"\bseguranca\b", r"\bseguros?\b"],
@@ -101,7 +102,7 @@ _INTENTS: tuple[Intent, ...] = (
         "se a conexão cair, por isso evite compartilhar informações pessoais aqui.",
         ["De onde vêm os dados?", "Como funciona?", _EXAMPLE],
     ),
-    _intent(
+    _topic(
         "data_source",
         [r"\bfontes?\b", r"\bde onde\b", r"\bportal da transparencia\b", r"\bdados\b",
          r"\borigem\b", r"\breais\b", r"\bverdadeir", r"\bsintetic", r"\bamostra\b",
@@ -112,7 +113,7 @@ _INTENTS: tuple[Intent, ...] = (
         "para facilitar a sua fiscalização.",
         [_EXAMPLE, _ANOMALY_Q, "Como investigar?"],
     ),
-    _intent(
+    _topic(
         "help",
         [r"\bajud", r"\bsocorro\b", r"\bo que (voce|vc|tu) (faz|pode|sabe)",
          r"\bcomo (isso |voce |vc )?funciona", r"\bquem (e|es) (voce|vc|tu)\b",
@@ -124,14 +125,14 @@ _INTENTS: tuple[Intent, ...] = (
         "tempo real.",
         [_EXAMPLE, _AGENTS_Q, "De onde vêm os dados?"],
     ),
-    _intent(
+    _topic(
         "thanks",
         [r"\bobrigad[oa]s?\b", r"\bbrigad[oa]\b", r"\bvaleu\b", r"\bagradec", r"\bgrat[oa]\b"],
         "Por nada! Fico feliz em ajudar. Acompanhar os gastos públicos é um direito de "
         "todo cidadão, e pode contar comigo sempre que precisar.",
         [_EXAMPLE, _OVERPRICE_Q, _AGENTS_Q],
     ),
-    _intent(
+    _topic(
         "goodbye",
         [r"\btchau\b", r"\badeus\b", r"\bate (logo|mais|breve|amanha|a proxima)\b",
          r"\bfalou\b", r"\bflw\b"],
@@ -139,7 +140,7 @@ _INTENTS: tuple[Intent, ...] = (
         "como o dinheiro público está sendo gasto.",
         [_EXAMPLE, _AGENTS_Q],
     ),
-    _intent(
+    _topic(
         "greeting",
         [r"\bola\b", r"\boi+\b", r"\bbom dia\b", r"\bboa tarde\b", r"\bboa noite\b",
          r"\be ai\b", r"\bsalve\b", r"\bhello\b"],
@@ -150,7 +151,7 @@ _INTENTS: tuple[Intent, ...] = (
     ),
 )
 
-FALLBACK = _intent(
+FALLBACK = _topic(
     "fallback",
     [],
     "Ainda não sei responder a isso, mas posso ajudar você com os gastos públicos. Você "
@@ -162,10 +163,10 @@ FALLBACK = _intent(
 _SALUTATIONS = (("bom dia", "Bom dia!"), ("boa tarde", "Boa tarde!"), ("boa noite", "Boa noite!"))
 
 
-def match_intent(message: str) -> Intent:
-    """The first intent whose patterns match the message, or ``FALLBACK``."""
+def match_topic(message: str) -> Topic:
+    """The first topic whose patterns match the message, or ``FALLBACK``."""
     normalized = normalize(message)
-    return next((i for i in _INTENTS if i.matches(normalized)), FALLBACK)
+    return next((i for i in _TOPICS if i.matches(normalized)), FALLBACK)
 
 
 SAMPLE_ANSWER = (
@@ -188,22 +189,22 @@ _UNKNOWN_ORIGIN = (
 )
 
 
-def compose_answer(message: str, data_origin: str | None = None) -> tuple[Intent, str]:
-    """The intent and the full answer text; greetings echo the time of day the user used.
+def compose_answer(message: str, data_origin: str | None = None) -> tuple[Topic, str]:
+    """The topic and the full answer text; greetings echo the time of day the user used.
 
     Questions about the data say plainly what the server runs on: the bundled synthetic
     sample is never presented as Portal da Transparência data (``data_origin``: "sample",
     "file", or None/"memory" when unknown).
     """
-    intent = match_intent(message)
-    if intent.name == "data_source":
+    topic = match_topic(message)
+    if topic.name == "data_source":
         answer = {"sample": SAMPLE_ANSWER, "file": FILE_ANSWER}.get(data_origin or "", _UNKNOWN_ORIGIN)
-        return intent, answer
-    if intent.name != "greeting":
-        return intent, intent.answer
+        return topic, answer
+    if topic.name != "greeting":
+        return topic, topic.answer
     normalized = normalize(message)
     salutation = next((s for key, s in _SALUTATIONS if key in normalized), "Olá!")
-    return intent, intent.answer.format(salutation=salutation)
+    return topic, topic.answer.format(salutation=salutation)
 
 
 @attrs.define
@@ -221,10 +222,10 @@ class Drummond:
 
     def reply(self, request: AgentRequest) -> StreamedReply:
         origin = self.data_origin() if self.data_origin is not None else None
-        intent, answer = compose_answer(request.message, origin)
+        topic, answer = compose_answer(request.message, origin)
         return StreamedReply(
             chunks=self._stream(split_chunks(answer)),
-            suggested_actions=list(intent.suggested_actions),
+            suggested_actions=list(topic.suggested_actions),
         )
 
     async def _stream(self, chunks: list[str]) -> AsyncIterator[str]:
