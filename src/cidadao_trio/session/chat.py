@@ -20,7 +20,7 @@ from .client import Client
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
 from .turns import Turn
-from .typing import TypingDebounce
+from .debounce import TypingDebounce
 
 
 @attrs.define(eq=False)
