@@ -29,7 +29,7 @@ from ..protocol.frames import text_frame
 from ..protocol.inbound import Auth, ClientMessage, Ping, ProtocolError, ReplyTo, parse
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
-from ..session.client import Client
+from ..session.participant import Participant
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
 from .admission import Admission
@@ -71,11 +71,11 @@ _batches = _BatchFrames()
 class Endpoint(Protocol):
     async def prepare(self) -> None: ...
     def permits(self, principal: Principal) -> bool: ...
-    async def upgraded(self, client: Client) -> bool:
+    async def upgraded(self, client: Participant) -> bool:
         """The client authenticated late; True if that claimed its (anonymous) session."""
-    async def open(self, client: Client) -> None: ...
-    async def handle(self, client: Client, message: ClientMessage) -> None: ...
-    async def close(self, client: Client) -> None: ...
+    async def open(self, client: Participant) -> None: ...
+    async def handle(self, client: Participant, message: ClientMessage) -> None: ...
+    async def close(self, client: Participant) -> None: ...
 
 
 @attrs.frozen
@@ -118,7 +118,7 @@ def error_text(
     return encode("error", data, ephemeral_id())
 
 
-class Connection(Client):
+class Connection(Participant):
     def __init__(
         self,
         ws: WebSocketConnection,
@@ -164,7 +164,7 @@ class Connection(Client):
         self._attention = trio.Event()  # wakes _watch: fullness changed, token renewed
         self._token_deadline = float("inf")  # trio time of the token's exp
 
-    # --- Client, as the session layer sees it -------------------------------------------
+    # --- Participant, as the session layer sees it --------------------------------------
 
     def send(self, type: str, data: Mapping[str, Any]) -> None:
         eid = ephemeral_id()

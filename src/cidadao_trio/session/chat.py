@@ -16,7 +16,7 @@ from ..protocol.inbound import (
     Typing,
     Unsubscribe,
 )
-from .client import Client
+from .participant import Participant
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
 from .turns import Turn
@@ -50,7 +50,7 @@ class ChatEndpoint:
             self._session = await self.hub.session(self.session_id)
             self._session.connections += 1  # before any await, so release() cannot drop it
 
-    async def open(self, client: Client) -> None:
+    async def open(self, client: Participant) -> None:
         await self.prepare()
         if not self.permits(client.principal):
             client.close(CloseCode.POLICY, "forbidden", ErrorCode.FORBIDDEN)
@@ -62,17 +62,17 @@ class ChatEndpoint:
         identity = {"session_id": self.session.id}
         await self.hub.open_stream(client, self.stream, self.last_id, identity, followed)
 
-    async def upgraded(self, client: Client) -> bool:
+    async def upgraded(self, client: Participant) -> bool:
         return await self.hub.claim_anonymous(self.session, client)
 
-    async def close(self, client: Client) -> None:
+    async def close(self, client: Participant) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
         if self._session is not None:
             self._session.members.discard(client)
             self._session.connections -= 1
             self.hub.release(self._session)
 
-    async def handle(self, client: Client, message: ClientMessage) -> None:
+    async def handle(self, client: Participant, message: ClientMessage) -> None:
         command, reply_to = message.command, message.id
         broker = self.hub.broker
         match command:  # ping and auth are answered by the connection itself

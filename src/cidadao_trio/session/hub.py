@@ -14,7 +14,7 @@ from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
 from ..protocol.outbound import CONNECTED_MESSAGE
-from .client import Client
+from .participant import Participant
 from .turns import TurnQueue, TurnRunner
 
 
@@ -24,7 +24,7 @@ class ChatSession:
     turns: TurnQueue
     owner_key: str | None = None  # the first principal to open it (PROTOCOL.md §6)
     connections: int = 0  # counted from prepare(), before a connection is open
-    members: set[Client] = attrs.field(factory=set)  # open connections, to close on a claim
+    members: set[Participant] = attrs.field(factory=set)  # open connections, to close on a claim
 
     @property
     def idle(self) -> bool:
@@ -69,7 +69,7 @@ class Hub:
             session.owner_key = principal.owner_key
             await self.broker.save_session_owner(session.id, session.owner_key)
 
-    async def claim_anonymous(self, session: ChatSession, claimer: Client) -> bool:
+    async def claim_anonymous(self, session: ChatSession, claimer: Participant) -> bool:
         """An anonymous session becomes ``claimer``'s (its late ``auth``, §6).
 
         Every other connection of the session that may no longer open it is closed
@@ -92,7 +92,7 @@ class Hub:
 
     async def open_stream(
         self,
-        client: Client,
+        client: Participant,
         stream: str,
         last_id: str | None,
         identity: dict[str, Any],

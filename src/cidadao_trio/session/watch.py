@@ -8,7 +8,7 @@ from ..broker.base import investigation_stream
 from ..auth import Principal, may_see_investigation
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import ClientMessage
-from .client import Client
+from .participant import Participant
 from .hub import Hub, Visibility
 
 
@@ -33,7 +33,7 @@ class WatchEndpoint:
         self._access = await self.hub.lookup(self.investigation_id)
         self._prepared = True
 
-    async def open(self, client: Client) -> None:
+    async def open(self, client: Participant) -> None:
         if not self._prepared:
             await self.prepare()
         if not self.permits(client.principal):
@@ -42,13 +42,13 @@ class WatchEndpoint:
         identity = {"investigation_id": self.investigation_id}
         await self.hub.open_stream(client, self.stream, self.last_id, identity, [self.stream], replay_all=True)
 
-    async def upgraded(self, client: Client) -> bool:
+    async def upgraded(self, client: Participant) -> bool:
         return False  # an investigation's visibility is set when it starts
 
-    async def close(self, client: Client) -> None:
+    async def close(self, client: Participant) -> None:
         self.hub.broker.detach(self.stream, client.outbox)
 
-    async def handle(self, client: Client, message: ClientMessage) -> None:
+    async def handle(self, client: Participant, message: ClientMessage) -> None:
         """Receive-only: ping and auth are answered by the connection; the rest is refused."""
         client.error(
             ErrorCode.UNSUPPORTED,

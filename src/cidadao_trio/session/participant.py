@@ -1,4 +1,9 @@
-"""What the session layer needs from a connection; the server layer provides it."""
+"""A participant: one open connection as the session layer sees it.
+
+Chat sessions and investigation streams need only this of a connection (who it is, its
+outbox, how to answer it or end it); the server layer's ``Connection`` provides it. Not to
+be confused with ``cidadao_trio.client``, the program that connects to the server.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from ..protocol.inbound import ReplyTo
 from .outbox import Outbox
 
 
-class Client(Protocol):
+class Participant(Protocol):
     id: int
     outbox: Outbox
     principal: Principal
