@@ -7,7 +7,7 @@ and talk to it through :class:`RealtimeClient` under Trio.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,17 +27,21 @@ from cidadao_trio.client import (
     RealtimeClient,
     endpoint_url,
     http_base,
-    ids_of,
     unpack,
     with_query,
 )
-from cidadao_trio.protocol.envelope import DurableId
+from cidadao_trio.protocol.envelope import EPHEMERAL_PREFIX, DurableId
 
 from .process import ServerProcess, serve
 
 SAFETY = 10.0  # seconds; a safety net, never a measured delay
 SECRET = "client-test-secret-with-32-bytes-or-more"
 FAST = Backoff(base=0.02, cap=0.1, random=random.Random(1))
+
+
+def ids_of(messages: Iterable[dict[str, Any]]) -> list[str]:
+    """The durable ids among ``messages``."""
+    return [m["id"] for m in messages if isinstance(m.get("id"), str) and not m["id"].startswith(EPHEMERAL_PREFIX)]
 
 
 def msg(id: str, type: str = "chat", **data: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import itertools
 import random as _random
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -703,8 +703,3 @@ def _refusal(outcome: _Attempt) -> ClientRefused | None:
     if 400 <= outcome.code < 500 and outcome.code not in RETRYABLE_HTTP:
         return ClientRefused(outcome.code, outcome.reason)
     return None
-
-
-def ids_of(messages: Iterable[Message]) -> list[str]:
-    """The durable ids among ``messages`` (test and benchmark helper)."""
-    return [m["id"] for m in messages if isinstance(m.get("id"), str) and not m["id"].startswith(EPHEMERAL_PREFIX)]
