@@ -5,7 +5,7 @@ investigation or an agent. When the outbox is over its bound, typing indicators 
 dropped and pending progress messages of one investigation are coalesced; messages that
 must never be dropped are still queued, the outbox records since when it has been full,
 and the connection closes it 1013 if it stays full for ``slow_consumer_timeout`` (or
-at once past a hard ceiling of twice the bound, so memory stays bounded).
+at once past the hard ceiling, ``hard_messages``/``hard_bytes``, so memory stays bounded).
 
 Replayed history (a resume, events copied on subscribe, a digest) is offered inside
 :meth:`Outbox.replaying`: those deliveries are never coalesced or dropped, so a replay
@@ -32,7 +32,8 @@ class Outbox:
     owner: int  # connection id; relayed messages from this connection are skipped
     max_messages: int = 256
     max_bytes: int = 1024 * 1024
-    # The hard ceiling; a connection raises it by the stream retention, so a replay of
+    # The hard ceiling, by default HARD_LIMIT_FACTOR times the bound; a connection sets its
+    # own (server/connection.py) with room for the stream retention, so a replay of
     # retained history (or an investigation copied in on subscribe) fits and drains.
     hard_messages: int = attrs.field()
     hard_bytes: int = attrs.field()
