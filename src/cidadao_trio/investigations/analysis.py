@@ -259,7 +259,7 @@ def _modality_finding(contracts: Sequence[Contract], scope: str) -> Finding:
         f"{format_percent(dispensa)} por dispensa e {format_percent(inexigibilidade)} por "
         f"inexigibilidade, {note}."
     )
-    rows = sorted(
+    rows: list[dict[str, Any]] = sorted(
         ({"modality": name, "total": round(_total(cs), 2), "share": round(share(_total(cs)), 4),
           "contracts": len(cs)} for name, cs in by_modality.items()),
         key=lambda r: (-r["total"], r["modality"]),

@@ -481,7 +481,7 @@ def _methodology(data_origin: str = "memory") -> dict[str, Any]:
     spike, dup = det.detect_spending_spike, det.detect_duplicate_contracts
     limits = "; ".join(f"{y}: {format_brl(lim.value)} ({lim.source})"
                        for y, lim in sorted(DISPENSA_LIMITS.items()) if y >= 2023)  # fmt: skip
-    detectors = {
+    detectors: dict[AnomalyType, str] = {
         "price_deviation":
             "compara o preço unitário só com contratos do mesmo item (mesmo código de "
             "catálogo, ou o mesmo item descrito na mesma unidade), de qualquer órgão, quando "
