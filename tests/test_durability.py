@@ -14,6 +14,7 @@ import websockets
 
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.protocol.envelope import DurableId
+from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .harness import (
@@ -125,7 +126,7 @@ async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
         broker = MemoryBroker(store=SqliteStore(path))
         await nursery.start(broker.run)
         ids = [(await broker.publish("session:s", "chat", {"n": n})).id for n in range(5)]
-        await broker.save_session_owner("s", "user:alice")
+        await StoreRecords(broker).save_session_owner("s", "user:alice")
         await broker.link("investigation:X", "session:s")
         await broker.flush()
         nursery.cancel_scope.cancel()
@@ -133,7 +134,7 @@ async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         reborn = MemoryBroker(store=SqliteStore(path))
         await nursery.start(reborn.run)
-        assert await reborn.session_owner("s") == "user:alice"
+        assert await StoreRecords(reborn).session_owner("s") == "user:alice"
         assert await reborn.followed_by("session:s") == ["investigation:X"]
         sink = ListSink()
         attachment = await reborn.attach("session:s", sink, DurableId.parse(ids[1]))

@@ -17,6 +17,7 @@ from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.scope import Filters
+from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.server.server import Server
 
 from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
@@ -82,8 +83,8 @@ async def test_a_turn_cut_by_the_store_ends_without_a_traceback(
     assert any("store" in r.getMessage() or "disk is full" in r.getMessage() for r in caplog.records)
 
 
-class OwnerlessBroker(MemoryBroker):
-    """A memory broker that cannot record a new session's owner."""
+class OwnerlessRecords(StoreRecords):
+    """Records that cannot take a new session's owner."""
 
     async def save_session_owner(self, session_id: str, owner_key: str) -> None:
         raise StoreUnavailable("database or disk is full", retry_after=3.0)
@@ -92,7 +93,8 @@ class OwnerlessBroker(MemoryBroker):
 async def test_a_session_the_store_cannot_record_is_refused_unavailable(
     autojump_clock: trio.testing.MockClock, caplog: Any
 ) -> None:
-    server = Server(Settings(**TEST_DEFAULTS), broker=OwnerlessBroker(), dataset=())
+    broker = MemoryBroker()
+    server = Server(Settings(**TEST_DEFAULTS), broker=broker, dataset=(), records=OwnerlessRecords(broker))
     async with server.running():
         async with connect(server, f"{CHAT}new-session") as ws:
             error = await receive(ws)

@@ -502,9 +502,10 @@ async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tupl
     from .investigations.dataset import load_contracts
     from .investigations.engine import InvestigationEngine
     from .protocol.envelope import DurableId
+    from .records.local import StoreRecords
 
     broker = MemoryBroker()
-    engine = InvestigationEngine(broker, lambda: load_contracts(dataset), step_delay=0)
+    engine = InvestigationEngine(broker, StoreRecords(broker), lambda: load_contracts(dataset), step_delay=0)
     view = InvestigationView(screen, None)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
@@ -525,7 +526,7 @@ async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tupl
                     break
         stored = await engine.report(record.id) if succeeded else None
         nursery.cancel_scope.cancel()
-    return record.id, stored[1] if stored else None
+    return record.id, stored.markdown if stored else None
 
 
 def _first_leaf(error: BaseException) -> BaseException:

@@ -15,6 +15,7 @@ import trio.testing
 from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.investigations.engine import InvestigationEngine
+from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.sqlite import SqliteStore
 
 from ..contracts import EDUCATION, HEALTH, small_dataset
@@ -49,7 +50,7 @@ async def engine_running(broker: MemoryBroker | None = None, **kwargs: Any) -> A
     broker = broker or MemoryBroker()
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
-        engine = InvestigationEngine(broker, small_dataset, in_thread=False, **kwargs)
+        engine = InvestigationEngine(broker, StoreRecords(broker), small_dataset, in_thread=False, **kwargs)
         await nursery.start(engine.run)
         yield engine
         nursery.cancel_scope.cancel()
@@ -85,7 +86,7 @@ async def test_investigation_walks_the_phases(autojump_clock: trio.testing.MockC
         assert ready["data"]["url"] == f"/api/v1/investigations/{record.id}/report?format=markdown"
         assert engine.records[record.id].status == "completed"
         stored = await engine.report(record.id)
-        assert stored is not None and "## Resumo Executivo" in stored[1]
+        assert stored is not None and "## Resumo Executivo" in stored.markdown
 
 
 async def test_scope_limits_the_contracts(autojump_clock: trio.testing.MockClock) -> None:
@@ -153,7 +154,7 @@ async def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> No
         assert engine.records[interrupted.id].status == "failed"
         assert "reinício" in (engine.records[interrupted.id].reason or "")
         stored = await engine.report(done.id)
-        assert stored is not None and orjson.loads(stored[0])["summary"]["anomalies_found"] == 2
+        assert stored is not None and orjson.loads(stored.json)["summary"]["anomalies_found"] == 2
         assert (await engine.start(Filters(), "anon", public=True)).id.endswith("-003")
 
 

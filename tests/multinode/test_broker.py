@@ -10,7 +10,9 @@ import trio
 from cidadao_trio.broker import redis as redis_broker
 from cidadao_trio.broker.base import investigation_stream, session_stream
 from cidadao_trio.protocol.envelope import DurableId
-from cidadao_trio.store.base import SaveInvestigation, SaveReport
+from cidadao_trio.investigations.model import Investigation
+from cidadao_trio.records.base import StoredReport
+from cidadao_trio.records.redis import RedisRecords
 
 from .helpers import ListSink, cursor, hold_fan_out, offsets, started, wait_healthy
 from .redis_process import RedisProcess
@@ -140,7 +142,7 @@ async def test_link_copies_history_and_streams_live_events_across_nodes(
     assert session.got[1].coalesce_key == "progress:INV-2026-001"
     assert cursor(anomaly.id).offset == 3  # its own offset in the investigation stream
     assert await a.followed_by(S) == [INV]
-    assert await a.query(a.store.links_to, S) == [INV]
+    assert await a.followed_by(S) == [INV]
     await a.unlink(INV, S)
     assert await b.followed_by(S) == []
     await progress(a, 30)
@@ -189,20 +191,23 @@ async def test_typing_is_relayed_but_not_stored_and_origin_is_local_only(
 
 
 async def test_session_owner_investigations_reports_are_shared(nursery: trio.Nursery, redis: RedisProcess) -> None:
-    a = await started(nursery, redis.url)
-    b = await started(nursery, redis.url)
+    a = RedisRecords(await started(nursery, redis.url))
+    b = RedisRecords(await started(nursery, redis.url))
     assert await b.session_owner("s1") is None
     await a.save_session_owner("s1", "user:ana")
     await b.save_session_owner("s1", "user:bob")  # the first owner stays
     assert await b.session_owner("s1") == await a.session_owner("s1") == "user:ana"
-    await a.record(SaveInvestigation("INV-2026-001", '{"v": 1}'), SaveInvestigation("INV-2026-002", '{"v": 2}'))
-    await b.record(SaveInvestigation("INV-2026-001", '{"v": 3}'))  # an update keeps its place
-    assert await b.query(b.store.load_investigations) == ['{"v": 3}', '{"v": 2}']
-    assert await b.query(b.store.load_investigation, "INV-2026-002") == '{"v": 2}'
-    assert await b.query(b.store.load_investigation, "INV-2026-404") is None
-    assert await b.query(b.store.load_report, "INV-2026-001") is None
-    await a.record(SaveReport("INV-2026-001", '{"r": 1}', "# R"))
-    assert await b.query(b.store.load_report, "INV-2026-001") == ('{"r": 1}', "# R")
+    first, second = (Investigation(f"INV-2026-00{n}", "t", "s", "anon", True) for n in (1, 2))
+    await a.save_investigation(first)
+    await a.save_investigation(second)
+    updated = Investigation(first.id, "t", "s", "anon", True, status="completed")
+    await b.save_investigation(updated)  # an update keeps its place
+    assert await b.investigations() == [updated, second]
+    assert await b.investigation("INV-2026-002") == second
+    assert await b.investigation("INV-2026-404") is None
+    assert await b.report("INV-2026-001") is None
+    await a.save_report("INV-2026-001", StoredReport('{"r": 1}', "# R"))
+    assert await b.report("INV-2026-001") == StoredReport('{"r": 1}', "# R")
 
 
 async def test_next_number_is_atomic_across_nodes(nursery: trio.Nursery, redis: RedisProcess) -> None:
@@ -211,13 +216,13 @@ async def test_next_number_is_atomic_across_nodes(nursery: trio.Nursery, redis: 
     numbers: list[int] = []
 
     async def take(broker: redis_broker.RedisBroker) -> None:
-        numbers.append(await broker.query(broker.store.next_number, "investigation:2026"))
+        numbers.append(await RedisRecords(broker).next_number("investigation:2026"))
 
     async with trio.open_nursery() as many:
         for n in range(40):
             many.start_soon(take, (a, b)[n % 2])
     assert sorted(numbers) == list(range(1, 41))
-    assert await a.query(a.store.next_number, "investigation:2027") == 1
+    assert await RedisRecords(a).next_number("investigation:2027") == 1
 
 
 async def test_an_overflowing_inbox_is_refilled_from_the_stream(

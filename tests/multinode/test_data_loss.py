@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from cidadao_trio.broker.redis import RedisBroker
+from cidadao_trio.records.redis import RedisRecords
 
 from .helpers import LIMIT, started, wait_healthy
 from .redis_process import RedisProcess
@@ -39,13 +40,13 @@ async def test_a_redis_restarted_empty_is_logged_once_as_an_error(
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             broker = await started(nursery, redis.url)
-            await broker.save_session_owner("alice-1", "user:alice")
-            assert await broker.session_owner("alice-1") == "user:alice"
+            await RedisRecords(broker).save_session_owner("alice-1", "user:alice")
+            assert await RedisRecords(broker).session_owner("alice-1") == "user:alice"
             assert any("appendonly no" in r.getMessage() for r in caplog.records)  # said at start
             assert broker.data_losses == 0 and _errors(caplog) == []
             await _restart(redis, broker)
             assert broker.data_losses == 1
-            assert await broker.session_owner("alice-1") is None  # what the error line warns about
+            assert await RedisRecords(broker).session_owner("alice-1") is None  # what the error line warns about
             nursery.cancel_scope.cancel()
     errors = _errors(caplog)
     assert len(errors) == 1 and errors[0].startswith(LOST) and "appendonly yes" in errors[0], errors
@@ -58,9 +59,9 @@ async def test_a_persistent_redis_restart_is_not_a_loss(
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             broker = await started(nursery, persistent_redis.url)
-            await broker.save_session_owner("alice-1", "user:alice")
+            await RedisRecords(broker).save_session_owner("alice-1", "user:alice")
             await _restart(persistent_redis, broker)
-            assert await broker.session_owner("alice-1") == "user:alice"
+            assert await RedisRecords(broker).session_owner("alice-1") == "user:alice"
             nursery.cancel_scope.cancel()
     assert broker.data_losses == 0
     assert not any(LOST in r.getMessage() or "appendonly no" in r.getMessage() for r in caplog.records)

@@ -61,7 +61,7 @@ async def test_a_sessions_connections_on_two_servers_share_the_conversation(redi
                 assert second_a == second_b and second_a[0]["data"]["content"] == "Obrigado!"
                 ids = [offset(m) for m in first + second_a]
                 assert ids == list(range(ids[0], ids[0] + len(ids)))  # one stream, no gap
-                assert await a.broker.session_owner("s1") == await b.broker.session_owner("s1") is not None
+                assert await a.records.session_owner("s1") == await b.records.session_owner("s1") is not None
 
 
 async def test_an_investigation_started_on_one_server_streams_to_the_other(redis: RedisProcess) -> None:

@@ -48,7 +48,7 @@ async def test_first_frame_auth_on_a_new_session_claims_it(autojump_clock: trio.
             await send(alice, "chat", {"message": "meu segredo"}, id="c1")
             echoed = await receive_until(alice, lambda m: m["type"] == "chat")
             epoch = echoed[-1]["id"].split("-")[0]
-        assert await server.broker.session_owner("NEW") == "user:alice"
+        assert await server.records.session_owner("NEW") == "user:alice"
         async with connect(server, f"{CHAT}NEW?last_id={epoch}-0") as stranger:
             await expect_refusal(stranger, "FORBIDDEN", 1008)  # after auth_timeout, no replay
         async with connect(server, f"{CHAT}NEW?token={token('bob')}&last_id={epoch}-0") as bob:
@@ -88,7 +88,7 @@ async def test_a_renewal_on_an_owned_session_claims_nothing(autojump_clock: trio
             await send(ws, "auth", {"token": token("alice")})
             ok = await receive(ws)
             assert ok["type"] == "auth_ok" and "session_claimed" not in ok["data"]
-        assert await server.broker.session_owner("mine") == "user:alice"
+        assert await server.records.session_owner("mine") == "user:alice"
 
 
 # --- item 2: the per-principal cap holds for late auth --------------------------------

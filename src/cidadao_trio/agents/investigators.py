@@ -9,26 +9,15 @@ import attrs
 import orjson
 import trio
 
-from ..investigations.analysis import answer_question
-from ..investigations.money import format_brl
 from ..auth import may_see_investigation
-from ..investigations.engine import EngineBusy, Investigation, InvestigationEngine
-from .base import AgentRequest, StreamedReply, split_chunks
-from ..investigations.model import Contract
+from ..investigations.analysis import answer_question
 from ..investigations.bodies import BODIES, closest_names
+from ..investigations.engine import EngineBusy, InvestigationEngine
+from ..investigations.model import Contract, Investigation, InvestigationStatus
+from ..investigations.money import format_brl
 from ..investigations.scope import Filters
+from .base import AgentRequest, StreamedReply, split_chunks
 from .intent import parse_intent
-
-_STATUS_PT = {
-    "initializing": "preparando",
-    "data_retrieval": "carregando os contratos",
-    "anomaly_detection": "procurando anomalias",
-    "forensic_enrichment": "analisando padrões",
-    "summary_generation": "escrevendo o relatório",
-    "completed": "concluída",
-    "failed": "falhou",
-    "cancelled": "cancelada",
-}
 
 
 def _streamed(compose: Callable[[], Awaitable[str]], delay: float, actions: list[str]) -> StreamedReply:
@@ -193,10 +182,10 @@ class Tiradentes:
         record = await _pick(self.engine, request)
         if record is None:
             return "Ainda não há investigação para relatar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”."
-        if record.status != "completed":
-            return f"A investigação {record.id} ainda está {_STATUS_PT.get(record.status, record.status)} ({record.progress}%). O relatório sai quando ela terminar."
+        if record.status is not InvestigationStatus.COMPLETED:
+            return f"A investigação {record.id} ainda está {record.status.label} ({record.progress}%). O relatório sai quando ela terminar."
         stored = await self.engine.report(record.id)
-        summary = orjson.loads(stored[0])["summary"] if stored else dict(record.summary or {})
+        summary = orjson.loads(stored.json)["summary"] if stored else dict(record.summary or {})
         return (
             f"Relatório da investigação {record.id} ({record.scope}): {summary.get('total_records', 0)} contratos analisados, "
             f"{summary.get('anomalies_found', 0)} anomalias, {format_brl(float(summary.get('suspicious_value', 0)))} em contratos suspeitos "
@@ -222,7 +211,7 @@ class Abaporu:
         if record is None:
             return "Não encontrei investigações em andamento. Quer começar uma? Diga, por exemplo: “Investigar contratos do Ministério da Defesa”."
         text = (
-            f"A investigação {record.id} ({record.scope}) está {_STATUS_PT.get(record.status, record.status)}: "
+            f"A investigação {record.id} ({record.scope}) está {record.status.label}: "
             f"{record.progress}% concluída, {record.records_processed} contratos analisados e "
             f"{record.anomalies_detected} anomalias encontradas."
         )

@@ -1,15 +1,18 @@
-"""What the broker promises its callers, whatever backs it (memory now, Redis later)."""
+"""What the broker promises its callers, whatever backs it (this process's store or Redis).
+
+A broker keeps streams only; the other records (investigations, session owners, ...)
+are the records repository's (``records.base.Records``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
 from ..protocol.envelope import DurableId
 from ..protocol.frames import payload_size, text_frame
-from ..store.base import Op
 
 
 def session_stream(session_id: str) -> str:
@@ -65,23 +68,10 @@ class Attachment:
     replayed: int  # durable messages pushed to the sink before live ones
 
 
-class Records(Protocol):
-    """What callers read through ``broker.query(broker.store.load_..., ...)``.
-
-    The SQLite and memory stores answer synchronously (the broker runs them in a worker
-    thread); the Redis records answer with awaitables. ``query`` handles both.
-    """
-
-    durable: bool
-
-    def close(self) -> None: ...
-
-
 class Broker(Protocol):
     """Durable streams with offsets, live sinks and links (see ``memory.MemoryBroker``)."""
 
     healthy: bool
-    store: Records
 
     async def run(self, *, task_status: Any = ...) -> None: ...
 
@@ -113,11 +103,3 @@ class Broker(Protocol):
     async def digest(self, sources: Iterable[str]) -> list[Delivery]: ...
 
     async def last_id(self, stream: str) -> str: ...
-
-    async def record(self, *ops: Op) -> None: ...
-
-    async def query(self, read: Callable[..., Any], *args: Any) -> Any: ...
-
-    async def session_owner(self, session_id: str) -> str | None: ...
-
-    async def save_session_owner(self, session_id: str, owner_key: str) -> None: ...

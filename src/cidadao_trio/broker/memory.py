@@ -49,7 +49,6 @@ from ..store.base import (
     Link,
     MemoryStore,
     Op,
-    SaveSession,
     Store,
     StoredMessage,
     Trim,
@@ -702,22 +701,18 @@ class MemoryBroker:
         target = await self._stream(stream)
         return f"{target.epoch}-{target.committed}"
 
-    # --- other records (one writer orders every change to the store) --------------------
+    # --- the store's lane, for the records kept beside streams (records.local) -----------
+    # Not part of ``Broker``: one writer orders every change to this broker's store.
 
     async def record(self, *ops: Op) -> None:
-        """Queue store writes behind everything published so far."""
+        """Queue store writes behind everything published so far (same transactions);
+        raises :class:`StoreUnavailable` as a publish does."""
         await self._hold(())
         self._send.send_nowait(_Publish(ops, ()))
 
     async def query(self, read: Callable[..., Any], *args: Any) -> Any:
         """Run a store read (``store.load_...``) in the store's worker thread."""
         return await self._in_store(read, *args)
-
-    async def session_owner(self, session_id: str) -> str | None:
-        return await self.query(self.store.load_session_owner, session_id)
-
-    async def save_session_owner(self, session_id: str, owner_key: str) -> None:
-        await self.record(SaveSession(session_id, owner_key))
 
 
 class _Collect:

@@ -15,7 +15,6 @@ gap is filled from the stream and a duplicate is skipped by its offset.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -32,7 +31,6 @@ from coredis.tokens import PureToken
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.outbound import DURABLE_TYPES, coalesce_key
-from ..store.base import CreateStream, Link, Op, SaveInvestigation, SaveReport, SaveSession, SaveTurn
 from .base import Attachment, Delivery, Sink
 from .outage import OutageLog, reason
 
@@ -52,7 +50,8 @@ DATA_LOST = (
 #   m:<stream>  hash e=epoch n=last offset     s:<stream>  Redis Stream, ids "<offset>-0"
 #   c:<stream>  pub/sub channel                l:<source>  set: streams following it
 #   f:<target>  set: streams it follows        copied:<source>  target -> last id copied
-#   owners, investigations (hashes), investigations:order (list), report:<id>, n:<counter>
+#   owners, investigations, turns (hashes), investigations:order (list), report:<id>,
+#   n:<counter>: the records repository's (records.redis)
 #   data-set  "<random id> <unix time>", written once with SET NX: if it changes under a
 #             running node, Redis lost everything (see ``_check_data_set``)
 # Entry fields: t=type p=envelope up to its id k=coalesce key c=created (unix s) u=token.
@@ -145,50 +144,17 @@ if ARGV[6] ~= '' then entries = redis.call('XRANGE', skey, (tonumber(ARGV[6]) + 
 return {epoch, last, first, entries}
 """
 
-# ARGV[4..]: ops of four strings (kind, a, b, c), applied in order, atomically.
-RECORD = _PRELUDE + """
-for i = 4, #ARGV, 4 do
-  local kind, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if kind == 'session' then
-    local owner = redis.call('HGET', P .. 'owners', a)
-    if (not owner) or owner == 'anon' then redis.call('HSET', P .. 'owners', a, b) end
-  elseif kind == 'link' and c == '1' then
-    redis.call('SADD', P .. 'l:' .. a, b); redis.call('SADD', P .. 'f:' .. b, a)
-  elseif kind == 'link' and redis.call('SREM', P .. 'l:' .. a, b) == 1 then
-    redis.call('SREM', P .. 'f:' .. b, a)
-    local n = redis.call('HGET', P .. 'm:' .. a, 'n') or '0'
-    redis.call('HSET', P .. 'copied:' .. a, b, epoch_of(a) .. '-' .. n)
-  elseif kind == 'investigation' then
-    if redis.call('HSET', P .. 'investigations', a, b) == 1 then redis.call('RPUSH', P .. 'investigations:order', a) end
-  elseif kind == 'turn' and b == '' then
-    redis.call('HDEL', P .. 'turns', a)
-  elseif kind == 'turn' then
-    redis.call('HSET', P .. 'turns', a, b)
-  elseif kind == 'report' then
-    redis.call('HSET', P .. 'report:' .. a, 'json', b, 'markdown', c)
-  elseif kind == 'stream' then
-    redis.call('HSETNX', P .. 'm:' .. a, 'e', b)
-  end
+# ARGV[4..5]: source, target. Removes the link both ways and remembers, for a relink,
+# the last id the target had copied.
+UNLINK = _PRELUDE + """
+local source, target = ARGV[4], ARGV[5]
+if redis.call('SREM', P .. 'l:' .. source, target) == 1 then
+  redis.call('SREM', P .. 'f:' .. target, source)
+  local n = redis.call('HGET', P .. 'm:' .. source, 'n') or '0'
+  redis.call('HSET', P .. 'copied:' .. source, target, epoch_of(source) .. '-' .. n)
 end
-return #ARGV
+return 1
 """
-
-
-def _encode(op: Op) -> tuple[str, str, str, str] | None:
-    match op:
-        case SaveSession(session_id=session_id, owner_key=owner_key):
-            return ("session", session_id, owner_key, "")
-        case Link(source=source, target=target, active=active):
-            return ("link", source, target, "1" if active else "")
-        case SaveInvestigation(investigation_id=investigation_id, record=record):
-            return ("investigation", investigation_id, record, "")
-        case SaveReport(investigation_id=investigation_id, json=json, markdown=markdown):
-            return ("report", investigation_id, json, markdown)
-        case CreateStream(stream=stream, epoch=epoch):
-            return ("stream", stream, epoch, "")
-        case SaveTurn(session_id=session_id, turn_key=turn_key, record=record):
-            return ("turn", f"{session_id}\x1f{turn_key}", record or "", "")
-    return None  # Append/Trim: streams are written by the publish and link scripts
 
 
 @attrs.frozen
@@ -252,49 +218,6 @@ class _Local:
         self.delivered = offset
 
 
-class RedisRecords:
-    """The records all nodes share (the broker's ``store``); reads are coroutines."""
-
-    durable = True
-
-    def __init__(self, broker: RedisBroker) -> None:
-        self._broker = broker
-        self._key = broker.key
-
-    async def load_session_owner(self, session_id: str) -> str | None:
-        return await self._broker.call(lambda c, _: c.hget(self._key("owners"), session_id))
-
-    async def links_to(self, target: str) -> list[str]:
-        return sorted(await self._broker.call(lambda c, _: c.smembers(self._key("f:" + target))))
-
-    async def load_investigations(self) -> list[str]:
-        """Every investigation record (JSON), oldest first."""
-        ids = await self._broker.call(lambda c, _: c.lrange(self._key("investigations:order"), 0, -1))
-        if not ids:
-            return []
-        records = await self._broker.call(lambda c, _: c.hmget(self._key("investigations"), ids))
-        return [record for record in records if record is not None]
-
-    async def load_investigation(self, investigation_id: str) -> str | None:
-        return await self._broker.call(lambda c, _: c.hget(self._key("investigations"), investigation_id))
-
-    async def load_report(self, investigation_id: str) -> tuple[str, str] | None:
-        key = self._key("report:" + investigation_id)
-        json, markdown = await self._broker.call(lambda c, _: c.hmget(key, ["json", "markdown"]))
-        return None if json is None else (json, markdown)
-
-    async def load_open_turns(self) -> list[tuple[str, str, str]]:
-        turns = await self._broker.call(lambda c, _: c.hgetall(self._key("turns")))
-        return [(*field.split("\x1f", 1), record) for field, record in turns.items()]
-
-    async def next_number(self, counter: str) -> int:
-        """INCR is atomic across nodes; a retry after a lost reply may skip a number."""
-        return int(await self._broker.call(lambda c, _: c.incr(self._key("n:" + counter))))
-
-    def close(self) -> None:
-        pass  # the connection belongs to RedisBroker.run
-
-
 class RedisBroker:
     def __init__(
         self,
@@ -313,7 +236,6 @@ class RedisBroker:
         self._clock = clock
         self._observe_write = observe_write
         self._node = os.urandom(4).hex()  # origins are connection ids, unique per node only
-        self.store = RedisRecords(self)
         self.healthy = False
         self.overflows = 0  # times the pub/sub inbox was full (streams were re-read)
         self.data_losses = 0  # times Redis was found emptied under this node
@@ -353,7 +275,7 @@ class RedisBroker:
             retry_policy=NoRetryPolicy(),
         ) as client:
             self._client = client
-            for name, source in (("publish", PUBLISH), ("link", LINK), ("range", RANGE), ("record", RECORD)):
+            for name, source in (("publish", PUBLISH), ("link", LINK), ("range", RANGE), ("unlink", UNLINK)):
                 self._scripts[name] = client.register_script(source)
             try:
                 async with trio.open_nursery() as nursery:
@@ -417,21 +339,26 @@ class RedisBroker:
             self._health(commands=True)
             return result
 
+    async def write(self, request: Callable[[coredis.Redis[str], int], Awaitable[Any]]) -> Any:
+        """:meth:`call` for a write: :meth:`flush` waits for it (the records repository's
+        writes go through here too, ``records.redis``)."""
+        self._inflight += 1
+        try:
+            return await self.call(request)
+        finally:
+            self._inflight -= 1
+            self._notify()
+
     async def _script(self, name: str, *args: str, retry_flag: bool = False) -> Any:
         """A script with the shared ARGV head; ``retry_flag`` appends "1" on retries."""
         await self._started.wait()
         script = self._scripts[name]
-        self._inflight += 1
-        try:
-            return await self.call(
-                lambda c, attempt: script(
-                    args=[self._prefix, os.urandom(4).hex(), str(self._max_messages), *args]
-                    + (["1" if attempt else "0"] if retry_flag else [])
-                )
+        return await self.write(
+            lambda c, attempt: script(
+                args=[self._prefix, os.urandom(4).hex(), str(self._max_messages), *args]
+                + (["1" if attempt else "0"] if retry_flag else [])
             )
-        finally:
-            self._inflight -= 1
-            self._notify()
+        )
 
     # --- the Broker interface ------------------------------------------------------------
 
@@ -562,11 +489,11 @@ class RedisBroker:
         return int(raw[0])
 
     async def unlink(self, source: str, target: str) -> None:
-        await self.record(Link(source, target, False))
+        await self._script("unlink", source, target)
 
     async def followed_by(self, target: str) -> list[str]:
         """The streams ``target`` follows (a session's investigations)."""
-        return await self.store.links_to(target)
+        return sorted(await self.call(lambda c, _: c.smembers(self.key("f:" + target))))
 
     async def digest(self, sources: Iterable[str]) -> list[Delivery]:
         """What a client that lost history needs (PROTOCOL.md §4), as ephemeral messages."""
@@ -583,23 +510,6 @@ class RedisBroker:
     async def last_id(self, stream: str) -> str:
         info = await self._range(stream, None)
         return f"{info.epoch}-{info.last}"
-
-    async def record(self, *ops: Op) -> None:
-        """Apply store writes in order, atomically (one script)."""
-        encoded = [part for op in ops if (fields := _encode(op)) is not None for part in fields]
-        if encoded:
-            await self._script("record", *encoded)
-
-    async def query(self, read: Callable[..., Any], *args: Any) -> Any:
-        """Run a ``store`` read (they are coroutines here; plain callables work too)."""
-        result = read(*args)
-        return await result if inspect.isawaitable(result) else result
-
-    async def session_owner(self, session_id: str) -> str | None:
-        return await self.store.load_session_owner(session_id)
-
-    async def save_session_owner(self, session_id: str, owner_key: str) -> None:
-        await self.record(SaveSession(session_id, owner_key))
 
     # --- this node's side of pub/sub -----------------------------------------------------
 

@@ -3,8 +3,9 @@
 Each investigation is a task in the engine's nursery, at most ``max_running`` at once;
 it walks the phases of PROTOCOL.md §3.2 and publishes ``investigation_progress``,
 ``anomaly_detected``, ``agent_finding`` and ``report_ready`` (or ``investigation_failed``)
-on its own stream. Records and reports go to the store, so they are listed and served
-after a restart; one a restart interrupted is marked failed, with the reason.
+on its own stream. Records and reports go to the records repository, each saved before
+the event that announces it, so they are listed and served after a restart; one a
+restart interrupted is marked failed, with the reason.
 
 Detection over the whole dataset runs once, in a worker thread, when the engine starts:
 peers for price comparisons come from every agency, and an investigation keeps the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -24,19 +25,29 @@ import trio
 
 from ..broker.base import Broker, StoreUnavailable, investigation_stream
 from ..protocol.envelope import utc_timestamp
-from ..store.base import SaveInvestigation, SaveReport
+from ..records.base import Records, StoredReport
 from .analysis import Finding, pattern_findings
 from .dataset import data_origin
 from .detectors import ALL_DETECTORS
-from .model import Anomaly, Contract
+from .model import (
+    PHASES,
+    Anomaly,
+    Contract,
+    Investigation,
+    InvestigationStatus,
+    phase_progress,
+)
 from .report import ReportInput, build_report
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+__all__ = ["EngineBusy", "Investigation", "InvestigationEngine", "InvestigationStatus", "Scope"]
+
+Status = InvestigationStatus
 ZUMBI = ("zumbi", "Zumbi dos Palmares")
-DETECTION_SPAN = (30, 70)  # progress moves through this range as detectors finish
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# Progress moves through this range as detectors finish.
+DETECTION_SPAN = (phase_progress(Status.ANOMALY_DETECTION), phase_progress(Status.FORENSIC_ENRICHMENT))
 
 
 class EngineBusy(Exception):
@@ -51,37 +62,11 @@ class Scope(Protocol):
     def describe(self) -> str: ...
 
 
-@attrs.frozen
-class Investigation:
-    """The status record of one investigation, as served and persisted."""
-
-    id: str
-    title: str
-    scope: str
-    owner_key: str
-    public: bool
-    status: str = "initializing"
-    progress: int = 0
-    records_processed: int = 0
-    anomalies_detected: int = 0
-    created_at: str = attrs.field(factory=utc_timestamp)
-    updated_at: str = attrs.field(factory=utc_timestamp)
-    summary: Mapping[str, Any] | None = None
-    reason: str | None = None
-    node: str = ""  # the server that runs it (several share a Redis store)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-
 class InvestigationEngine:
     def __init__(
         self,
         broker: Broker,
+        repository: Records,
         load_dataset: Callable[[], Sequence[Contract]],
         *,
         max_running: int = 4,
@@ -92,7 +77,8 @@ class InvestigationEngine:
         shared_store: bool = False,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
-        self.broker = broker
+        self.broker = broker  # the investigations' streams
+        self.repository = repository  # their records and reports
         self.dataset: Sequence[Contract] = ()
         self.data_origin = "memory"  # "sample" while the bundled synthetic sample is loaded
         self.ready = trio.Event()  # the dataset is loaded and scanned
@@ -130,8 +116,7 @@ class InvestigationEngine:
 
     async def _end_interrupted(self) -> None:
         """Mark failed what a restart of this node cut (not what this process runs now)."""
-        for raw in await self.broker.query(self.broker.store.load_investigations):
-            record = Investigation(**orjson.loads(raw))
+        for record in await self.repository.investigations():
             if record.id in self._scopes:
                 continue  # started by this process while the store was unreachable
             self.records[record.id] = record
@@ -170,8 +155,8 @@ class InvestigationEngine:
         scope.cancel()
         return True
 
-    async def report(self, investigation_id: str) -> tuple[str, str] | None:
-        return await self.broker.query(self.broker.store.load_report, investigation_id)
+    async def report(self, investigation_id: str) -> StoredReport | None:
+        return await self.repository.report(investigation_id)
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU-bound work over the dataset, off the event loop (heartbeats keep beating)."""
@@ -186,22 +171,21 @@ class InvestigationEngine:
         must not answer measurably faster than a missing one (no leak of existence, §6).
         """
         local = self.records.get(investigation_id)
-        raw = await self.broker.query(self.broker.store.load_investigation, investigation_id)
+        stored = await self.repository.investigation(investigation_id)
         if local is not None and (local.finished or investigation_id in self._scopes):
             return local
-        return Investigation(**orjson.loads(raw)) if raw else local
+        return stored or local
 
     async def listing(self) -> list[Investigation]:
         """Every investigation, oldest first, as fresh as :meth:`lookup`."""
-        stored = await self.broker.query(self.broker.store.load_investigations)
-        merged = {r.id: r for r in (Investigation(**orjson.loads(raw)) for raw in stored)}
+        merged = {r.id: r for r in await self.repository.investigations()}
         for investigation_id in self._scopes:
             merged[investigation_id] = self.records[investigation_id]
         return list(merged.values())
 
     async def _next_id(self) -> str:
         year = self._today().year
-        number = await self.broker.query(self.broker.store.next_number, f"investigation:{year}")
+        number = await self.repository.next_number(f"investigation:{year}")
         return f"INV-{year}-{number:03d}"
 
     # --- one investigation -----------------------------------------------------------
@@ -222,18 +206,18 @@ class InvestigationEngine:
             self._scopes.pop(record.id, None)
         if not self.records[record.id].finished:  # cancelled
             with trio.CancelScope(shield=True):
-                await self._advance(self.records[record.id], "cancelled", record.progress, "Investigação cancelada.")
+                await self._advance(self.records[record.id], Status.CANCELLED, "Investigação cancelada.", progress=record.progress)
 
     async def _walk(self, record: Investigation, scope: Scope, stream: str) -> Investigation:
-        record = await self._advance(record, "initializing", 0, "Preparando a investigação.")
+        record = await self._advance(record, Status.INITIALIZING, "Preparando a investigação.")
         await self.ready.wait()
         contracts = [c for c in self.dataset if scope.matches(c)]
         ids = {c.id for c in contracts}
         record = await self._advance(
-            record, "data_retrieval", 10, f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
+            record, Status.DATA_RETRIEVAL, f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
             records_processed=len(contracts),
         )
-        record = await self._advance(record, "anomaly_detection", DETECTION_SPAN[0], "Zumbi dos Palmares está procurando anomalias.")
+        record = await self._advance(record, Status.ANOMALY_DETECTION, "Zumbi dos Palmares está procurando anomalias.")
         anomalies: list[Anomaly] = []
         low, high = DETECTION_SPAN
         for n, detector in enumerate(ALL_DETECTORS, start=1):
@@ -242,23 +226,23 @@ class InvestigationEngine:
                     anomalies.append(anomaly)
                     await self.broker.publish(stream, "anomaly_detected", _anomaly_event(record.id, len(anomalies), anomaly))
             record = await self._advance(
-                record, "anomaly_detection", low + (high - low) * n // len(ALL_DETECTORS),
-                f"{len(anomalies)} anomalias encontradas até agora.", anomalies_detected=len(anomalies),
+                record, Status.ANOMALY_DETECTION, f"{len(anomalies)} anomalias encontradas até agora.",
+                progress=low + (high - low) * n // len(ALL_DETECTORS), anomalies_detected=len(anomalies),
             )
-        record = await self._advance(record, "forensic_enrichment", 70, "Anita Garibaldi está analisando padrões.")
+        record = await self._advance(record, Status.FORENSIC_ENRICHMENT, "Anita Garibaldi está analisando padrões.")
         findings = [_zumbi_summary(anomalies, record.scope), *await self.compute(pattern_findings, contracts, record.scope)]
         for finding in findings:
             await self.broker.publish(stream, "agent_finding", _finding_event(record.id, finding))
             await trio.sleep(self.step_delay)
-        record = await self._advance(record, "summary_generation", 90, "Tiradentes está escrevendo o relatório.")
+        record = await self._advance(record, Status.SUMMARY_GENERATION, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
             build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings, self.data_origin)
         )
-        await self.broker.record(
-            SaveReport(record.id, orjson.dumps(report.as_json()).decode(), report.as_markdown())
+        await self.repository.save_report(
+            record.id, StoredReport(orjson.dumps(report.as_json()).decode(), report.as_markdown())
         )
         summary = dict(report.summary)
-        record = await self._advance(record, "completed", 100, "Investigação concluída.", summary=summary)
+        record = await self._advance(record, Status.COMPLETED, "Investigação concluída.", summary=summary)
         await self.broker.publish(
             stream,
             "report_ready",
@@ -280,12 +264,23 @@ class InvestigationEngine:
 
     async def _fail(self, record: Investigation, reason: str) -> None:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
-        record = await self._advance(record, "failed", record.progress, "A investigação falhou.", reason=reason)
+        record = await self._advance(record, Status.FAILED, "A investigação falhou.", reason=reason)
         await self.broker.publish(
             investigation_stream(record.id), "investigation_failed", {"investigation_id": record.id, "reason": reason}
         )
 
-    async def _advance(self, record: Investigation, status: str, progress: int, message: str, **changes: Any) -> Investigation:
+    async def _advance(
+        self, record: Investigation, status: InvestigationStatus, message: str, *, progress: int | None = None,
+        **changes: Any,
+    ) -> Investigation:
+        """Enter (or move within) a phase: save the record, then announce it.
+
+        ``progress`` defaults to where the phase starts; an ending without a progress of
+        its own (failed, cancelled) keeps the one it was reached at.
+        """
+        start = PHASES[status].progress
+        if progress is None:
+            progress = record.progress if start is None else start
         record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)
         self.records[record.id] = record
         await self._save(record)
@@ -302,12 +297,12 @@ class InvestigationEngine:
                 "anomalies_detected": record.anomalies_detected,
             },
         )
-        if status not in TERMINAL:
+        if not status.finished:
             await trio.sleep(self.step_delay)
         return record
 
     async def _save(self, record: Investigation) -> None:
-        await self.broker.record(SaveInvestigation(record.id, orjson.dumps(record.to_json()).decode()))
+        await self.repository.save_investigation(record)
 
 
 def _origin_note(origin: str) -> str:

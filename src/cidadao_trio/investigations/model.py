@@ -1,12 +1,17 @@
-"""The domain records every part of an investigation shares: contracts and anomalies."""
+"""The domain records every part of an investigation shares: contracts, anomalies and the
+investigation's own status record with its phases (PROTOCOL.md §3.2)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
+
+from ..protocol.envelope import utc_timestamp
+from ..records.convert import converter
 
 AnomalyType = Literal[
     "price_deviation",
@@ -75,3 +80,90 @@ class PlantedAnomaly:
     anomaly_type: AnomalyType
     contract_ids: tuple[str, ...]
     agency: str = ""
+
+
+class InvestigationStatus(enum.StrEnum):
+    """The phases of PROTOCOL.md §3.2; the values are the wire's ``status``."""
+
+    INITIALIZING = "initializing"
+    DATA_RETRIEVAL = "data_retrieval"
+    ANOMALY_DETECTION = "anomaly_detection"
+    FORENSIC_ENRICHMENT = "forensic_enrichment"
+    SUMMARY_GENERATION = "summary_generation"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in _ENDINGS
+
+    @property
+    def label(self) -> str:
+        return PHASES[self].label
+
+
+@attrs.frozen
+class Phase:
+    """Where a phase starts on the progress bar and how a citizen is told of it."""
+
+    progress: int | None  # None: an ending that keeps the progress it was reached at
+    label: str  # Portuguese, after "a investigação está ..."
+
+
+PHASES: Mapping[InvestigationStatus, Phase] = {
+    InvestigationStatus.INITIALIZING: Phase(0, "preparando"),
+    InvestigationStatus.DATA_RETRIEVAL: Phase(10, "carregando os contratos"),
+    InvestigationStatus.ANOMALY_DETECTION: Phase(30, "procurando anomalias"),
+    InvestigationStatus.FORENSIC_ENRICHMENT: Phase(70, "analisando padrões"),
+    InvestigationStatus.SUMMARY_GENERATION: Phase(90, "escrevendo o relatório"),
+    InvestigationStatus.COMPLETED: Phase(100, "concluída"),
+    InvestigationStatus.FAILED: Phase(None, "falhou"),
+    InvestigationStatus.CANCELLED: Phase(None, "cancelada"),
+}
+
+_ENDINGS = frozenset({InvestigationStatus.COMPLETED, InvestigationStatus.FAILED, InvestigationStatus.CANCELLED})
+
+
+def phase_progress(status: InvestigationStatus) -> int:
+    """The progress a running phase starts at (endings have none of their own)."""
+    progress = PHASES[status].progress
+    assert progress is not None, f"{status} keeps the progress it ended at"
+    return progress
+
+
+@attrs.frozen
+class Investigation:
+    """The status record of one investigation, as served and persisted."""
+
+    id: str
+    title: str
+    scope: str
+    owner_key: str
+    public: bool
+    status: InvestigationStatus = attrs.field(default=InvestigationStatus.INITIALIZING, converter=InvestigationStatus)
+    progress: int = 0
+    records_processed: int = 0
+    anomalies_detected: int = 0
+    created_at: str = attrs.field(factory=utc_timestamp)
+    updated_at: str = attrs.field(factory=utc_timestamp)
+    summary: Mapping[str, Any] | None = None
+    reason: str | None = None
+    node: str = ""  # the server that runs it (several share a Redis store)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (owner included): see :func:`public_view` for what is shown."""
+        shown: dict[str, Any] = converter.unstructure(self)
+        return shown
+
+
+PRIVATE_FIELDS = frozenset({"owner_key"})  # whose it is is never shown (§6)
+
+
+def public_view(investigation: Investigation) -> dict[str, Any]:
+    """What anyone allowed to see an investigation is shown: its record minus whose it is."""
+    return {k: v for k, v in investigation.to_json().items() if k not in PRIVATE_FIELDS}

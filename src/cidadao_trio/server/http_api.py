@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from collections.abc import Awaitable, Callable
+from importlib import resources
 
 import attrs
 import orjson
 
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
-from ..investigations.engine import Investigation, InvestigationEngine
+from ..investigations.engine import InvestigationEngine
+from ..investigations.model import Investigation, public_view
 from ..investigations.report import Report, render_html
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from ..protocol.ids import PATH_ID
 from ..metrics import Metrics
+from ..protocol.ids import PATH_ID
 from ..session.access import Gatekeeper
 from .frontdoor import JSON, HttpResponse, RequestHead, error_response
 
@@ -87,9 +88,7 @@ class HttpApi:
         record = await self._visible(head, investigation_id)
         if isinstance(record, HttpResponse):
             return record
-        shown = record.to_json()
-        del shown["owner_key"]
-        return _json(200, shown)
+        return _json(200, public_view(record))
 
     async def _report(self, head: RequestHead, investigation_id: str) -> HttpResponse:
         record = await self._visible(head, investigation_id)
@@ -102,10 +101,9 @@ class HttpApi:
         stored = await self.engine.report(investigation_id)
         if stored is None:
             return _error(404, "O relatório ainda não está pronto.")
-        as_json, as_markdown = stored
         if form == "json":
-            return HttpResponse(200, as_json.encode(), JSON)
+            return HttpResponse(200, stored.json.encode(), JSON)
         if form == "html":
-            page = render_html(Report.from_json(orjson.loads(as_json)))
+            page = render_html(Report.from_json(orjson.loads(stored.json)))
             return HttpResponse(200, page.encode(), HTML)
-        return HttpResponse(200, as_markdown.encode(), MARKDOWN)
+        return HttpResponse(200, stored.markdown.encode(), MARKDOWN)

@@ -32,6 +32,9 @@ from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
 from ..metrics import Metrics
 from ..session.access import Gatekeeper
+from ..records.base import Records
+from ..records.local import StoreRecords
+from ..records.redis import RedisRecords
 from ..store.base import MemoryStore, Store
 from ..store.sqlite import SqliteStore
 from ..session.chat import ChatEndpoint
@@ -73,17 +76,28 @@ def open_broker(settings: Settings, metrics: Metrics) -> Broker:
         raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
     return MemoryBroker(store=store, memory_bytes=settings.history_memory_bytes, **retention)
 
+
+def open_records(broker: Broker) -> Records:
+    """The records kept beside ``broker``'s streams, in the same store."""
+    if isinstance(broker, RedisBroker):
+        return RedisRecords(broker)
+    if isinstance(broker, MemoryBroker):
+        return StoreRecords(broker)
+    raise TypeError(f"no records repository for {type(broker).__name__}")
+
 class Server:
     def __init__(
         self,
         settings: Settings,
         broker: Broker | None = None,
         dataset: Sequence[Contract] | None = None,
+        records: Records | None = None,
     ) -> None:
         self.settings = settings
         self._dataset = dataset
         self.metrics = Metrics()
         self.broker = broker or open_broker(settings, self.metrics)
+        self.records = records or open_records(self.broker)
         self.gate = Gatekeeper.from_settings(settings)
         self.connections: set[Connection] = set()
         self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
@@ -115,6 +129,7 @@ class Server:
             node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
             engine = self.engine = self.http.engine = InvestigationEngine(
                 self.broker,
+                self.records,
                 (lambda: given) if given is not None else partial(load_contracts, settings.dataset),
                 max_running=settings.max_investigations,
                 step_delay=settings.investigation_step_delay,
@@ -131,7 +146,7 @@ class Server:
                 report=Tiradentes(engine, delay),
                 status=Abaporu(engine, delay),
             )
-            runner = TurnRunner(self.broker, agents, services, node, settings.store == "redis")
+            runner = TurnRunner(self.broker, self.records, agents, services, node, settings.store == "redis")
             if self.broker.healthy:
                 await runner.end_interrupted()
             else:  # Redis unreachable at start: listen anyway (/readyz: 503), end them once it is back
@@ -141,6 +156,7 @@ class Server:
                 self.broker,
                 runner,
                 self.metrics,
+                self.records,
                 lookup=engine.lookup,
             )
             async with trio.open_nursery() as connections:
@@ -154,7 +170,7 @@ class Server:
             with trio.CancelScope(shield=True), trio.move_on_after(self.settings.drain_timeout):
                 await self.broker.flush()
             services.cancel_scope.cancel()
-        self.broker.store.close()
+        self.records.close()
 
     async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept on ``host:port`` until :meth:`drain` stops accepting."""

@@ -14,6 +14,7 @@ from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
 from ..protocol.outbound import CONNECTED_MESSAGE
+from ..records.base import Records
 from .participant import Participant
 from .turns import TurnQueue, TurnRunner
 
@@ -51,13 +52,14 @@ class Hub:
     broker: Broker
     runner: TurnRunner
     metrics: Metrics
+    records: Records  # who owns each session
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
     lookup: Callable[[str], Awaitable[Visibility | None]] = _nothing
 
     async def session(self, session_id: str) -> ChatSession:
         session = self.sessions.get(session_id)
         if session is None:
-            owner = await self.broker.session_owner(session_id)
+            owner = await self.records.session_owner(session_id)
             queue = TurnQueue(session_id, self.settings.max_pending_turns)
             session = self.sessions.setdefault(session_id, ChatSession(session_id, queue, owner))
             session.turns.on_idle = lambda: self.release(session)
@@ -67,7 +69,7 @@ class Hub:
         """A new session belongs to the first principal that opens it."""
         if session.owner_key is None:
             session.owner_key = principal.owner_key
-            await self.broker.save_session_owner(session.id, session.owner_key)
+            await self.records.save_session_owner(session.id, session.owner_key)
 
     async def claim_anonymous(self, session: ChatSession, claimer: Participant) -> bool:
         """An anonymous session becomes ``claimer``'s (its late ``auth``, §6).
@@ -79,7 +81,7 @@ class Hub:
         if principal.is_anonymous or session.owner_key not in (None, ANONYMOUS_OWNER):
             return False
         session.owner_key = principal.owner_key
-        await self.broker.save_session_owner(session.id, session.owner_key)
+        await self.records.save_session_owner(session.id, session.owner_key)
         for member in list(session.members):
             if member is not claimer and not may_open_session(member.principal, session.id, session.owner_key):
                 member.close(CloseCode.POLICY, "session claimed", ErrorCode.FORBIDDEN)

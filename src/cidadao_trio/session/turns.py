@@ -7,7 +7,6 @@ resumes it from its cursor.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections import deque
@@ -21,8 +20,8 @@ from ..agents.base import Agent, AgentRequest
 from ..agents.router import AgentRouter
 from ..auth import Principal
 from ..broker.base import Broker, StoreUnavailable, session_stream
-from ..store.base import SaveTurn
 from ..protocol.inbound import ReplyTo
+from ..records.base import OpenTurn, Records, TurnRecord
 from .follow import follow
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,11 @@ INTERRUPTED_REPLY = "A resposta foi interrompida porque o servidor reiniciou. En
 
 @attrs.define(eq=False)
 class TurnRunner:
+    """Answers turns; each is recorded open while it runs (``Records.begin_turn``), so a
+    turn a crash cut is ended as failed by the next start of its node."""
+
     broker: Broker
+    records: Records
     agents: AgentRouter
     nursery: trio.Nursery
     node: str = ""  # turns begun here; several nodes share a Redis store
@@ -72,20 +75,20 @@ class TurnRunner:
     async def end_interrupted(self) -> int:
         """End, as failed, every turn a crash or restart of this node cut (§7)."""
         ended = 0
-        for session_id, turn_key, raw in await self.broker.query(self.broker.store.load_open_turns):
-            record = json.loads(raw)
-            if turn_key in self._begun or (self.shared_store and record.get("node") != self.node):
+        for turn in await self.records.open_turns():
+            record = turn.record
+            if turn.turn_key in self._begun or (self.shared_store and record.node != self.node):
                 continue  # live: this process (begun while the store was down) or another node
-            data = {
+            data: dict[str, Any] = {
                 "status": "failed",
-                "agent_id": record["agent_id"],
-                "agent_name": record["agent_name"],
+                "agent_id": record.agent_id,
+                "agent_name": record.agent_name,
                 "content": INTERRUPTED_REPLY,
                 "suggested_actions": [],
-                "reply_to": record.get("reply_to"),
+                "reply_to": record.reply_to,
             }
-            await self.broker.publish(session_stream(session_id), "chat_complete", data)
-            await self.broker.record(SaveTurn(session_id, turn_key, None))
+            await self.broker.publish(session_stream(turn.session_id), "chat_complete", data)
+            await self.records.end_turn(turn.session_id, turn.turn_key)
             ended += 1
         if ended:
             log.info("ended %d chat turns interrupted by a restart", ended)
@@ -132,8 +135,8 @@ class TurnRunner:
         agent = self.agents.route(request)
         turn_key = secrets.token_hex(8)
         self._begun.add(turn_key)
-        begun = {"node": self.node, "reply_to": turn.reply_to, "agent_id": agent.agent_id, "agent_name": agent.agent_name}
-        await self.broker.record(SaveTurn(queue.session_id, turn_key, json.dumps(begun)))
+        begun = TurnRecord(agent.agent_id, agent.agent_name, turn.reply_to, self.node)
+        await self.records.begin_turn(OpenTurn(queue.session_id, turn_key, begun))
         await self._typing(stream, agent, True)
         reply = agent.reply(request)
         parts: list[str] = []
@@ -168,7 +171,7 @@ class TurnRunner:
         investigation = reply.investigation_id if status == "completed" else None
         with trio.CancelScope(shield=True):
             await self._complete(queue.session_id, turn, agent, status, "".join(parts), suggested, investigation)
-            await self.broker.record(SaveTurn(queue.session_id, turn_key, None))
+            await self.records.end_turn(queue.session_id, turn_key)
             self._begun.discard(turn_key)
             if investigation is not None:
                 await follow(self.broker, queue.session_id, investigation)
