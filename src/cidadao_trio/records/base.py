@@ -8,6 +8,12 @@ session, the chat turns being answered, and named counters. Callers get one
 
 Writes may raise :class:`~cidadao_trio.broker.base.StoreUnavailable` (nothing was
 accepted): callers answer ``UNAVAILABLE`` as they do for a refused publish (§7).
+
+A new kind of record (an idempotency key, a cache) is: its attrs class here (the
+converter in ``convert`` stores it as JSON), its methods on :class:`Records`, a table and
+an op in the local stores (``store.base``: the op, a read on ``Store``, ``MemoryStore``;
+``store.sqlite``), one method each in ``local`` and ``redis``, and the contract test in
+``tests/records``.
 """
 
 from __future__ import annotations

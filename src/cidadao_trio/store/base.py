@@ -1,7 +1,11 @@
-"""What the broker and the hub keep across restarts, and the operations that change it.
+"""What a local store keeps across restarts, and the operations that change it.
 
-Writes are plain records (:class:`Append`, :class:`Link`, ...) so the broker can queue
-them in order and a store can apply a whole window of them in one transaction.
+Streams are the broker's (``broker.memory``); the other records (sessions,
+investigations, reports, turns, counters) are read and written by the records
+repository (``records.local``), whose writes the broker queues with its own. Writes are
+plain records (:class:`Append`, :class:`Link`, :class:`SaveInvestigation`, ...) so the
+broker's one writer can keep them in order and a store can apply a whole window of them
+in one transaction: a record saved before an event is never committed after it.
 """
 
 from __future__ import annotations
