@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..auth import AuthError, Principal
 from ..broker.base import Delivery, StoreUnavailable
@@ -33,7 +32,7 @@ from ..session.participant import Participant
 from ..session.outbox import Outbox
 from ..session.ratelimit import RateLimiter
 from .admission import Admission
-from .transport import FrameSender, send_ping, write_in_progress
+from .transport import ConnectionClosed, WebSocket
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def error_text(
 class Connection(Participant):
     def __init__(
         self,
-        ws: WebSocketConnection,
+        ws: WebSocket,
         settings: Settings,
         gate: Gatekeeper,
         metrics: Metrics,
@@ -266,7 +265,7 @@ class Connection(Participant):
         """Read one message within ``window``; keep it in ``_pending`` unless it is ``auth``."""
         with trio.move_on_after(window) as self._auth_wait:
             try:
-                message = await self.ws.get_message()
+                message = await self.ws.receive_message()
             except ConnectionClosed:
                 return None
             try:
@@ -368,10 +367,10 @@ class Connection(Participant):
         with trio.move_on_after(CLOSE_GRACE_SECONDS):
             try:
                 if intent.final_text is not None:
-                    await self.ws.send_message(intent.final_text)
-                await self.ws.aclose(intent.code, intent.reason)
+                    await self.ws.send_frames((text_frame(intent.final_text.encode()),))
             except ConnectionClosed:
                 pass
+            await self.ws.close(intent.code, intent.reason)
 
     async def _read(self, endpoint: Endpoint) -> None:
         idle = self.settings.idle_timeout
@@ -381,7 +380,7 @@ class Connection(Participant):
                     message, self._pending = self._pending, None
                 else:
                     try:
-                        message = await self.ws.get_message()
+                        message = await self.ws.receive_message()
                     except ConnectionClosed:
                         return
                 now = trio.current_time()
@@ -420,7 +419,6 @@ class Connection(Participant):
 
     async def _write(self) -> None:
         outbox = self.outbox
-        sender = FrameSender(self.ws)
         while True:
             await outbox.wait_ready()
             linger = self.settings.batch_linger
@@ -428,14 +426,14 @@ class Connection(Participant):
                 await trio.sleep(linger)  # gather before sending: fuller frames
             items = outbox.take(BATCH_MAX_MESSAGES if self.batch else 1, BATCH_MAX_BYTES)
             if len(items) > 1:
-                text, frame = _batches.frame(items)
+                _, frame = _batches.frame(items)
             else:
-                text, frame = items[0].text, items[0].frame
+                frame = items[0].frame
             for item in items:
                 self.metrics.message_out(item.type)
             self.metrics.frames_out.inc()
             try:
-                await sender.send(frame, text)
+                await self.ws.send_frames((frame,))
             except ConnectionClosed:
                 self._scope.cancel()
                 return
@@ -471,10 +469,10 @@ class Connection(Participant):
                 return
             if now >= next_ping:
                 next_ping = now + settings.heartbeat_interval
-                if pong is None and not write_in_progress(self.ws):  # a stalled send is the guard's
+                if pong is None and not self.ws.writing:  # a stalled send is the guard's
                     with trio.move_on_after(settings.heartbeat_timeout):
                         try:
-                            pong = await send_ping(self.ws)
+                            pong = await self.ws.ping()
                         except ConnectionClosed:
                             return
                     pong_deadline = now + settings.heartbeat_timeout

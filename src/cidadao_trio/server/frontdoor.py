@@ -1,8 +1,8 @@
 """The front door: read one HTTP request head with h11, then answer it or hand it to WebSocket.
 
-trio-websocket answers a plain GET with a bare 400 and knows nothing of routes, so every
-TCP connection starts here. Only WebSocket paths are upgraded; ids, auth and overload are
-refused *after* the upgrade (a browser sees nothing of a refused handshake but 1006).
+Every TCP connection starts here; the WebSocket transport (``transport.py``) takes over
+only once this head is read. Only WebSocket paths are upgraded; ids, auth and overload
+are refused *after* the upgrade (a browser sees nothing of a refused handshake but 1006).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class RequestHead:
     path: str
     query: Mapping[str, str]
     headers: tuple[tuple[bytes, bytes], ...]
-    raw: bytes  # every byte read so far, replayed to the WebSocket library
+    trailing: bytes = b""  # bytes read past the head: a client's first WebSocket frames
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -148,7 +148,7 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
                 unquote(target.path),
                 query,
                 tuple((bytes(k), bytes(v)) for k, v in event.headers),
-                bytes(raw),
+                parser.trailing_data[0],
             )
         raise BadRequest(400)  # not an HTTP request
 

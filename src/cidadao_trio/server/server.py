@@ -14,8 +14,6 @@ from typing import Any
 
 import h11
 import trio
-from trio_websocket import WebSocketConnection
-from wsproto.utilities import LocalProtocolError
 
 from ..agents import Drummond
 from ..agents.investigators import Abaporu, Anita, Tiradentes, Zumbi
@@ -53,7 +51,7 @@ from .frontdoor import (
     read_head,
     send_response,
 )
-from .transport import accept_websocket
+from .transport import WebSocket, accept_websocket
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +204,6 @@ class Server:
         """Serve one accepted stream; a bug here is logged, never raised to the server."""
         try:
             await self._handle(stream)
-        except* LocalProtocolError:
-            # trio-websocket answers a ping that races our close frame (library bug).
-            log.debug("ping raced the close handshake")
         except* Exception:
             log.exception("unhandled error on a connection")
         finally:
@@ -216,25 +211,23 @@ class Server:
                 await trio.aclose_forcefully(stream)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
-        async with trio.open_nursery() as library:  # trio-websocket's reader task lives here
-            ws = None
-            with trio.move_on_after(self.settings.handshake_timeout):
-                head = await self._route(stream)
-                if head is None:
-                    return
-                settings = self.settings
-                ws = await accept_websocket(
-                    library,
-                    head.raw,
-                    stream,
-                    settings.max_message_bytes,
-                    settings.deflate_min_size if settings.deflate else None,
-                )
-            if ws is None:
-                log.info("handshake timeout")
-            else:
-                await self._run_websocket(ws, head, _peer_address(stream))
-            library.cancel_scope.cancel()
+        ws = None
+        with trio.move_on_after(self.settings.handshake_timeout):
+            head = await self._route(stream)
+            if head is None:
+                return
+            settings = self.settings
+            ws = await accept_websocket(
+                stream,
+                head,
+                settings.max_message_bytes,
+                settings.deflate_min_size if settings.deflate else None,
+            )
+        if ws is None:
+            log.info("handshake timeout")
+            return
+        assert head is not None  # ws exists only once the head was read
+        await self._run_websocket(ws, head, _peer_address(stream))
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
         """Answer plain HTTP here; return the head of a WebSocket upgrade to accept.
@@ -259,7 +252,7 @@ class Server:
             return None
         return head
 
-    async def _run_websocket(self, ws: WebSocketConnection, head: RequestHead, address: str) -> None:
+    async def _run_websocket(self, ws: WebSocket, head: RequestHead, address: str) -> None:
         connection = Connection(
             ws, self.settings, self.gate, self.metrics,
             batch=head.query.get("batch") == "1", admission=self.admission, address=address,

@@ -1,81 +1,89 @@
-"""The thin layer over trio-websocket: hand an upgrade read by h11 over to the library."""
+"""Our server-side WebSocket: wsproto's frame parser driven directly over one trio stream.
+
+h11 has already read the upgrade request (``frontdoor.py``) and our data frames are
+already built (``protocol/frames.py``), so the library-level machinery of a WebSocket
+package has nothing left to do: :func:`accept_websocket` answers the upgrade with a 101 it
+writes itself, and :class:`WebSocket` hands wsproto's
+:class:`~wsproto.connection.Connection` the bytes it reads (frames, UTF-8, control
+frames, close handshake, inflating through :class:`~.extensions.BoundedDeflate`) while
+every byte it writes goes through one :class:`WholeFrameStream`. There is no reader
+task: the connection's own reader calls :meth:`WebSocket.receive_message`, which
+answers pings and close frames as they come.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
-import zlib
+from collections.abc import Sequence
 
+import attrs
 import trio
-import wsproto.events
-from trio_websocket import CloseReason as LibraryCloseReason
-from trio_websocket import ConnectionClosed, WebSocketConnection
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+from wsproto.connection import Connection as FrameParser
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason as Code
 
-from ..protocol.frames import payload_size
+from ..protocol.frames import frame_payload, payload_size, text_frame
+from .extensions import BoundedDeflate, MessageLimit, negotiate
+from .frontdoor import RequestHead
 
-# trio-websocket's internal queue between its reader and ours; our reader always drains.
-MESSAGE_QUEUE_SIZE = 4
-
-
-class ReplayStream(trio.abc.Stream):
-    """A stream that first replays bytes already read (the request head), then the socket."""
-
-    def __init__(self, prefix: bytes, inner: trio.abc.Stream) -> None:
-        self._prefix = prefix
-        self._inner = inner
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self._prefix:
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            chunk, self._prefix = self._prefix[:size], self._prefix[size:]
-            await trio.lowlevel.checkpoint()
-            return chunk
-        return await self._inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        send_eof = getattr(self._inner, "send_eof", None)
-        if send_eof is not None:
-            await send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
+RECEIVE_CHUNK = 16 * 1024
+IOV_MAX = 1024  # frames per writev (POSIX's minimum IOV_MAX is 16; Linux allows 1024)
+ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 CLOSE_FRAME_START = 0x88  # FIN + close opcode: the first byte of every close frame we send
+
+# What our close frame says when wsproto refused a client frame (its own text names
+# library internals): RFC 6455 §7.4.1.
+REFUSALS: dict[int, str] = {
+    Code.PROTOCOL_ERROR: "protocol error",
+    Code.INVALID_FRAME_PAYLOAD_DATA: "invalid payload",
+    Code.MESSAGE_TOO_BIG: "message too big",
+}
+
+
+@attrs.frozen
+class CloseReason:
+    code: int
+    reason: str | None = None
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket is closed (or closing): nothing more can be read or sent."""
+
+    def __init__(self, reason: CloseReason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+LOST = CloseReason(Code.ABNORMAL_CLOSURE, "connection lost")
 
 
 class WholeFrameStream(trio.abc.Stream):
-    """The connection's stream as the library sees it: no write ever starts inside a frame.
+    """The connection's stream for writing: no write ever starts inside a frame.
 
-    Every write passes here under one lock: the library's frames (pongs, pings, close,
-    compressed messages) and our shared pre-built frames. On plain TCP each write is
-    counted byte by byte, so when one is cancelled midway (a slow consumer closed while
-    the kernel buffer was full) its unsent tail is kept and the next write sends it
-    first: a close frame follows a complete frame, or, if the tail cannot leave before
-    the close deadline, the library drops TCP with no close frame at all (PROTOCOL.md
-    §5). Other streams keep trio's own contract: a TLS stream whose write was cancelled
-    is broken and ends in that same TCP drop; in-memory streams write whole chunks.
+    Every write passes here under one lock: control frames (pings, pongs, close) and the
+    data frames. On plain TCP each write is counted byte by byte, so when one is
+    cancelled midway (a slow consumer closed while the kernel buffer was full) its unsent
+    tail is kept and the next write sends it first: a close frame follows a complete
+    frame, or, if the tail cannot leave before the close deadline, the stream is closed
+    with no close frame at all (PROTOCOL.md §5). Other streams keep trio's own contract:
+    a TLS stream whose write was cancelled is broken and ends in that same TCP drop;
+    in-memory streams write whole chunks.
     """
 
     def __init__(self, inner: trio.abc.Stream, sock: trio.socket.SocketType | None) -> None:
         self._inner = inner
         self._socket = sock
         self._lock = trio.Lock()
-        self._tail = memoryview(b"")  # what a cancelled write left unsent
+        self._tail = memoryview(b"")  # what a cancelled or partial write left unsent
         self.close_started = False  # a close frame went (or is going) out: no data after it
 
     @property
     def counts_bytes(self) -> bool:
-        """Plain TCP: writes are tracked to the byte, shared frames may skip the library."""
+        """Plain TCP: writes are tracked to the byte and may go out without a reschedule."""
         return self._socket is not None
 
     @property
@@ -87,42 +95,54 @@ class WholeFrameStream(trio.abc.Stream):
         return await self._inner.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Write one or more whole control frames; a close frame ends the data frames."""
+        if data[:1] == bytes((CLOSE_FRAME_START,)):
+            self.close_started = True
         async with self._lock:
-            if data[:1] == bytes((CLOSE_FRAME_START,)):
-                self.close_started = True
             await self._write(bytes(data))
 
     async def send_data_frame(self, frame: bytes) -> None:
-        """Write one complete data frame; raise ``ClosedResourceError`` once a close began.
+        await self.send_frames((frame,))
 
-        The fan-out hot path: when nothing else is being written, the frame goes out with
-        one plain ``os.write`` and no trio reschedule; only a remainder the kernel did not
-        take waits for the socket.
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Write whole data frames; raise ``ClosedResourceError`` once a close began.
+
+        The fan-out hot path: when nothing else is being written, the frames go out with
+        one plain ``os.write``/``os.writev`` and no trio reschedule; only what the kernel
+        did not take waits for the socket (parking this task, not the caller's peers).
         """
         if self.close_started:
             raise trio.ClosedResourceError("the close handshake has begun")
-        if self._socket is None or self._lock.locked() or self._tail:
+        if self._socket is None or self.writing:
             async with self._lock:
                 if self.close_started:
                     raise trio.ClosedResourceError("the close handshake has begun")
-                await self._write(frame)
+                await self._write(frames[0] if len(frames) == 1 else b"".join(frames))
             return
+        self._lock.acquire_nowait()
+        try:
+            self._tail = self._write_nowait(frames)
+            await self._send_tail()
+        finally:
+            self._lock.release()
+
+    def _write_nowait(self, frames: Sequence[bytes]) -> memoryview:
+        """Hand ``frames`` to the kernel without blocking; return what it did not take."""
+        assert self._socket is not None
         fd = self._socket.fileno()
         if fd < 0:
             raise trio.ClosedResourceError("socket was already closed")
-        self._lock.acquire_nowait()
         try:
-            try:
-                sent = os.write(fd, frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(exc) from exc
-            if sent < len(frame):
-                self._tail = memoryview(frame)[sent:]
-                await self._send_tail()
-        finally:
-            self._lock.release()
+            sent = os.write(fd, frames[0]) if len(frames) == 1 else os.writev(fd, frames[:IOV_MAX])
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+        if len(frames) == 1:
+            return memoryview(frames[0])[sent:]
+        if sent == sum(map(len, frames)):
+            return memoryview(b"")
+        return memoryview(b"".join(frames))[sent:]
 
     async def _write(self, data: bytes) -> None:
         if self._socket is None:
@@ -153,220 +173,205 @@ class WholeFrameStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
-class MessageLimit(Extension):
-    """Bounds each inbound message in UTF-8 bytes (PROTOCOL.md §7), whatever its type.
+class WebSocket:
+    """One accepted server-side WebSocket; its surface is all the connection needs.
 
-    trio-websocket's ``max_message_size`` counts the *characters* of a text message, so
-    65,536 ``€`` (196,608 bytes) would pass a 64 KiB limit. This counts payload bytes as
-    wsproto decodes them, after permessage-deflate inflated them (it runs after
-    :class:`BoundedDeflate`), and closes 1009 as soon as a message grows past the limit,
-    before it is buffered whole. It is not a negotiated extension: no client offers its
-    name, and ``enabled()`` keeps it in every connection's frame pipeline.
+    ``receive_message`` is called by one task at a time (the connection's reader) and is
+    cancel-safe: a message partly received when it is cancelled is completed by the next
+    call. Writes may come from any task; :class:`WholeFrameStream` orders them.
     """
 
-    name = "x-cidadao-message-limit"
+    def __init__(self, wire: WholeFrameStream, deflate: BoundedDeflate | None, max_message_bytes: int, trailing: bytes = b"") -> None:
+        self._wire = wire
+        self._deflate = deflate if deflate is not None and deflate.enabled() else None
+        extensions: list[Extension] = [MessageLimit(max_message_bytes)]  # counts after inflating
+        if self._deflate is not None:
+            extensions.insert(0, self._deflate)
+        self._parser = FrameParser(ConnectionType.SERVER, extensions, trailing)
+        self._text: list[str] = []  # the fragments of the message being read
+        self._binary: list[bytes] = []
+        self._pongs: dict[bytes, trio.Event] = {}
+        self.closed: CloseReason | None = None  # why it ended, once the peer or we closed it
 
-    def __init__(self, max_message_bytes: int) -> None:
-        self._max = max_message_bytes
-        self._size = 0
-        self._data_frame = False
+    @property
+    def compressing(self) -> bool:
+        """permessage-deflate was negotiated (messages of ``min_size`` or more go deflated)."""
+        return self._deflate is not None
 
-    def enabled(self) -> bool:
-        return True
+    @property
+    def writing(self) -> bool:
+        """A write is under way or stalled (a stalled peer is not pinged)."""
+        return self._wire.writing
 
-    def offer(self) -> bool | str:
-        return False
+    # --- receiving -------------------------------------------------------------------
 
-    def accept(self, offer: str) -> bool | str | None:
-        return None  # never negotiated: it needs nothing from the peer
+    async def receive_message(self) -> str | bytes:
+        """The next whole message; raises :class:`ConnectionClosed` once the socket closed.
 
-    def frame_inbound_header(
-        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, payload_length: int
-    ) -> CloseReason | RsvBits:
-        self._data_frame = not opcode.iscontrol()  # a ping between fragments is not counted
-        return RsvBits(False, False, False)
+        A frame wsproto refuses (bad UTF-8: 1007, a protocol error: 1002, a message over the
+        limit: 1009) gets its close frame here, as RFC 6455 §7.1.7 asks, before the raise.
+        """
+        while True:
+            if self.closed is not None:
+                raise ConnectionClosed(self.closed)
+            for event in self._parser.events():
+                if isinstance(event, TextMessage):
+                    self._text.append(event.data)
+                    if event.message_finished:
+                        text, self._text = "".join(self._text), []
+                        return text
+                elif isinstance(event, BytesMessage):
+                    self._binary.append(bytes(event.data))
+                    if event.message_finished:
+                        data, self._binary = b"".join(self._binary), []
+                        return data
+                elif isinstance(event, Ping):
+                    await self._answer_ping(event)
+                elif isinstance(event, Pong):
+                    pong = self._pongs.pop(bytes(event.payload), None)
+                    if pong is not None:
+                        pong.set()
+                elif isinstance(event, CloseConnection):
+                    await self._closed_by(event)
+                    break
+            else:
+                await self._receive_more()
 
-    def frame_inbound_payload_data(self, proto: FrameDecoder | FrameProtocol, data: bytes) -> bytes | CloseReason:
-        if self._data_frame:
-            self._size += len(data)
-            if self._size > self._max:
-                return CloseReason.MESSAGE_TOO_BIG
-        return data
-
-    def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol, fin: bool) -> bytes | CloseReason | None:
-        if fin and self._data_frame:
-            self._size = 0
-        return None
-
-
-class BoundedDeflate(PerMessageDeflate):
-    """permessage-deflate with two guards wsproto lacks.
-
-    Inbound, a message may not inflate past ``max_message_bytes`` (a decompression bomb
-    is closed 1009 after at most one bounded ``decompress`` call). Outbound, messages
-    below ``min_size`` are sent uncompressed (RSV1 clear): deflating a 200-byte pong
-    costs more CPU than the bytes it saves. The server keeps no compression context
-    between messages, so an idle connection holds no 256 KiB zlib state.
-    """
-
-    def __init__(self, max_message_bytes: int, min_size: int) -> None:
-        super().__init__(server_no_context_takeover=True)
-        self._budget = max_message_bytes
-        self._inflated = 0
-        self._min_size = min_size
-
-    def frame_inbound_payload_data(self, proto: FrameDecoder | FrameProtocol, data: bytes) -> bytes | CloseReason:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
-            return data
-        assert self._decompressor is not None
+    async def _receive_more(self) -> None:
         try:
-            inflated = self._decompressor.decompress(bytes(data), self._budget - self._inflated + 1)
-        except zlib.error:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
-        self._inflated += len(inflated)
-        if self._decompressor.unconsumed_tail or self._inflated > self._budget:
-            return CloseReason.MESSAGE_TOO_BIG
-        return inflated
-
-    def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol, fin: bool) -> bytes | CloseReason | None:
-        compressed = self._inbound_compressed and self._inbound_is_compressible
-        data_frame = self._inbound_is_compressible  # a ping between fragments ends no message
-        tail = super().frame_inbound_complete(proto, fin)
-        if compressed and isinstance(tail, bytes):
-            self._inflated += len(tail)  # the final flush counts too
-            if self._inflated > self._budget:
-                return CloseReason.MESSAGE_TOO_BIG
-        if fin and data_frame:
-            self._inflated = 0
-        return tail
-
-    def leaves_alone(self, size: int) -> bool:
-        return size < self._min_size
-
-    def frame_outbound(
-        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
-    ) -> tuple[RsvBits, bytes]:
-        if opcode is not Opcode.CONTINUATION and fin and self.leaves_alone(len(data)):
-            return (rsv, data)
-        return super().frame_outbound(proto, opcode, rsv, data, fin)
-
-
-class _ServerWebSocket(WebSocketConnection):
-    """trio-websocket 0.12 with one fix: a frame wsproto rejects gets its close frame.
-
-    On invalid UTF-8 (1007) or a protocol error (1002) wsproto emits a CloseConnection
-    event while still OPEN; the library then drops TCP without telling the peer why,
-    and a browser sees 1006. We send the close frame first, as RFC 6455 §7.1.7 asks.
-    """
-
-    async def _handle_close_connection_event(self, event: wsproto.events.CloseConnection) -> None:
-        if self._wsproto.state == ConnectionState.OPEN:
-            try:
-                await self._send(wsproto.events.CloseConnection(code=event.code, reason=event.reason))
-            except Exception:  # the peer is gone; closing below is all that is left
-                pass
-        await super()._handle_close_connection_event(event)
-
-    async def _accept(
-        self, request: wsproto.events.Request, subprotocol: str | None, extra_headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        """trio-websocket's accept, plus the extensions the client offered and we allow."""
-        self._subprotocol = subprotocol
-        self._path = request.target
-        await self._send(
-            wsproto.events.AcceptConnection(
-                subprotocol=subprotocol, extra_headers=extra_headers, extensions=self.extensions
-            )
-        )
-        self._open_handshake.set()
-
-    extensions: list[Extension] = []
-    wire: WholeFrameStream | None = None  # the stream every write of this connection goes through
-
-
-async def send_ping(ws: WebSocketConnection) -> trio.Event:
-    """Send a ping and return the event its pong sets, without waiting for it.
-
-    ``WebSocketConnection.ping`` waits for the pong, which needs a task per connection
-    just to wait; this lets one task keep every timer of a connection.
-    """
-    payload = os.urandom(4)
-    while payload in ws._pings:
-        payload = os.urandom(4)
-    pong = trio.Event()
-    ws._pings[payload] = pong
-    await ws._send(wsproto.events.Ping(payload=payload))
-    return pong
-
-
-class FrameSender:
-    """Sends a connection's messages; shared pre-built frames go straight to the socket.
-
-    trio-websocket re-encodes and re-frames every message per connection, and each
-    ``send_all`` costs several trio reschedules. For a plain TCP connection, a server
-    frame is the same bytes for everyone, so the shared frame goes to the connection's
-    :class:`WholeFrameStream` (one ``os.write`` when the kernel takes it, serialized with
-    the library's pongs and close frames by that stream's lock). TLS uses the library's
-    path, and so do the messages permessage-deflate compresses (below ``min_size`` it
-    leaves them alone, so the shared frame is right there too).
-    """
-
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self._ws = ws
-        self._wire = ws.wire if isinstance(ws, _ServerWebSocket) else None
-        self._deflate = [e for e in getattr(ws, "extensions", ()) if isinstance(e, BoundedDeflate)]
-
-    def _direct(self, size: int) -> bool:
-        return (
-            self._wire is not None
-            and self._wire.counts_bytes
-            and self._ws.closed is None
-            and all(not e.enabled() or e.leaves_alone(size) for e in self._deflate)
-        )
-
-    async def send(self, frame: bytes, text: str) -> None:
-        """Raises ``ConnectionClosed`` when the peer is gone, like ``send_message``."""
-        if not self._direct(payload_size(frame)):
-            await self._ws.send_message(text)
-            return
-        assert self._wire is not None
-        try:
-            await self._wire.send_data_frame(frame)
+            data = await self._wire.receive_some(RECEIVE_CHUNK)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise ConnectionClosed(LibraryCloseReason(1006, "connection lost")) from None
+            data = b""
+        self._parser.receive_data(bytes(data) if data else None)  # None: TCP ended (1006)
+
+    async def _answer_ping(self, ping: Ping) -> None:
+        if self._parser.state is not ConnectionState.OPEN:
+            return  # our close frame has gone: no pong may follow it
+        try:
+            await self._wire.send_all(self._parser.send(ping.response()))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed = LOST
+
+    async def _closed_by(self, event: CloseConnection) -> None:
+        state = self._parser.state
+        if state is ConnectionState.OPEN:  # wsproto refused a frame; the peer knows nothing yet
+            self.closed = CloseReason(event.code, REFUSALS.get(event.code, event.reason))
+            await self._send_close(self.closed)
+        elif state is ConnectionState.REMOTE_CLOSING:  # the peer closed: answer with its code
+            self.closed = CloseReason(event.code, event.reason or None)
+            try:
+                await self._wire.send_all(self._parser.send(event.response()))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        else:  # TCP ended, or this is the answer to our own close frame
+            self.closed = self.closed or CloseReason(event.code, event.reason or None)
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Write pre-built text frames (``protocol.frames.text_frame``), whole and in order.
+
+        With permessage-deflate, a frame whose payload is ``min_size`` or more is deflated
+        for this connection first; every other frame goes out as the shared bytes.
+        """
+        if self.closed is not None or self._parser.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self.closed or LOST)
+        if self._deflate is not None:
+            frames = [self._deflated(frame) for frame in frames]
+        try:
+            await self._wire.send_frames(frames)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionClosed(self.closed or LOST) from None
+
+    def _deflated(self, frame: bytes) -> bytes:
+        assert self._deflate is not None
+        if payload_size(frame) < self._deflate.min_size:
+            return frame
+        return text_frame(self._deflate.compress(frame_payload(frame)), compressed=True)
+
+    async def ping(self) -> trio.Event:
+        """Send a ping and return the event its pong sets, without waiting for it.
+
+        Waiting here would need a task per connection just to wait; this lets one task
+        keep every timer of a connection.
+        """
+        if self.closed is not None or self._parser.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self.closed or LOST)
+        payload = os.urandom(4)
+        while payload in self._pongs:
+            payload = os.urandom(4)
+        pong = self._pongs[payload] = trio.Event()
+        try:
+            await self._wire.send_all(self._parser.send(Ping(payload)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionClosed(self.closed or LOST) from None
+        return pong
+
+    # --- closing ---------------------------------------------------------------------
+
+    async def close(self, code: int = Code.NORMAL_CLOSURE, reason: str | None = None) -> None:
+        """The close handshake: our close frame, the peer's answer, then the stream closes.
+
+        Callers bound it with a deadline (a dead peer must not hold us). If that deadline
+        strikes while an unfinished frame is still going out, the stream closes with no
+        close frame, never one inside that frame (PROTOCOL.md §5).
+        """
+        try:
+            if self._parser.state is ConnectionState.OPEN:
+                self.closed = CloseReason(code, reason)
+                await self._send_close(self.closed)
+                await self._await_answer()
+        finally:
+            await self._wire.aclose()
+
+    async def _send_close(self, reason: CloseReason) -> None:
+        try:
+            await self._wire.send_all(self._parser.send(CloseConnection(reason.code, reason.reason)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _await_answer(self) -> None:
+        """Read until the peer's close frame (or the end of TCP); messages are dropped."""
+        while True:
+            for event in self._parser.events():
+                if isinstance(event, CloseConnection):
+                    return
+            try:
+                data = await self._wire.receive_some(RECEIVE_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            self._parser.receive_data(bytes(data))
 
 
-def write_in_progress(ws: WebSocketConnection) -> bool:
-    """True while a write to ``ws`` is under way or stalled (a stalled peer is not pinged)."""
-    wire = ws.wire if isinstance(ws, _ServerWebSocket) else None
-    return wire is not None and wire.writing
+def accept_token(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.strip() + ACCEPT_GUID).digest())
 
 
 async def accept_websocket(
-    nursery: trio.Nursery,
-    head: bytes,
     stream: trio.abc.Stream,
+    head: RequestHead,
     max_message_bytes: int,
     deflate_min_size: int | None = None,
-) -> WebSocketConnection:
-    """Complete the handshake whose request head h11 already read from ``stream``.
-
-    Mirrors ``trio_websocket.wrap_server_stream``, with our connection class.
-    """
-    sock = stream.socket if isinstance(stream, trio.SocketStream) else None
-    wire = WholeFrameStream(ReplayStream(head, stream), sock)
-    connection = _ServerWebSocket(
-        wire,
-        WSConnection(ConnectionType.SERVER),
-        message_queue_size=MESSAGE_QUEUE_SIZE,
-        max_message_size=max_message_bytes,  # characters; MessageLimit counts the bytes
-    )
-    connection.wire = wire
-    extensions: list[Extension] = []
+) -> WebSocket:
+    """Answer the upgrade h11 read from ``stream`` (already checked valid) with our 101."""
+    key = head.header(b"sec-websocket-key")
+    assert key is not None, "frontdoor.upgrade_refusal lets no upgrade without a key through"
+    lines = [
+        b"HTTP/1.1 101 Switching Protocols",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Accept: " + accept_token(key),
+    ]
+    deflate = None
     if deflate_min_size is not None:
-        extensions.append(BoundedDeflate(max_message_bytes, deflate_min_size))
-    extensions.append(MessageLimit(max_message_bytes))  # after inflating
-    connection.extensions = extensions
-    nursery.start_soon(connection._reader_task)
-    request = await connection._get_request()
-    return await request.accept()
+        deflate = BoundedDeflate(max_message_bytes, deflate_min_size)
+        offers = [value for name, value in head.headers if name == b"sec-websocket-extensions"]
+        agreed = negotiate(offers, deflate)
+        if agreed is not None:
+            lines.append(b"Sec-WebSocket-Extensions: " + agreed)
+    await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
+    sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+    return WebSocket(WholeFrameStream(stream, sock), deflate, max_message_bytes, head.trailing)
