@@ -91,7 +91,7 @@ def masked(first_byte: int, payload: bytes) -> bytes:
 
 async def test_a_frame_sent_with_the_request_head_is_the_first_message() -> None:
     frame = masked(0x81, b'{"type":"ping"}')
-    ws, peer, _ = await open_pair(first=frame)
+    ws, _, _ = await open_pair(first=frame)
     assert await ws.receive_message() == '{"type":"ping"}'
     assert not ws.compressing
 
@@ -199,7 +199,7 @@ async def test_the_peers_close_is_answered_with_its_code() -> None:
 
 
 async def test_tcp_ending_is_1006() -> None:
-    ws, peer, client = await open_pair()
+    ws, _, client = await open_pair()
     await client.aclose()
     with pytest.raises(ConnectionClosed) as closed:
         await ws.receive_message()
@@ -237,7 +237,7 @@ async def test_deflate_is_negotiated_only_when_enabled_and_offered() -> None:
     assert not ws.compressing
     ws, _, _ = await open_pair(deflate_offer=False, deflate_min_size=64)
     assert not ws.compressing
-    ws, peer, _ = await open_pair(deflate_offer=True, deflate_min_size=64)
+    ws, _, _ = await open_pair(deflate_offer=True, deflate_min_size=64)
     assert ws.compressing
 
 
@@ -319,13 +319,12 @@ def big_frame(n: int) -> bytes:
 
 async def test_several_frames_in_one_send_arrive_whole_and_in_order() -> None:
     frames = [text_frame(json.dumps({"n": n}).encode()) for n in range(50)] + [big_frame(50)]
-    async with socket_websocket() as (ws, peer):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ws.send_frames, frames)
-            received = b""
-            with trio.fail_after(30):
-                while len(received) < sum(map(len, frames)):
-                    received += await peer.recv(65536)
+    async with socket_websocket() as (ws, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(ws.send_frames, frames)
+        received = b""
+        with trio.fail_after(30):
+            while len(received) < sum(map(len, frames)):
+                received += await peer.recv(65536)
     assert received == b"".join(frames)
 
 
@@ -414,8 +413,7 @@ def test_no_private_attribute_of_another_library() -> None:
     import re
     from pathlib import Path
 
-    import cidadao_trio.server.extensions as extensions
-    import cidadao_trio.server.transport as transport
+    from cidadao_trio.server import extensions, transport
 
     for module in (transport, extensions):
         source = Path(module.__file__ or "").read_text()

@@ -317,10 +317,13 @@ class WebSocket:
         close frame, never one inside that frame (PROTOCOL.md §5).
         """
         try:
-            if self._parser.state is ConnectionState.OPEN:
+            state = self._parser.state
+            if state is ConnectionState.OPEN:
                 self.closed = CloseReason(code, reason)
                 await self._send_close(self.closed)
                 await self._await_answer()
+            elif state is ConnectionState.REMOTE_CLOSING and self.closed is not None:
+                await self._send_close(self.closed)  # the answer a cancelled read did not send
         finally:
             await self._wire.aclose()
 
