@@ -93,6 +93,13 @@ class Ledger:
         return None if last is None else f"{last[0]}-{last[1]}"
 
 
+def _why(error: BaseException) -> str:
+    """A close the server chose (idle timeout, slow consumer) is counted by its reason."""
+    if isinstance(error, ConnectionClosed) and error.reason is not None:
+        return f"closed {error.reason.code} {error.reason.reason or ''}".strip()
+    return type(error).__name__
+
+
 class Load:
     def __init__(self, port: int, args: dict[str, Any]) -> None:
         self.base = f"ws://127.0.0.1:{port}"
@@ -112,6 +119,7 @@ class Load:
         while not self.stop.is_set():
             cursor = self.ledger.cursor(session)
             url = f"{self.base}/api/v1/ws/chat/{session}" + (f"?last_id={cursor}" if cursor else "")
+            closed = False
             try:
                 async with open_websocket_url(url, message_queue_size=0) as ws:
                     self.open += 1
@@ -119,8 +127,12 @@ class Load:
                         await self._connected(ws, session, cursor, rng, linger, chat_every, follow)
                     finally:
                         self.open -= 1
-            except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError) as error:
-                self.errors[type(error).__name__] += 1
+            except* (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError) as group:
+                # the server's idle timeout closes quiet sessions too: a client resumes, like a browser
+                closed = True
+                for error in group.exceptions:
+                    self.errors[_why(error)] += 1
+            if closed:
                 await trio.sleep(1.0)
 
     async def _connected(self, ws: WebSocketConnection, session: str, cursor: str | None, rng: random.Random,
@@ -207,9 +219,10 @@ class Load:
                                     await self.stop.wait()
                                 watchers.cancel_scope.cancel()
                         nursery.cancel_scope.cancel()
-            except (ConnectionClosed, HandshakeError, OSError) as error:
-                self.errors[f"starter {type(error).__name__}"] += 1
-                await trio.sleep(1.0)
+            except* (ConnectionClosed, HandshakeError, OSError) as group:
+                for error in group.exceptions:
+                    self.errors[f"starter {_why(error)}"] += 1
+            await trio.sleep(1.0)
 
     async def _watch(self, investigation: str) -> None:
         try:

@@ -68,6 +68,22 @@ async def test_history_beyond_the_budget_is_replayed_from_the_store(tmp_path: Pa
         assert live.ids == [published[118].id, published[119].id, nxt.id]  # the seam: once each
 
 
+async def test_memory_keeps_each_streams_newest_messages_and_the_store_the_rest(tmp_path: Path) -> None:
+    async with running(tmp_path / "s.sqlite3", memory_messages=8) as broker:
+        published = [await broker.publish(S, "chat", {"content": f"{CONTENT}{n}"}) for n in range(40)]
+        await broker.flush()
+        one = len(published[-1].frame) + 200
+        assert broker.held_bytes <= 9 * one  # the tail (and the newest, not yet committed)
+        epoch = cursor(published[0].id).epoch
+        for after in (0, 20, 31, 32, 39):
+            sink = ListSink()
+            attachment = await broker.attach(S, sink, cursor(f"{epoch}-{after}"))
+            assert not attachment.gap and attachment.replayed == 40 - after
+            assert [d.text for d in sink.got] == [d.text for d in published[after:]]
+            broker.detach(S, sink)
+        assert await broker.cursor_is_valid(S, cursor(f"{epoch}-1"))  # retention is the store's
+
+
 async def test_retention_holds_when_memory_does_not(tmp_path: Path) -> None:
     async with running(tmp_path / "s.sqlite3", memory_bytes=500, max_messages=50) as broker:
         published = [await broker.publish(S, "chat", {"content": f"m{n}"}) for n in range(130)]

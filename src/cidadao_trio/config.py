@@ -52,6 +52,9 @@ class Settings:
     history_memory_bytes: int = _setting(
         64 * 1024 * 1024, "bytes of history held in memory, all streams (the rest is read from the store)"
     )
+    history_memory_messages: int = _setting(
+        256, "newest messages of each stream held in memory (older ones are read from the store)"
+    )
     drain_timeout: float = _setting(10.0, "seconds to drain connections on shutdown")
     reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
     max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")

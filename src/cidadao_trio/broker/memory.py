@@ -69,6 +69,7 @@ GIVE_BACK_BYTES = 1024 * 1024  # history freed by one sweep before memory is han
 READ_PAGE = 500  # messages per store read
 ENTRY_COST = 128  # bytes an entry costs beyond its frame (object, float, deque slot), measured
 MEMORY_BYTES = 64 * 1024 * 1024
+MEMORY_MESSAGES = 256  # newest messages per stream held in memory (durable stores only)
 
 
 @attrs.define(slots=True, weakref_slot=False, eq=False)
@@ -174,6 +175,7 @@ class MemoryBroker:
         max_messages: int = 1000,
         max_age: float = 24 * 3600.0,
         memory_bytes: int = MEMORY_BYTES,
+        memory_messages: int = MEMORY_MESSAGES,
         clock: Callable[[], float] = time.time,
         observe_write: Callable[[float], None] = lambda seconds: None,
     ) -> None:
@@ -182,6 +184,7 @@ class MemoryBroker:
         self._max_messages = max_messages
         self._max_age = max_age
         self._memory_bytes = memory_bytes
+        self._memory_messages = max(1, memory_messages)
         self._clock = clock
         self._observe_write = observe_write
         self._streams: dict[str, _Stream] = {}
@@ -274,15 +277,19 @@ class MemoryBroker:
         if not self.healthy:
             self.healthy = True
             log.warning("store accepts writes again; queued messages committed")
+        committed: dict[str, _Stream] = {}
         for item in window:
             for stream, delivery in item.offers:
                 if delivery.durable:
                     stream.committed = _offset(delivery.id)
+                    committed[stream.key] = stream
                 for sink in list(stream.sinks):
                     sink.offer(delivery)
             if item.done is not None:
                 item.done.set()
-        self._fit()  # what was just committed may leave memory now
+        for stream in committed.values():  # what was just committed may leave memory now
+            self._shed(stream)
+        self._fit()
 
     async def _hold(self, keys: Iterable[str], follow_links: bool = False, bounded: bool = True) -> None:
         """Load ``keys`` (and their followers), then take a write slot, with no await
@@ -398,6 +405,17 @@ class MemoryBroker:
 
     def _trim(self, stream: _Stream) -> None:
         self.held_bytes -= stream.trim(self._clock(), self._max_messages, self._max_age)
+        self._shed(stream)
+
+    def _shed(self, stream: _Stream) -> None:
+        """A resume rarely reaches far back, so memory keeps a stream's newest committed
+        messages and the store the rest of the retention: memory stops growing once each
+        active stream holds its tail, long before the byte budget is reached."""
+        if not self.store.durable:
+            return  # memory is the only copy: it keeps the whole retention
+        while len(stream.history) > self._memory_messages and stream.first() <= stream.committed:
+            self.held_bytes -= stream.pop_oldest()
+            stream.complete = False
 
     def _push(self, stream: _Stream, entry: _Entry) -> None:
         self.held_bytes += stream.push(entry)

@@ -72,7 +72,10 @@ def open_broker(settings: Settings, metrics: Metrics) -> Broker:
         store = SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
     else:
         raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
-    return MemoryBroker(store=store, memory_bytes=settings.history_memory_bytes, **retention)
+    return MemoryBroker(
+        store=store, memory_bytes=settings.history_memory_bytes,
+        memory_messages=settings.history_memory_messages, **retention,
+    )
 
 
 def open_records(broker: Broker) -> Records:
