@@ -17,8 +17,13 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/cidadao-trio serve
 
+# Two workers (this machine has two cores); a file's tests stay on one worker, so a server
+# shared by a module starts once. A missing Chromium or redis-server stops it with one line.
+# Bytecode is written (PYTHONDONTWRITEBYTECODE may be set here): otherwise every worker
+# rewrites the assertions of hypothesis's modules, and every server a test starts compiles src.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m tests.tools
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Benchmarks (issue 6): their own venv and node modules, never the project's dependencies.
 BENCH_VENV := benchmarks/.venv-bench

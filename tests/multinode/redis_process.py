@@ -94,7 +94,16 @@ class RedisProcess:
 def redis_process(directory: Path, *, persistent: bool = False) -> Iterator[RedisProcess]:
     server = RedisProcess(directory, persistent=persistent)
     try:
-        server.start()
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except RuntimeError as failed:
+                # The free port was taken between probing and binding (another xdist worker):
+                # probe another. A restart keeps its port; only the first start moves.
+                if "Address already in use" not in str(failed) or attempt == 2:
+                    raise
+                server.port = free_port()
         yield server
     finally:
         server.kill()
