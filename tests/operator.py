@@ -2,6 +2,8 @@
 
 ``tests/process.py`` starts a server for protocol tests; these helpers are for the tests of
 what the operator sees: one clear line, an exit code, a server that stops on a signal.
+``InProcess`` runs a command that ends by itself through ``cli.main``, for the many checks
+of what it prints that need no process of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 
 SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measured delay
 LISTENING = re.compile(r"cidadao-trio listening on https?://127\.0\.0\.1:(?P<port>[0-9]+)/")
@@ -46,6 +49,40 @@ def run(*args: str, cwd: Path | None = None, stdin: str = "", **settings: Any) -
         env=environment(**settings),
         cwd=cwd,
     )
+
+
+@attrs.frozen
+class InProcess:
+    """``cidadao-trio ARGS`` as ``cli.main(ARGS)`` in this process, with the environment and
+    directory ``run`` would give it: what the command does once Python has started, without
+    the second a ``python -m cidadao_trio`` start-up costs. For commands that end by
+    themselves (help, usage errors); a ``serve`` that would start a server fails the test."""
+
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def run(self, *args: str, cwd: Path | None = None, **settings: Any) -> subprocess.CompletedProcess[str]:
+        from cidadao_trio import cli
+
+        with self.monkeypatch.context() as patch:
+            for name in [name for name in os.environ if name.startswith("CIDADAO_")]:
+                patch.delenv(name)
+            for name, value in settings.items():
+                patch.setenv("CIDADAO_" + name.upper(), str(value))
+            if cwd is not None:
+                patch.chdir(cwd)
+            patch.setattr(cli, "serve", _must_not_serve)
+            self.capsys.readouterr()  # only what this command prints
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exited:  # argparse: --help, --version, usage errors
+                code = exited.code if isinstance(exited.code, int) else int(exited.code is not None)
+            out, err = self.capsys.readouterr()
+        return subprocess.CompletedProcess(["cidadao-trio", *args], code, out, err)
+
+
+async def _must_not_serve(settings: Any) -> None:
+    raise AssertionError("the command went on to start a server")
 
 
 def closed_port() -> int:

@@ -1,6 +1,8 @@
 """The citizen-facing commands: ``investigate`` (no server), ``watch`` and ``chat`` (a real one).
 
-Each command runs as ``python -m cidadao_trio`` in a subprocess, as a person would run it.
+Each command that talks to a server or investigates runs as ``python -m cidadao_trio`` in a
+subprocess, as a person would run it; help texts and usage errors, which end before the
+command does anything, run the same ``cli.main`` in process (``in_process``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import trio
 from cidadao_trio import cli, terminal
 from cidadao_trio.client import RealtimeClient
 
-from .operator import OutputReader, closed_port, environment
-from .operator import run
+from .operator import InProcess, OutputReader, closed_port, environment, run
 from .process import ServerProcess, serve
 
 SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measured delay
@@ -27,8 +28,10 @@ SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measure
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    # Slow enough that a watcher usually joins mid-way, fast enough for a quick test.
-    with serve(investigation_step_delay=0.05) as running:
+    # Slow enough that a watcher usually joins mid-way, fast enough for a quick test. An
+    # anonymous watcher of an investigation it may not see waits auth_timeout for an auth
+    # message before NOT_FOUND (§6): one second, not the default ten.
+    with serve(investigation_step_delay=0.05, auth_timeout=1) as running:
         yield running
 
 
@@ -81,8 +84,8 @@ def test_investigate_writes_the_report_without_a_server(tmp_path: Path) -> None:
     assert "Relatório salvo em tmp/x.md" in done.stdout
 
 
-def test_investigate_refuses_a_missing_dataset(tmp_path: Path) -> None:
-    done = run("investigate", "Ministério da Saúde", "--dataset", "nada.csv", cwd=tmp_path)
+def test_investigate_refuses_a_missing_dataset(tmp_path: Path, in_process: InProcess) -> None:
+    done = in_process.run("investigate", "Ministério da Saúde", "--dataset", "nada.csv", cwd=tmp_path)
     assert done.returncode == 2
     assert "nada.csv" in done.stdout and not list(tmp_path.iterdir())
 
@@ -184,10 +187,10 @@ def test_the_url_defaults_to_localhost_on_cidadao_port(monkeypatch: pytest.Monke
     assert cli.build_parser().parse_args(["watch", "INV-2026-001"]).url == "https://cidadao.example"
 
 
-def test_version() -> None:
+def test_version(in_process: InProcess) -> None:
     from cidadao_trio import __version__
 
-    done = run("--version")
+    done = in_process.run("--version")
     assert (done.returncode, done.stdout.strip()) == (0, f"cidadao-trio {__version__}")
 
 
@@ -201,9 +204,10 @@ PORTUGUESE = ("uso:", "opções:", "mostra esta ajuda")
      (("watch",), PORTUGUESE), (("investigate",), PORTUGUESE)],
 )
 def test_help_is_plain_text_in_one_language_with_values_as_metavars(
-    command: tuple[str, ...], language: tuple[str, ...]
+    in_process: InProcess, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...], language: tuple[str, ...]
 ) -> None:
-    done = run(*command, "--help")
+    monkeypatch.setenv("COLUMNS", "80")  # wrapped as in a subprocess with no terminal
+    done = in_process.run(*command, "--help")
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "``" not in text and ":class:" not in text and ":func:" not in text

@@ -218,10 +218,10 @@ def _browser_call(ws: ClientConnection, method: str, **params: Any) -> dict[str,
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    with serve(store="memory") as running:
-        yield running
+@pytest.fixture
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The suite's shared process (in-memory store); every console opens a fresh session."""
+    return shared_server
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from cidadao_trio import config, logs
 from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
 
-from .process import serve
+from .harness import tcp_server
+from .process import ServerProcess
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -79,7 +80,7 @@ async def test_tls_serves_wss_and_https(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-def test_permessage_deflate_negotiated_and_bounded() -> None:
+def test_permessage_deflate_negotiated_and_bounded(shared_server: ServerProcess) -> None:
     async def scenario(port: int) -> tuple[str, str, int | None, str]:
         url = f"ws://127.0.0.1:{port}/api/v1/ws/chat/zip"
         async with websockets.connect(url, compression="deflate") as ws:
@@ -98,21 +99,26 @@ def test_permessage_deflate_negotiated_and_bounded() -> None:
             after = json.loads(await asyncio.wait_for(ws.recv(), 10))["type"]
         return extensions, echoed[:13], code, after
 
-    with serve() as server:
-        extensions, start, code, after = asyncio.run(scenario(server.port))
+    extensions, start, code, after = asyncio.run(scenario(shared_server.port))
     assert "permessage-deflate" in extensions
     assert start == "Transparência"
     assert code == 1009
     assert after == "connection"
 
 
-def test_deflate_can_be_turned_off() -> None:
+async def test_deflate_can_be_turned_off() -> None:
+    """In process (the setting read as ``serve`` reads it); the client offers deflate from a
+    thread, since ``websockets`` runs on asyncio."""
+
     async def scenario(port: int) -> str:
         async with websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws/chat/z", compression="deflate") as ws:
             return ws.response.headers.get("Sec-WebSocket-Extensions", "")
 
-    with serve(deflate="false") as server:
-        assert asyncio.run(scenario(server.port)) == ""
+    settings = config.from_environ({"CIDADAO_DEFLATE": "false"})
+    assert settings.deflate is False
+    async with tcp_server(deflate=settings.deflate) as (_, port):
+        extensions = await trio.to_thread.run_sync(asyncio.run, scenario(port))
+    assert extensions == ""
 
 
 def test_toml_config_sits_between_defaults_and_environment(tmp_path: Path) -> None:
@@ -141,7 +147,7 @@ def test_json_logs_are_one_object_per_line_with_context(capsys: pytest.CaptureFi
     assert event["ts"].endswith("Z")
 
 
-def test_shared_frames_reach_clients_with_and_without_deflate() -> None:
+def test_shared_frames_reach_clients_with_and_without_deflate(shared_server: ServerProcess) -> None:
     """Small messages travel as one shared frame (written straight to the socket)."""
 
     async def turn(port: int, compression: str | None) -> list[dict]:
@@ -153,8 +159,7 @@ def test_shared_frames_reach_clients_with_and_without_deflate() -> None:
                 seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
             return seen
 
-    with serve() as server:
-        for compression in (None, "deflate"):
-            seen = asyncio.run(turn(server.port, compression))
-            assert seen[0]["data"]["content"] == "Olá " * 300  # 1.2 KB: deflated when negotiated
-            assert seen[-1]["data"]["status"] == "completed"
+    for compression in (None, "deflate"):
+        seen = asyncio.run(turn(shared_server.port, compression))
+        assert seen[0]["data"]["content"] == "Olá " * 300  # 1.2 KB: deflated when negotiated
+        assert seen[-1]["data"]["status"] == "completed"

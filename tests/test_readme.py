@@ -90,7 +90,9 @@ def _run_block(lang: str, code: str, cwd: Path, port: int) -> subprocess.Complet
 @pytest.mark.parametrize(("lang", "code", "needs_server"), examples(), ids=lambda v: str(v)[:30])
 def test_the_example_runs_as_written(workdir: Path, lang: str, code: str, needs_server: bool) -> None:
     if needs_server:
-        with serve() as server:
+        # A fresh server: an example may name the first investigation (INV-2026-001); no
+        # delay between investigation events, so `watch` sees its report at once.
+        with serve(investigation_step_delay=0) as server:
             done = _run_block(lang, code, workdir, server.port)
     else:
         done = _run_block(lang, code, workdir, closed_port())  # the block starts its own server

@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,9 +28,10 @@ DURABLE_TYPES = {"chat", "chat_complete", "subscribed", "unsubscribed", "investi
 
 
 @pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    with serve() as running:
-        yield running
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The suite's shared process: these tests only talk to it (each on its own session
+    ids); those that need other settings or stop it start their own."""
+    return shared_server
 
 
 # --- raw HTTP ----------------------------------------------------------------------------

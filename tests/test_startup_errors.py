@@ -2,6 +2,10 @@
 
 Usage errors (settings that cannot work) exit 2 before anything starts; runtime errors (a
 port in use, a damaged database) exit 1. Never a traceback, never "listening" first.
+
+Runtime errors and one usage error run ``python -m cidadao_trio`` as an operator would; the
+other usage errors run the same ``cli.main`` in process (``in_process``), since they end
+before the command starts anything.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .operator import run
+from .operator import InProcess, run
 
 SECRET = "a-shared-secret-that-has-32-bytes-or-more"
 
@@ -48,42 +52,44 @@ def test_a_port_in_use(tmp_path: Path, busy_port: int) -> None:
     )
 
 
-def test_a_missing_dataset_fails_before_listening(tmp_path: Path) -> None:
-    line = one_line(run("serve", "--port", "0", "--dataset", "/nonexistent.csv", cwd=tmp_path, store="memory"), 2)
+def test_a_missing_dataset_fails_before_listening(tmp_path: Path, in_process: InProcess) -> None:
+    done = in_process.run("serve", "--port", "0", "--dataset", "/nonexistent.csv", cwd=tmp_path, store="memory")
+    line = one_line(done, 2)
     assert line == "cidadao-trio serve: --dataset /nonexistent.csv: no such file"
 
 
 @pytest.mark.parametrize("command", [("serve", "--port", "0"), ("token", "--sub", "alice")])
-def test_a_short_jwt_secret(tmp_path: Path, command: tuple[str, ...]) -> None:
-    line = one_line(run(*command, "--jwt-secret", "short", cwd=tmp_path, store="memory"), 2)
+def test_a_short_jwt_secret(tmp_path: Path, in_process: InProcess, command: tuple[str, ...]) -> None:
+    line = one_line(in_process.run(*command, "--jwt-secret", "short", cwd=tmp_path, store="memory"), 2)
     assert line == f"cidadao-trio {command[0]}: JWT secret must have at least 32 bytes"
 
 
 def test_a_short_jwt_secret_from_the_environment(tmp_path: Path) -> None:
+    """The one usage error run as a real process: exit 2, one line, through ``__main__``."""
     line = one_line(run("serve", "--port", "0", cwd=tmp_path, store="memory", jwt_secret="short"), 2)
     assert line.endswith("JWT secret must have at least 32 bytes")
 
 
-def test_an_unknown_auth_mode(tmp_path: Path) -> None:
-    line = one_line(run("serve", "--auth", "maybe", cwd=tmp_path), 2)
+def test_an_unknown_auth_mode(tmp_path: Path, in_process: InProcess) -> None:
+    line = one_line(in_process.run("serve", "--auth", "maybe", cwd=tmp_path), 2)
     assert line.startswith("cidadao-trio serve: error: argument --auth: invalid choice: 'maybe'")
 
 
-def test_an_unknown_auth_mode_from_the_environment(tmp_path: Path) -> None:
-    line = one_line(run("serve", cwd=tmp_path, auth="maybe"), 2)
+def test_an_unknown_auth_mode_from_the_environment(tmp_path: Path, in_process: InProcess) -> None:
+    line = one_line(in_process.run("serve", cwd=tmp_path, auth="maybe"), 2)
     assert line == "cidadao-trio serve: --auth must be optional or required, not 'maybe'"
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--port", "abc"), ("--idle-timeout", "soon")])
-def test_a_malformed_number(tmp_path: Path, flag: str, value: str) -> None:
-    line = one_line(run("serve", flag, value, cwd=tmp_path), 2)
+def test_a_malformed_number(tmp_path: Path, in_process: InProcess, flag: str, value: str) -> None:
+    line = one_line(in_process.run("serve", flag, value, cwd=tmp_path), 2)
     assert "<lambda>" not in line
     assert line.startswith(f"cidadao-trio serve: error: argument {flag}: expected ")
     assert f"got {value!r}" in line
 
 
-def test_a_malformed_number_from_the_environment(tmp_path: Path) -> None:
-    line = one_line(run("serve", cwd=tmp_path, port="abc"), 2)
+def test_a_malformed_number_from_the_environment(tmp_path: Path, in_process: InProcess) -> None:
+    line = one_line(in_process.run("serve", cwd=tmp_path, port="abc"), 2)
     assert line == "cidadao-trio serve: CIDADAO_PORT='abc': expected an integer"
 
 
@@ -105,8 +111,8 @@ def test_an_unreadable_sqlite_file(tmp_path: Path) -> None:
 # --- item 16 -----------------------------------------------------------------------------
 
 
-def test_required_auth_without_any_key_refuses_to_start(tmp_path: Path) -> None:
-    line = one_line(run("serve", "--port", "0", "--auth", "required", cwd=tmp_path, store="memory"), 2)
+def test_required_auth_without_any_key_refuses_to_start(tmp_path: Path, in_process: InProcess) -> None:
+    line = one_line(in_process.run("serve", "--port", "0", "--auth", "required", cwd=tmp_path, store="memory"), 2)
     assert line == (
         "cidadao-trio serve: --auth required needs a key to check tokens: set CIDADAO_JWT_SECRET "
         "(or --jwt-secret), --jwt-public-key or --jwt-jwks"

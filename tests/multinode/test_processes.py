@@ -22,12 +22,33 @@ async def _collect_turn(ws: Any) -> list[dict[str, Any]]:
             return seen
 
 
-def test_two_processes_share_a_session_and_survive_a_sigkill(redis: RedisProcess) -> None:
-    with serve(store="redis", redis_url=redis.url, node_name="a") as a, serve(
-        store="redis", redis_url=redis.url, node_name="b"
-    ) as b:
+def test_two_processes_act_as_one_server_and_survive_a_sigkill(redis: RedisProcess) -> None:
+    """One pair of processes (their start-ups are most of this test's time), two checks: an
+    investigation started on A is served by B; a session open on both gets the same durable
+    messages, and once A is killed its client resumes on B from its cursor."""
+    settings = {"store": "redis", "redis_url": redis.url, "investigation_step_delay": 0}
+    with serve(node_name="a", **settings) as a, serve(node_name="b", **settings) as b:
 
-        async def scenario() -> None:
+        async def investigation_across() -> str:
+            async with websockets.connect(f"ws://127.0.0.1:{a.port}/api/v1/ws/chat/cidada") as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "chat", "data": {"message": "Investigar contratos do Ministério da Saúde"}}))
+                while True:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if message["type"] == "chat_complete":
+                        investigation_id = message["data"]["investigation_id"]
+                        break
+            async with websockets.connect(f"ws://127.0.0.1:{b.port}/api/v1/ws/investigations/{investigation_id}") as watch:
+                await watch.recv()
+                while True:
+                    message = json.loads(await asyncio.wait_for(watch.recv(), 60))
+                    if message["type"] == "report_ready":
+                        return str(message["data"]["url"])
+
+        url = asyncio.run(investigation_across())
+        assert url.endswith("format=markdown")
+
+        async def shared_session_then_sigkill() -> None:
             url_a = f"ws://127.0.0.1:{a.port}/api/v1/ws/chat/shared"
             url_b = f"ws://127.0.0.1:{b.port}/api/v1/ws/chat/shared"
             async with websockets.connect(url_a) as on_a, websockets.connect(url_b) as on_b:
@@ -46,28 +67,4 @@ def test_two_processes_share_a_session_and_survive_a_sigkill(redis: RedisProcess
                 replay = [json.loads(await asyncio.wait_for(again.recv(), 15)) for _ in durable[2:]]
                 assert [m["id"] for m in replay] == [m["id"] for m in durable[2:]]
 
-        asyncio.run(scenario())
-
-
-def test_an_investigation_started_on_one_process_is_served_by_the_other(redis: RedisProcess) -> None:
-    settings = {"store": "redis", "redis_url": redis.url, "investigation_step_delay": 0}
-    with serve(node_name="a", **settings) as a, serve(node_name="b", **settings) as b:
-
-        async def scenario() -> str:
-            async with websockets.connect(f"ws://127.0.0.1:{a.port}/api/v1/ws/chat/cidada") as ws:
-                await ws.recv()
-                await ws.send(json.dumps({"type": "chat", "data": {"message": "Investigar contratos do Ministério da Saúde"}}))
-                while True:
-                    message = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                    if message["type"] == "chat_complete":
-                        investigation_id = message["data"]["investigation_id"]
-                        break
-            async with websockets.connect(f"ws://127.0.0.1:{b.port}/api/v1/ws/investigations/{investigation_id}") as watch:
-                await watch.recv()
-                while True:
-                    message = json.loads(await asyncio.wait_for(watch.recv(), 60))
-                    if message["type"] == "report_ready":
-                        return str(message["data"]["url"])
-
-        url = asyncio.run(scenario())
-        assert url.endswith("format=markdown")
+        asyncio.run(shared_session_then_sigkill())
