@@ -61,6 +61,12 @@ class Settings:
     overload_retry_after: float = _setting(5.0, "retry_after (s) sent with OVERLOADED")
     dataset: str = _setting("", "contracts file (Portal da Transparência CSV or JSON); empty: bundled sample")
     max_investigations: int = _setting(4, "investigations running at once")
+    portal_api_url: str = _setting(
+        "https://api.portaldatransparencia.gov.br",
+        "Portal da Transparência data API; used when CIDADAO_PORTAL_API_KEY is set (the key only from there)",
+    )
+    portal_cache_ttl: float = _setting(24 * 3600.0, "seconds a Portal API response is kept in the store")
+    portal_deadline: float = _setting(300.0, "seconds one investigation may spend fetching from the Portal API")
     investigation_step_delay: float = _setting(0.25, "seconds between investigation events")
     auth: str = _setting("optional", "optional (anonymous allowed) or required", choices=("optional", "required"))
     jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes); prefer the env var")

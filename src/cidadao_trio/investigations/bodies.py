@@ -10,7 +10,8 @@ citizen may have meant, so a typo is answered, never silently widened to every c
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -96,3 +97,15 @@ def closest_names(typed: str, known: Iterable[str], limit: int = 3) -> list[str]
         if name not in out and words & set(key.split()):
             out.append(name)
     return out
+
+
+def code_in_listing(name: str, listing: Iterable[Mapping[str, Any]]) -> str | None:
+    """The SIAFI code the API's body listing (``/orgaos-siafi``: ``codigo``, ``descricao``)
+    gives ``name`` or any of its known names, spelled any way; None when it has none."""
+    body = body_named(name)
+    wanted = {normalize(n) for n in ((body.name, *body.names) if body else (name,))}
+    for entry in listing:
+        code = str(entry.get("codigo") or "").strip()
+        if code and normalize(str(entry.get("descricao") or "")) in wanted:
+            return code
+    return None
