@@ -14,6 +14,7 @@ answers pings and close frames as they come.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ class ConnectionClosed(Exception):
 
 
 LOST = CloseReason(Code.ABNORMAL_CLOSURE, "connection lost")
+GONE = (trio.BrokenResourceError, trio.ClosedResourceError)  # what a stream raises once the peer is gone
 
 
 class WholeFrameStream(trio.abc.Stream):
@@ -181,7 +183,9 @@ class WebSocket:
     call. Writes may come from any task; :class:`WholeFrameStream` orders them.
     """
 
-    def __init__(self, wire: WholeFrameStream, deflate: BoundedDeflate | None, max_message_bytes: int, trailing: bytes = b"") -> None:
+    def __init__(
+        self, wire: WholeFrameStream, deflate: BoundedDeflate | None, max_message_bytes: int, trailing: bytes = b""
+    ) -> None:
         self._wire = wire
         self._deflate = deflate if deflate is not None and deflate.enabled() else None
         extensions: list[Extension] = [MessageLimit(max_message_bytes)]  # counts after inflating
@@ -240,7 +244,7 @@ class WebSocket:
     async def _receive_more(self) -> None:
         try:
             data = await self._wire.receive_some(RECEIVE_CHUNK)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except GONE:
             data = b""
         self._parser.receive_data(bytes(data) if data else None)  # None: TCP ended (1006)
 
@@ -249,7 +253,7 @@ class WebSocket:
             return  # our close frame has gone: no pong may follow it
         try:
             await self._wire.send_all(self._parser.send(ping.response()))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except GONE:
             self.closed = LOST
 
     async def _closed_by(self, event: CloseConnection) -> None:
@@ -259,10 +263,7 @@ class WebSocket:
             await self._send_close(self.closed)
         elif state is ConnectionState.REMOTE_CLOSING:  # the peer closed: answer with its code
             self.closed = CloseReason(event.code, event.reason or None)
-            try:
-                await self._wire.send_all(self._parser.send(event.response()))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            await self._send_close(self.closed)
         else:  # TCP ended, or this is the answer to our own close frame
             self.closed = self.closed or CloseReason(event.code, event.reason or None)
 
@@ -280,7 +281,7 @@ class WebSocket:
             frames = [self._deflated(frame) for frame in frames]
         try:
             await self._wire.send_frames(frames)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except GONE:
             raise ConnectionClosed(self.closed or LOST) from None
 
     def _deflated(self, frame: bytes) -> bytes:
@@ -303,7 +304,7 @@ class WebSocket:
         pong = self._pongs[payload] = trio.Event()
         try:
             await self._wire.send_all(self._parser.send(Ping(payload)))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except GONE:
             raise ConnectionClosed(self.closed or LOST) from None
         return pong
 
@@ -328,10 +329,8 @@ class WebSocket:
             await self._wire.aclose()
 
     async def _send_close(self, reason: CloseReason) -> None:
-        try:
+        with contextlib.suppress(*GONE):
             await self._wire.send_all(self._parser.send(CloseConnection(reason.code, reason.reason)))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
     async def _await_answer(self) -> None:
         """Read until the peer's close frame (or the end of TCP); messages are dropped."""
@@ -341,7 +340,7 @@ class WebSocket:
                     return
             try:
                 data = await self._wire.receive_some(RECEIVE_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except GONE:
                 return
             if not data:
                 return
