@@ -11,8 +11,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
+
+from cidadao_trio.protocol.events import AnomalyDetected
+
 INVESTIGATION_ID = "INV-BENCH"
 EVENT_TYPE = "anomaly_detected"
+
+
+@attrs.frozen(kw_only=True)
+class TimedAnomaly(AnomalyDetected):
+    """An ``anomaly_detected`` that also carries the load's sequence number and send time."""
+
+    padding: str | None = attrs.field(default=None, metadata={"omit_if_none": True})
+    seq: int
+    sent_at: float
+
+
+def timed_anomaly(seq: int, pad: int = 0, investigation_id: str = INVESTIGATION_ID) -> TimedAnomaly:
+    return TimedAnomaly(**anomaly_event(seq, pad, investigation_id))
 
 
 def anomaly_event(seq: int, pad: int = 0, investigation_id: str = INVESTIGATION_ID) -> dict[str, Any]:

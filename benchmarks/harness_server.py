@@ -44,8 +44,8 @@ from cidadao_trio import config
 from cidadao_trio.server.server import Server
 
 from . import control
+from .events import INVESTIGATION_ID, pace_deadline, timed_anomaly, valid_investigation
 from .limits import raise_nofile
-from .events import EVENT_TYPE, INVESTIGATION_ID, anomaly_event, pace_deadline, valid_investigation
 
 
 def register_investigation(server: Server, investigation_id: str) -> None:
@@ -170,7 +170,7 @@ def routes(server: Server) -> dict[tuple[str, str], control.Route]:
                     await trio.sleep_until(due)
                 else:
                     late = max(late, now - due)
-            await server.broker.publish(stream, EVENT_TYPE, anomaly_event(start_seq + i, pad, investigation_id))
+            await server.broker.publish(stream, timed_anomaly(start_seq + i, pad, investigation_id))
         return {
             "published": count,
             "seconds": trio.current_time() - began,

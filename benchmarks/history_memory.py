@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.protocol.events import AnomalyDetected, ReplyChunk
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .report import publish
@@ -57,7 +58,9 @@ async def _measure(path: Path, streams: int, per_stream: int, sessions: int, eve
         text_bytes = 0
         for n in range(per_stream):
             for key in keys:
-                delivery = await broker.publish(key, "chat", {"role": "assistant", "content": f"{CONTENT}{n}"})
+                delivery = await broker.publish(key, ReplyChunk(
+                    content=f"{CONTENT}{n}", agent_id="drummond", agent_name="Carlos Drummond de Andrade", chunk_index=n,
+                ))
                 text_bytes += len(delivery.text.encode())
             del delivery
         await broker.flush()
@@ -77,10 +80,10 @@ async def _measure(path: Path, streams: int, per_stream: int, sessions: int, eve
         before = tracemalloc.get_traced_memory()[0]
         text_bytes = 0
         for n in range(events):
-            delivery = await broker.publish(
-                "investigation:INV-2026-001", "anomaly_detected",
-                {"investigation_id": "INV-2026-001", "anomaly_id": f"a{n}", "summary": CONTENT},
-            )
+            delivery = await broker.publish("investigation:INV-2026-001", AnomalyDetected(
+                investigation_id="INV-2026-001", anomaly_id=f"a{n}", anomaly_type="price_outlier", severity="high",
+                confidence=0.9, description=CONTENT, details={}, agent_id="zumbi",
+            ))
             text_bytes += len(delivery.text.encode())
             del delivery
         await broker.flush()

@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 
 from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.protocol.events import ReplyChunk
 from cidadao_trio.store.base import MemoryStore, Store
 from cidadao_trio.store.sqlite import SqliteStore
 
@@ -41,7 +42,9 @@ async def measure(store: Store, messages: int, streams: int, publishers: int) ->
 
         async def publisher(worker: int) -> None:
             for n in range(worker, messages, publishers):
-                await broker.publish(f"session:s{n % streams}", "chat", {"role": "assistant", "content": f"mensagem {n}"})
+                await broker.publish(f"session:s{n % streams}", ReplyChunk(
+                    content=f"mensagem {n}", agent_id="drummond", agent_name="Drummond", chunk_index=n,
+                ))
 
         async with trio.open_nursery() as producers:
             for worker in range(publishers):

@@ -12,12 +12,11 @@ import trio
 import trio.testing
 import wsproto
 import wsproto.events
-
 from trio_websocket import WebSocketConnection
 
 from cidadao_trio.protocol.codes import ErrorCode
-from cidadao_trio.server.server import Server
 from cidadao_trio.server.connection import error_text
+from cidadao_trio.server.server import Server
 from cidadao_trio.session.chat import ChatEndpoint
 
 from .harness import (
@@ -30,6 +29,7 @@ from .harness import (
     send,
     wait_closed,
 )
+from .messages import message
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 DURABLE_ID = re.compile(r"[A-Za-z0-9]+-\d+")
@@ -353,8 +353,7 @@ async def test_investigation_endpoint_relays_and_refuses_chat(
         assert refused["data"]["code"] == "UNSUPPORTED" and refused["data"]["reply_to"] == "x"
         await server.broker.publish(
             "investigation:INV-2026-007",
-            "investigation_progress",
-            {"investigation_id": "INV-2026-007", "progress": 10, "status": "data_retrieval"},
+            message("investigation_progress", {"investigation_id": "INV-2026-007", "progress": 10, "status": "data_retrieval"}),
         )
         event = await receive(ws)
         assert event["type"] == "investigation_progress" and event["data"]["progress"] == 10
@@ -391,8 +390,7 @@ async def test_batch_mode_groups_pending_messages(autojump_clock: trio.testing.M
         await receive(ws)
         for progress in range(5):
             await server.broker.publish(
-                "investigation:INV-1", "anomaly_detected", {"investigation_id": "INV-1", "n": progress}
-            )
+                "investigation:INV-1", message("anomaly_detected", {"investigation_id": "INV-1", "n": progress}))
         batch = await receive(ws)
         assert batch["type"] == "batch"
         assert batch["data"]["count"] == len(batch["data"]["messages"]) == 5
@@ -408,8 +406,7 @@ async def test_slow_consumer_closed_1013(autojump_clock: trio.testing.MockClock)
         # The client stops reading: its TCP (lockstep) stalls and the outbox fills.
         for n in range(30):
             await server.broker.publish(
-                "investigation:INV-1", "anomaly_detected", {"investigation_id": "INV-1", "n": n}
-            )
+                "investigation:INV-1", message("anomaly_detected", {"investigation_id": "INV-1", "n": n}))
             await trio.sleep(0.1)
         assert connection.outbox.full_since is not None
         await trio.sleep(11)

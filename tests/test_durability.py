@@ -26,6 +26,7 @@ from .harness import (
     running_server,
     send,
 )
+from .messages import message
 from .process import serve
 
 INV = "INV-2026-001"
@@ -46,8 +47,7 @@ class ListSink:
 async def progress(server: object, value: int) -> None:
     await server.broker.publish(  # type: ignore[attr-defined]
         f"investigation:{INV}",
-        "investigation_progress",
-        {"investigation_id": INV, "progress": value, "status": "anomaly_detection"},
+        message("investigation_progress", {"investigation_id": INV, "progress": value, "status": "anomaly_detection"}),
     )
 
 
@@ -102,8 +102,8 @@ async def test_history_gap_sends_digest_then_live(autojump_clock: trio.testing.M
         for value in (10, 30, 70):
             await progress(server, value)
         for n in range(3):
-            await server.broker.publish(stream, "anomaly_detected", {"investigation_id": INV, "n": n})
-        await server.broker.publish(stream, "report_ready", {"investigation_id": INV, "url": "/r"})
+            await server.broker.publish(stream, message("anomaly_detected", {"investigation_id": INV, "n": n}))
+        await server.broker.publish(stream, message("report_ready", {"investigation_id": INV, "url": "/r"}))
         async with connect(server, f"/api/v1/ws/chat/s1?last_id={first['id']}") as ws:
             hello = await receive(ws)
             assert hello["data"]["resumed"] is False
@@ -125,7 +125,7 @@ async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         broker = MemoryBroker(store=SqliteStore(path))
         await nursery.start(broker.run)
-        ids = [(await broker.publish("session:s", "chat", {"n": n})).id for n in range(5)]
+        ids = [(await broker.publish("session:s", message("chat", {"n": n}))).id for n in range(5)]
         await StoreRecords(broker).save_session_owner("s", "user:alice")
         await broker.link("investigation:X", "session:s")
         await broker.flush()
@@ -139,7 +139,7 @@ async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
         sink = ListSink()
         attachment = await reborn.attach("session:s", sink, DurableId.parse(ids[1]))
         assert not attachment.gap and sink.ids == ids[2:]
-        sixth = await reborn.publish("session:s", "chat", {"n": 5})
+        sixth = await reborn.publish("session:s", message("chat", {"n": 5}))
         await reborn.flush()
         assert sixth.id == f"{ids[0].split('-')[0]}-6" and sink.ids[-1] == sixth.id
         nursery.cancel_scope.cancel()
@@ -165,7 +165,7 @@ async def test_nothing_is_offered_before_it_is_committed(tmp_path: Path) -> None
         sink = CheckingSink()
         await broker.attach("session:s", sink, None)
         for n in range(50):
-            await broker.publish("session:s", "chat", {"n": n})
+            await broker.publish("session:s", message("chat", {"n": n}))
         await broker.flush()
         assert len(sink.ids) == 50
         nursery.cancel_scope.cancel()

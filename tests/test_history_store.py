@@ -22,6 +22,7 @@ from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .harness import ListSink
+from .messages import message
 
 S = "session:s1"
 INV = "investigation:INV-2026-001"
@@ -47,9 +48,9 @@ def cursor(text: str) -> DurableId:
 
 async def test_history_beyond_the_budget_is_replayed_from_the_store(tmp_path: Path) -> None:
     async with running(tmp_path / "s.sqlite3", memory_bytes=2000) as broker:
-        published = [await broker.publish(S, "chat", {"content": f"{CONTENT}{n}"}) for n in range(120)]
+        published = [await broker.publish(S, message("chat", {"content": f"{CONTENT}{n}"})) for n in range(120)]
         for n in range(30):
-            await broker.publish(f"session:other{n % 3}", "chat", {"content": f"{CONTENT}{n}"})
+            await broker.publish(f"session:other{n % 3}", message("chat", {"content": f"{CONTENT}{n}"}))
         await broker.flush()
         assert broker.held_bytes <= 2000 + 1000  # the budget, give or take the newest entries
         epoch = cursor(published[0].id).epoch
@@ -63,14 +64,14 @@ async def test_history_beyond_the_budget_is_replayed_from_the_store(tmp_path: Pa
             broker.detach(S, sink)
         live = ListSink()
         await broker.attach(S, live, cursor(f"{epoch}-118"))
-        nxt = await broker.publish(S, "chat", {"content": "depois"})
+        nxt = await broker.publish(S, message("chat", {"content": "depois"}))
         await broker.flush()
         assert live.ids == [published[118].id, published[119].id, nxt.id]  # the seam: once each
 
 
 async def test_memory_keeps_each_streams_newest_messages_and_the_store_the_rest(tmp_path: Path) -> None:
     async with running(tmp_path / "s.sqlite3", memory_messages=8) as broker:
-        published = [await broker.publish(S, "chat", {"content": f"{CONTENT}{n}"}) for n in range(40)]
+        published = [await broker.publish(S, message("chat", {"content": f"{CONTENT}{n}"})) for n in range(40)]
         await broker.flush()
         one = len(published[-1].frame) + 200
         assert broker.held_bytes <= 9 * one  # the tail (and the newest, not yet committed)
@@ -86,7 +87,7 @@ async def test_memory_keeps_each_streams_newest_messages_and_the_store_the_rest(
 
 async def test_retention_holds_when_memory_does_not(tmp_path: Path) -> None:
     async with running(tmp_path / "s.sqlite3", memory_bytes=500, max_messages=50) as broker:
-        published = [await broker.publish(S, "chat", {"content": f"m{n}"}) for n in range(130)]
+        published = [await broker.publish(S, message("chat", {"content": f"m{n}"})) for n in range(130)]
         await broker.flush()
         epoch = cursor(published[0].id).epoch
         assert await broker.cursor_is_valid(S, cursor(f"{epoch}-80"))  # 81..130 retained
@@ -102,11 +103,11 @@ async def test_copies_are_references_stored_once_and_replay_with_their_own_ids(t
     path = tmp_path / "s.sqlite3"
     sessions = [f"session:f{n}" for n in range(3)]
     async with running(path, memory_bytes=1000) as broker:
-        before = [await broker.publish(INV, "anomaly_detected", {"n": n, "text": CONTENT}) for n in range(5)]
+        before = [await broker.publish(INV, message("anomaly_detected", {"n": n, "text": CONTENT})) for n in range(5)]
         await broker.flush()
         for key in sessions:
             assert await broker.link(INV, key) == 5
-        after = [await broker.publish(INV, "anomaly_detected", {"n": n, "text": CONTENT}) for n in range(5, 9)]
+        after = [await broker.publish(INV, message("anomaly_detected", {"n": n, "text": CONTENT})) for n in range(5, 9)]
     source = [json.loads(d.text) for d in before + after]
 
     db = sqlite3.connect(path)
@@ -128,7 +129,7 @@ async def test_copies_are_references_stored_once_and_replay_with_their_own_ids(t
             ]
         assert await reborn.link(INV, sessions[0]) == 0  # already following
         await reborn.unlink(INV, sessions[0])
-        await reborn.publish(INV, "anomaly_detected", {"n": 9})
+        await reborn.publish(INV, message("anomaly_detected", {"n": 9}))
         await reborn.flush()
         assert await reborn.link(INV, sessions[0]) == 1  # only what it has not had, across a restart
 
@@ -138,14 +139,14 @@ async def test_a_copy_outlives_its_trimmed_source(tmp_path: Path) -> None:
     now = [0.0]
     async with running(path, memory_bytes=1000, max_age=100.0, clock=lambda: now[0]) as broker:
         for n in range(100):
-            await broker.publish(INV, "chat", {"content": f"c{n}"})  # created at 0
+            await broker.publish(INV, message("chat", {"content": f"c{n}"}))  # created at 0
         await broker.flush()
         now[0] = 50.0
         assert await broker.link(INV, S) == 100  # the copies are created at 50
         await broker.flush()
         now[0] = 120.0  # the investigation's first 100 expire; the session's copies do not
         for n in range(100, 200):
-            await broker.publish(INV, "chat", {"content": f"c{n}"})
+            await broker.publish(INV, message("chat", {"content": f"c{n}"}))
         await broker.flush()
         db = sqlite3.connect(path)
         assert db.execute("SELECT MIN(offset) FROM messages WHERE stream = ?", (INV,)).fetchone() == (101,)
@@ -160,12 +161,12 @@ async def test_a_copy_outlives_its_trimmed_source(tmp_path: Path) -> None:
 async def test_digest_reads_the_store(tmp_path: Path) -> None:
     async with running(tmp_path / "s.sqlite3", memory_bytes=100) as broker:
         inv = {"investigation_id": "INV-2026-001"}
-        await broker.publish(INV, "investigation_progress", {**inv, "progress": 10})
-        await broker.publish(INV, "anomaly_detected", {**inv, "anomaly_id": "a1"})
+        await broker.publish(INV, message("investigation_progress", {**inv, "progress": 10}))
+        await broker.publish(INV, message("anomaly_detected", {**inv, "anomaly_id": "a1"}))
         for n in range(40):
-            await broker.publish(INV, "agent_finding", {**inv, "n": n})
-        await broker.publish(INV, "investigation_progress", {**inv, "progress": 70})
-        await broker.publish(INV, "report_ready", {**inv, "url": "/r"})
+            await broker.publish(INV, message("agent_finding", {**inv, "n": n}))
+        await broker.publish(INV, message("investigation_progress", {**inv, "progress": 70}))
+        await broker.publish(INV, message("report_ready", {**inv, "url": "/r"}))
         await broker.flush()
         digest = await broker.digest([INV])
         assert [(d.type, json.loads(d.text)["data"]) for d in digest] == [
@@ -199,7 +200,7 @@ async def test_streams_nobody_attaches_to_leave_memory(tmp_path: Path, autojump_
         await broker.attach("session:watched", watched, None)
         published = {}
         for key in ("session:watched", "session:a", "session:b"):
-            published[key] = [await broker.publish(key, "chat", {"content": f"{CONTENT}{n}"}) for n in range(20)]
+            published[key] = [await broker.publish(key, message("chat", {"content": f"{CONTENT}{n}"})) for n in range(20)]
         await broker.flush()
         held = broker.held_bytes
         now[0] += 200  # a, b idle for longer than IDLE_STREAM_SECONDS

@@ -13,6 +13,7 @@ import trio.testing
 from cidadao_trio.server.server import Server
 
 from .harness import ListSink, connect, receive, register_investigation, running_server
+from .messages import message
 
 PUBLISHED = 300  # more than the outbox's 256 messages
 
@@ -22,8 +23,7 @@ async def publish_progress(server: Server, investigation_id: str, count: int) ->
     for step in range(count):
         delivery = await server.broker.publish(
             f"investigation:{investigation_id}",
-            "investigation_progress",
-            {"investigation_id": investigation_id, "phase": "analisando", "progress": step * 100 // count},
+            message("investigation_progress", {"investigation_id": investigation_id, "phase": "analisando", "progress": step * 100 // count}),
         )
         ids.append(delivery.id)
     return ids

@@ -21,6 +21,8 @@ from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.memory import WRITE_QUEUE_SIZE, MemoryBroker
 from cidadao_trio.store.sqlite import SqliteStore
 
+from .messages import message
+
 S = "session:s1"
 BIG = "x" * 20_000  # a few pages per message: the database must grow to take it
 
@@ -64,20 +66,20 @@ async def test_a_full_database_is_retried_then_recovers_by_itself(
         await nursery.start(broker.run)
         live = ListSink()
         await broker.attach(S, live, None)
-        first = await broker.publish(S, "chat", {"content": "antes"})
+        first = await broker.publish(S, message("chat", {"content": "antes"}))
         await broker.flush()
         assert live.got == [first]
 
         _fill_up(store)
-        queued = [await broker.publish(S, "chat", {"content": f"{BIG}{n}"}) for n in range(3)]
+        queued = [await broker.publish(S, message("chat", {"content": f"{BIG}{n}"})) for n in range(3)]
         await _until(broker, lambda: not broker.healthy)
         assert live.got == [first]  # nothing is offered that is not committed
         with pytest.raises(StoreUnavailable) as refused:
-            await broker.publish(S, "chat", {"content": "durante"})
+            await broker.publish(S, message("chat", {"content": "durante"}))
         assert "full" in str(refused.value) and refused.value.retry_after > 0
         with pytest.raises(StoreUnavailable):
             await broker.record()
-        typing = await broker.publish(S, "typing", {"isTyping": True})  # nothing to store: relayed
+        typing = await broker.publish(S, message("typing", {"isTyping": True}))  # nothing to store: relayed
         assert live.got[-1] is typing
         await trio.sleep(30)  # many retries: still one line
         assert await broker.last_id(S) == first.id  # no offset was taken by the refusal
@@ -86,7 +88,7 @@ async def test_a_full_database_is_retried_then_recovers_by_itself(
         await _until(broker, lambda: broker.healthy)
         await broker.flush()
         assert [d.id for d in live.got if d.durable] == [first.id] + [d.id for d in queued]
-        after = await broker.publish(S, "chat", {"content": "depois"})
+        after = await broker.publish(S, message("chat", {"content": "depois"}))
         await broker.flush()
         assert live.got[-1] is after and after.id.endswith("-5")
         nursery.cancel_scope.cancel()
@@ -120,10 +122,10 @@ async def test_a_publish_that_gets_no_write_slot_in_5_s_is_refused(autojump_cloc
     broker = MemoryBroker()  # the writer is not running: the queue fills up and stays full
     await broker.last_id(S)  # creating the stream takes one slot
     for n in range(WRITE_QUEUE_SIZE - 1):
-        await broker.publish(S, "chat", {"n": n})
+        await broker.publish(S, message("chat", {"n": n}))
     started = trio.current_time()
     with pytest.raises(StoreUnavailable):
-        await broker.publish(S, "chat", {"n": "late"})
+        await broker.publish(S, message("chat", {"n": "late"}))
     assert trio.current_time() - started == pytest.approx(5.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)

@@ -7,7 +7,6 @@ connection, the session and the other clients going, and work again once it reco
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -17,6 +16,7 @@ from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.scope import Filters
+from cidadao_trio.protocol.events import Event
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.server.server import Server
 
@@ -30,12 +30,10 @@ class FailingBroker(MemoryBroker):
 
     failing = False
 
-    async def publish(
-        self, stream: str, type: str, data: Mapping[str, Any], *, origin: int | None = None
-    ) -> Delivery:
-        if self.failing and type != "typing":
+    async def publish(self, stream: str, event: Event, *, origin: int | None = None) -> Delivery:
+        if self.failing and event.durable:
             raise StoreUnavailable("database or disk is full", retry_after=2.5)
-        return await super().publish(stream, type, data, origin=origin)
+        return await super().publish(stream, event, origin=origin)
 
 
 async def test_a_chat_the_store_cannot_take_is_answered_unavailable(

@@ -15,9 +15,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .protocol.inbound import COMMANDS
-from .protocol.outbound import DURABLE_TYPES
+from .protocol.events import ALL_TYPES
 
-_OUT_TYPES = DURABLE_TYPES | {"connection", "typing", "pong", "error", "auth_ok", "batch"}
+_OUT_TYPES = ALL_TYPES
 _CLOSE_CODES = {1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1013}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -9,11 +9,12 @@ import trio
 
 from cidadao_trio.broker import redis as redis_broker
 from cidadao_trio.broker.base import investigation_stream, session_stream
-from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.investigations.model import Investigation
+from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.records.base import StoredReport
 from cidadao_trio.records.redis import RedisRecords
 
+from ..messages import message
 from .helpers import ListSink, cursor, hold_fan_out, offsets, started, wait_healthy
 from .redis_process import RedisProcess
 
@@ -22,12 +23,12 @@ INV = investigation_stream("INV-2026-001")
 
 
 async def chats(broker: redis_broker.RedisBroker, n: int, stream: str = S, start: int = 0) -> list[str]:
-    return [(await broker.publish(stream, "chat", {"role": "user", "content": f"m{start + i}"})).id for i in range(n)]
+    return [(await broker.publish(stream, message("chat", {"role": "user", "content": f"m{start + i}"}))).id for i in range(n)]
 
 
 async def progress(broker: redis_broker.RedisBroker, value: int) -> str:
     data = {"investigation_id": "INV-2026-001", "progress": value, "status": "anomaly_detection"}
-    return (await broker.publish(INV, "investigation_progress", data)).id
+    return (await broker.publish(INV, message("investigation_progress", data))).id
 
 
 async def test_a_publish_reaches_a_sink_on_b_with_the_same_id(nursery: trio.Nursery, redis: RedisProcess) -> None:
@@ -129,11 +130,11 @@ async def test_link_copies_history_and_streams_live_events_across_nodes(
     await progress(a, 10)
     session = ListSink()
     await b.attach(S, session, None)
-    subscribed = await b.publish(S, "subscribed", {"investigation_id": "INV-2026-001"})
+    subscribed = await b.publish(S, message("subscribed", {"investigation_id": "INV-2026-001"}))
     assert await b.link(INV, S) == 1
     assert await a.link(INV, S) == 0  # linking twice copies nothing
     await progress(a, 20)
-    anomaly = await a.publish(INV, "anomaly_detected", {"investigation_id": "INV-2026-001", "anomaly_id": "A1"})
+    anomaly = await a.publish(INV, message("anomaly_detected", {"investigation_id": "INV-2026-001", "anomaly_id": "A1"}))
     ids = await session.wait_durable(4)
     assert offsets(ids) == [1, 2, 3, 4]
     assert ids[0] == subscribed.id
@@ -146,7 +147,7 @@ async def test_link_copies_history_and_streams_live_events_across_nodes(
     await a.unlink(INV, S)
     assert await b.followed_by(S) == []
     await progress(a, 30)
-    await a.publish(S, "unsubscribed", {"investigation_id": "INV-2026-001"})
+    await a.publish(S, message("unsubscribed", {"investigation_id": "INV-2026-001"}))
     ids = await session.wait_durable(5)
     assert [d.type for d in session.got][-1] == "unsubscribed"  # progress 30 not copied
     assert offsets(ids)[-1] == 5
@@ -159,11 +160,11 @@ async def test_digest_is_latest_progress_every_anomaly_and_the_report(
     b = await started(nursery, redis.url)
     data = {"investigation_id": "INV-2026-001"}
     await progress(a, 10)
-    await a.publish(INV, "anomaly_detected", {**data, "anomaly_id": "A1"})
+    await a.publish(INV, message("anomaly_detected", {**data, "anomaly_id": "A1"}))
     await progress(a, 50)
-    await a.publish(INV, "agent_finding", {**data, "summary": "x"})
-    await a.publish(INV, "anomaly_detected", {**data, "anomaly_id": "A2"})
-    await a.publish(INV, "report_ready", data)
+    await a.publish(INV, message("agent_finding", {**data, "summary": "x"}))
+    await a.publish(INV, message("anomaly_detected", {**data, "anomaly_id": "A2"}))
+    await a.publish(INV, message("report_ready", data))
     digest = await b.digest([INV])
     assert [d.type for d in digest] == ["anomaly_detected", "investigation_progress", "anomaly_detected", "report_ready"]
     assert all(not d.durable and d.id.startswith("e-") for d in digest)
@@ -180,7 +181,7 @@ async def test_typing_is_relayed_but_not_stored_and_origin_is_local_only(
     here, there = ListSink(), ListSink()
     await a.attach(S, here, None)
     await b.attach(S, there, None)
-    typing = await a.publish(S, "typing", {"role": "user", "isTyping": True}, origin=7)
+    typing = await a.publish(S, message("typing", {"role": "user", "isTyping": True}), origin=7)
     assert not typing.durable and typing.id == ""
     await here.wait_until(lambda s: len(s.got) == 1)
     await there.wait_until(lambda s: len(s.got) == 1)

@@ -11,6 +11,7 @@ import trio_websocket
 from cidadao_trio.broker.base import session_stream
 
 from ..harness import connect, receive, send
+from ..messages import message
 from .helpers import LIMIT, ListSink, cursor, greeted, node, started, wait_healthy
 from .redis_process import RedisProcess
 
@@ -37,7 +38,7 @@ async def test_a_redis_restart_keeps_clients_connected_and_loses_nothing(persist
                     """Publishes go on through the outage: each returns once Redis has it."""
                     n = 0
                     while not stop.is_set():
-                        delivery = await a.broker.publish(S, "chat", {"role": "user", "content": f"m{n}"})
+                        delivery = await a.broker.publish(S, message("chat", {"role": "user", "content": f"m{n}"}))
                         acked.append(delivery.id)
                         n += 1
                         await trio.sleep(0.002)
@@ -90,7 +91,7 @@ async def test_a_dead_server_s_client_resumes_on_the_other_without_loss(redis: R
             async with connect(a, "/api/v1/ws/chat/s1") as ws:
                 await greeted(ws)
                 for n in range(3):
-                    await (a, b)[n % 2].broker.publish(S, "chat", {"role": "user", "content": f"m{n}"})
+                    await (a, b)[n % 2].broker.publish(S, message("chat", {"role": "user", "content": f"m{n}"}))
                 while len(seen) < 3:
                     seen.append((await receive(ws))["id"])
                 a_scope.cancel()  # server A goes away (its broker with it)
@@ -100,13 +101,13 @@ async def test_a_dead_server_s_client_resumes_on_the_other_without_loss(redis: R
                             await receive(ws)
                 except trio_websocket.ConnectionClosed:
                     pass
-            missed = [(await b.broker.publish(S, "chat", {"role": "user", "content": f"x{n}"})).id for n in range(4)]
+            missed = [(await b.broker.publish(S, message("chat", {"role": "user", "content": f"x{n}"}))).id for n in range(4)]
             async with connect(b, f"/api/v1/ws/chat/s1?last_id={seen[-1]}") as ws:
                 hello = await receive(ws)
                 assert hello["data"]["resumed"] is True
                 replayed = [(await receive(ws))["id"] for _ in missed]
                 assert replayed == missed
-                live = await b.broker.publish(S, "chat", {"role": "user", "content": "live"})
+                live = await b.broker.publish(S, message("chat", {"role": "user", "content": "live"}))
                 assert (await receive(ws))["id"] == live.id
             ids = seen + missed + [live.id]
             assert [int(i.rsplit("-", 1)[1]) for i in ids] == list(range(1, 9))
@@ -127,7 +128,7 @@ async def test_a_broker_started_while_redis_is_down_waits_and_then_works(
     async def attach_then_publish() -> None:
         await b.attach(S, sink, None)
         attached.set()
-        published.append((await a.publish(S, "chat", {"role": "user", "content": "hi"})).id)
+        published.append((await a.publish(S, message("chat", {"role": "user", "content": "hi"}))).id)
 
     nursery.start_soon(attach_then_publish)
     await trio.sleep(0.3)
@@ -151,9 +152,9 @@ async def test_a_publish_retried_after_a_lost_reply_is_stored_once(nursery: trio
         return await call(lambda client, _: request(client, 1))  # the retry
 
     a.call = reply_lost_once  # type: ignore[method-assign]
-    first = await a.publish(S, "chat", {"role": "user", "content": "once"})
+    first = await a.publish(S, message("chat", {"role": "user", "content": "once"}))
     a.call = call  # type: ignore[method-assign]
-    second = await a.publish(S, "chat", {"role": "user", "content": "next"})
+    second = await a.publish(S, message("chat", {"role": "user", "content": "next"}))
     assert [first.id, second.id] == [f"{first.id.split('-')[0]}-{n}" for n in (1, 2)]
     assert await sink.wait_durable(2) == [first.id, second.id]
 
@@ -164,10 +165,10 @@ async def test_a_redis_that_lost_its_data_starts_a_new_epoch(nursery: trio.Nurse
     b = await started(nursery, redis.url)
     sink = ListSink()
     await b.attach(S, sink, None)
-    old = [(await a.publish(S, "chat", {"role": "user", "content": f"m{n}"})).id for n in range(2)]
+    old = [(await a.publish(S, message("chat", {"role": "user", "content": f"m{n}"}))).id for n in range(2)]
     await sink.wait_durable(2)
     await trio.to_thread.run_sync(redis.restart)  # --appendonly no: everything is gone
-    new = await a.publish(S, "chat", {"role": "user", "content": "again"})
+    new = await a.publish(S, message("chat", {"role": "user", "content": "again"}))
     assert cursor(new.id).offset == 1 and cursor(new.id).epoch != cursor(old[0]).epoch
     assert await sink.wait_durable(3) == [*old, new.id]
     assert not await b.cursor_is_valid(S, cursor(old[-1]))  # a resume is told about the gap

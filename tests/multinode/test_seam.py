@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.redis import RedisBroker
 
+from ..messages import message
 from .helpers import ListSink, cursor, hold_fan_out, offsets, started
 from .redis_process import RedisProcess, redis_process
 
@@ -43,7 +44,7 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 
 async def _publish(broker: RedisBroker, count: int, published: list[str]) -> None:
     for _ in range(count):
-        published.append((await broker.publish(S, "chat", {"role": "user", "content": "x"})).id)
+        published.append((await broker.publish(S, message("chat", {"role": "user", "content": "x"}))).id)
 
 
 async def _scenario(url: str, ops: list[tuple[Any, ...]]) -> None:

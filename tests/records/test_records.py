@@ -33,6 +33,7 @@ from cidadao_trio.records.redis import RedisRecords
 from cidadao_trio.store.base import MemoryStore, SaveInvestigation, SaveTurn
 from cidadao_trio.store.sqlite import SqliteStore
 
+from ..messages import message
 from ..multinode.redis_process import redis_process
 
 
@@ -255,7 +256,7 @@ async def test_a_store_that_cannot_write_refuses_records_unavailable(
         await broker.flush()
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
         store._db.execute(f"PRAGMA max_page_count = {pages}")
-        await broker.publish(session_stream("s1"), "chat", {"content": "x" * 20_000})
+        await broker.publish(session_stream("s1"), message("chat", {"content": "x" * 20_000}))
         await records.save_investigation(_investigation(1))  # accepted: queued behind the publish
         await _until(broker, lambda: not broker.healthy)
         with pytest.raises(StoreUnavailable):

@@ -26,7 +26,16 @@ import wsproto.events
 from cidadao_trio.protocol.frames import text_frame
 from cidadao_trio.server.transport import WholeFrameStream
 
-from ..harness import connect, receive, register_investigation, running_server, send, tcp_server, wait_closed
+from ..harness import (
+    connect,
+    receive,
+    register_investigation,
+    running_server,
+    send,
+    tcp_server,
+    wait_closed,
+)
+from ..messages import message
 from ..process import serve
 
 LIMIT = 64 * 1024
@@ -177,8 +186,7 @@ async def test_slow_consumer_sees_whole_frames_then_1013_or_a_drop(
             while connection.intent is None:  # the client reads nothing: publish until closed
                 await server.broker.publish(
                     "investigation:INV-1",
-                    "anomaly_detected",
-                    {"investigation_id": "INV-1", "n": published, "detail": "x" * 3000},
+                    message("anomaly_detected", {"investigation_id": "INV-1", "n": published, "detail": "x" * 3000}),
                 )
                 published += 1
                 await trio.sleep(0.01)

@@ -19,6 +19,8 @@ from cidadao_trio.broker.base import Delivery, investigation_stream, session_str
 from cidadao_trio.broker.memory import WRITE_QUEUE_SIZE, MemoryBroker
 from cidadao_trio.protocol.envelope import DurableId
 
+from ..messages import message
+
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 S = session_stream("s1")
 INV = investigation_stream("INV-2026-001")
@@ -61,7 +63,7 @@ def cursor(text: str) -> DurableId:
 
 
 async def publish_chats(b: MemoryBroker, stream: str, n: int, start: int = 0) -> list[Delivery]:
-    out = [await b.publish(stream, "chat", {"role": "user", "content": f"m{start + i}"}) for i in range(n)]
+    out = [await b.publish(stream, message("chat", {"role": "user", "content": f"m{start + i}"})) for i in range(n)]
     await b.flush()
     return out
 
@@ -91,7 +93,7 @@ async def test_epoch_is_a_valid_id_part(nursery: trio.Nursery) -> None:
 
 async def test_durable_delivery_text_is_the_envelope(nursery: trio.Nursery) -> None:
     b = await started(nursery)
-    delivery = await b.publish(S, "chat", {"role": "assistant", "content": 'Olá, ação "x"'}, origin=9)
+    delivery = await b.publish(S, message("chat", {"role": "assistant", "content": 'Olá, ação "x"'}), origin=9)
     assert delivery.durable and delivery.type == "chat" and delivery.origin == 9
     envelope = json.loads(delivery.text)
     assert set(envelope) == {"type", "data", "timestamp", "id"}
@@ -104,19 +106,19 @@ async def test_durable_delivery_text_is_the_envelope(nursery: trio.Nursery) -> N
 
 async def test_progress_carries_coalesce_key(nursery: trio.Nursery) -> None:
     b = await started(nursery)
-    delivery = await b.publish(INV, "investigation_progress", {"investigation_id": "INV-2026-001", "progress": 10})
+    delivery = await b.publish(INV, message("investigation_progress", {"investigation_id": "INV-2026-001", "progress": 10}))
     assert delivery.coalesce_key == "progress:INV-2026-001"
-    assert (await b.publish(S, "chat", {"content": "x"})).coalesce_key is None
+    assert (await b.publish(S, message("chat", {"content": "x"}))).coalesce_key is None
 
 
 async def test_ephemeral_types_are_relayed_not_stored(nursery: trio.Nursery) -> None:
     b = await started(nursery)
     sink = ListSink()
     await b.attach(S, sink, None)
-    await b.publish(S, "chat", {"content": "a"})
-    typing = await b.publish(S, "typing", {"role": "user", "isTyping": True}, origin=4)
-    pong = await b.publish(S, "pong", {})
-    after = await b.publish(S, "chat", {"content": "b"})
+    await b.publish(S, message("chat", {"content": "a"}))
+    typing = await b.publish(S, message("typing", {"role": "user", "isTyping": True}), origin=4)
+    pong = await b.publish(S, message("pong", {}))
+    after = await b.publish(S, message("chat", {"content": "b"}))
     await b.flush()
     for delivery in (typing, pong):
         assert not delivery.durable
@@ -225,8 +227,8 @@ async def test_nothing_offered_before_commit_and_no_duplicate_at_the_seam(nurser
     b = MemoryBroker(clock=FakeClock())  # writer not started yet: nothing is committed
     early = ListSink()
     await b.attach(S, early, None)
-    await b.publish(S, "chat", {"content": "a"})
-    await b.publish(S, "chat", {"content": "b"})
+    await b.publish(S, message("chat", {"content": "a"}))
+    await b.publish(S, message("chat", {"content": "b"}))
     assert early.got == []  # not offered before it is committed
     assert await b.cursor_is_valid(S, cursor(f"{b.epoch}-0"))
     seam = ListSink()
@@ -251,12 +253,12 @@ async def test_cancelled_publish_leaves_no_hole(nursery: trio.Nursery) -> None:
     await b.attach(S, live, None)  # creating the stream queues one write
     for i in range(WRITE_QUEUE_SIZE - 1):  # fill the write queue (the writer is not running)
         with trio.fail_after(1):
-            await b.publish(S, "typing", {"i": i})
+            await b.publish(S, message("typing", {"i": i}))
     with trio.move_on_after(0.01) as scope:
-        await b.publish(S, "chat", {"content": "cancelled"})
+        await b.publish(S, message("chat", {"content": "cancelled"}))
     assert scope.cancelled_caught  # it really was blocked, then cancelled
     await nursery.start(b.run)
-    await b.publish(S, "chat", {"content": "next"})
+    await b.publish(S, message("chat", {"content": "next"}))
     await b.flush()
     offsets = [cursor(i).offset for i in live.durable_ids]
     assert offsets == list(range(1, len(offsets) + 1)), f"live client saw offsets {offsets}"
@@ -338,7 +340,7 @@ async def test_link_copies_history_with_target_ids_then_follows(nursery: trio.Nu
     b = await started(nursery)
     await publish_chats(b, S, 2)
     src = [
-        await b.publish(INV, "investigation_progress", {"investigation_id": "INV-2026-001", "progress": p})
+        await b.publish(INV, message("investigation_progress", {"investigation_id": "INV-2026-001", "progress": p}))
         for p in (0, 10, 30)
     ]
     await b.flush()
@@ -354,7 +356,7 @@ async def test_link_copies_history_with_target_ids_then_follows(nursery: trio.Nu
     assert all(d.coalesce_key is None for d in sink.got)  # a copy on subscribe is a replay: never coalesced
 
     data = {"investigation_id": "INV-2026-001", "anomaly_id": "a1"}
-    live = await b.publish(INV, "anomaly_detected", data, origin=3)
+    live = await b.publish(INV, message("anomaly_detected", data), origin=3)
     await b.flush()
     assert live.id == f"{b.epoch}-4"  # the source's own id
     assert sink.durable_ids[-1] == f"{b.epoch}-6"  # the target's own id
@@ -414,7 +416,7 @@ async def test_link_to_several_targets(nursery: trio.Nursery) -> None:
 
 async def test_ephemeral_not_copied_by_link(nursery: trio.Nursery) -> None:
     b = await started(nursery)
-    await b.publish(INV, "typing", {"isTyping": True})
+    await b.publish(INV, message("typing", {"isTyping": True}))
     await b.flush()
     assert await b.link(INV, S) == 0
 
@@ -452,8 +454,8 @@ async def test_detach_stops_delivery_to_that_sink_only(nursery: trio.Nursery) ->
     await b.attach(S, c, None)
     await publish_chats(b, S, 1)
     b.detach(S, a)
-    await b.publish(S, "chat", {"content": "x"})
-    await b.publish(S, "typing", {"isTyping": True})
+    await b.publish(S, message("chat", {"content": "x"}))
+    await b.publish(S, message("typing", {"isTyping": True}))
     await b.flush()
     assert a.durable_ids == ids(b, 1) and len(a.got) == 1
     assert c.durable_ids == ids(b, 1, 2) and len(c.got) == 3
@@ -478,12 +480,12 @@ async def test_detach_is_harmless_when_not_attached(nursery: trio.Nursery) -> No
 async def test_digest_latest_progress_every_anomaly_and_report(nursery: trio.Nursery) -> None:
     b = await started(nursery)
     inv = {"investigation_id": "INV-2026-001"}
-    await b.publish(INV, "investigation_progress", {**inv, "progress": 10})
-    await b.publish(INV, "anomaly_detected", {**inv, "anomaly_id": "a1"})
-    await b.publish(INV, "agent_finding", {**inv, "summary": "s"})
-    await b.publish(INV, "investigation_progress", {**inv, "progress": 70})
-    await b.publish(INV, "anomaly_detected", {**inv, "anomaly_id": "a2"})
-    await b.publish(INV, "report_ready", {**inv, "url": "/r"})
+    await b.publish(INV, message("investigation_progress", {**inv, "progress": 10}))
+    await b.publish(INV, message("anomaly_detected", {**inv, "anomaly_id": "a1"}))
+    await b.publish(INV, message("agent_finding", {**inv, "summary": "s"}))
+    await b.publish(INV, message("investigation_progress", {**inv, "progress": 70}))
+    await b.publish(INV, message("anomaly_detected", {**inv, "anomaly_id": "a2"}))
+    await b.publish(INV, message("report_ready", {**inv, "url": "/r"}))
     await b.flush()
     digest = await b.digest([INV])
     kinds = [(d.type, json.loads(d.text)["data"]) for d in digest]
@@ -560,14 +562,14 @@ def _run(max_messages: int, max_age: float, ops: list[tuple[str, int]], attach_l
                 if op == "publish":
                     for _ in range(n):
                         published_at.append(clock.now)
-                        delivery = await b.publish(S, "chat", {"content": f"c{len(published_at)}"})
+                        delivery = await b.publish(S, message("chat", {"content": f"c{len(published_at)}"}))
                         assert delivery.id == f"{e}-{len(published_at)}"
                 elif op == "publish_linked":
                     for _ in range(n):
                         published_at.append(clock.now)
-                        await b.publish(INV, "anomaly_detected", {"n": len(published_at)})
+                        await b.publish(INV, message("anomaly_detected", {"n": len(published_at)}))
                 elif op == "typing":
-                    await b.publish(S, "typing", {"isTyping": True})
+                    await b.publish(S, message("typing", {"isTyping": True}))
                 elif op == "flush" and writer_started:
                     await b.flush()
                 elif op == "start_writer":

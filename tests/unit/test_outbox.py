@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cidadao_trio.broker.base import Delivery
-from cidadao_trio.protocol.outbound import coalesce_key
 from cidadao_trio.session.outbox import HARD_LIMIT_FACTOR, Outbox
+
+from ..messages import message
 
 NEVER_DROPPED = [
     "chat",
@@ -42,7 +43,7 @@ def make(
     else:
         assert size >= len(label) + 2
         text = '"' + label + "." * (size - len(label) - 2) + '"'
-    key = coalesce_key(type, {"investigation_id": inv}) if type == "investigation_progress" else None
+    key = message(type, {"investigation_id": inv}).coalesce_key()
     delivery = Delivery(type, text, id, type not in ("typing", "pong", "error"), origin, key)
     json.loads(delivery.text)  # really JSON
     if size is not None:

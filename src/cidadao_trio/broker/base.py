@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import attrs
 
 from ..protocol.envelope import DurableId
+from ..protocol.events import Event
 from ..protocol.frames import payload_size, text_frame
 
 
@@ -80,8 +81,7 @@ class Broker(Protocol):
     async def publish(
         self,
         stream: str,
-        type: str,
-        data: Mapping[str, Any],
+        event: Event,
         *,
         origin: int | None = None,
     ) -> Delivery: ...

@@ -41,8 +41,8 @@ import attrs
 import trio
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
+from ..protocol.events import Event
 from ..protocol.frames import payload_size
-from ..protocol.outbound import DURABLE_TYPES, coalesce_key
 from ..store.base import (
     Append,
     CreateStream,
@@ -533,18 +533,17 @@ class MemoryBroker:
     async def publish(
         self,
         stream: str,
-        type: str,
-        data: Mapping[str, Any],
+        event: Event,
         *,
         origin: int | None = None,
     ) -> Delivery:
         """Queue a message for ``stream`` (and, if durable, every stream that follows it)."""
-        type = sys.intern(type)
-        message = body(type, data)
-        key = coalesce_key(type, data)
+        type = sys.intern(event.type)
+        message = body(type, event.data())
+        key = event.coalesce_key()
         if key is not None:
             key = sys.intern(key)  # one string per investigation, not one per message
-        if type not in DURABLE_TYPES:
+        if not event.durable:
             delivery = Delivery(type, message.stamp(ephemeral_id()), "", False, origin, key)
             if not self.healthy:  # nothing to store: relay it now rather than behind the stuck writer
                 target = await self._stream(stream)

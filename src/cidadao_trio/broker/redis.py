@@ -30,7 +30,7 @@ from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
-from ..protocol.outbound import DURABLE_TYPES, coalesce_key
+from ..protocol.events import Event
 from .base import Attachment, Delivery, Sink
 from .outage import OutageLog, reason
 
@@ -365,16 +365,16 @@ class RedisBroker:
     async def publish(
         self,
         stream: str,
-        type: str,
-        data: Mapping[str, Any],
+        event: Event,
         *,
         origin: int | None = None,
     ) -> Delivery:
         """Append (durable types) and publish; returns once Redis has acknowledged it."""
-        message = body(type, data)
-        key = coalesce_key(type, data)
+        type = event.type
+        message = body(type, event.data())
+        key = event.coalesce_key()
         tag = f"{self._node}:{origin}" if origin is not None else ""
-        if type not in DURABLE_TYPES:
+        if not event.durable:
             text = message.stamp(ephemeral_id())
             await self._publish_ephemeral(stream, "\n".join(("", "0", type, key or "", tag, text)))
             return Delivery(type, text, "", False, origin, key)

@@ -8,6 +8,7 @@ import trio
 from ..broker.base import session_stream
 from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
 from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.events import UserMessage, UserTyping
 from ..protocol.inbound import (
     Cancel,
     Chat,
@@ -86,19 +87,12 @@ class ChatEndpoint:
                         self.hub.settings.overload_retry_after,
                     )
                     return
-                await broker.publish(
-                    self.stream,
-                    "chat",
-                    {"role": "user", "content": text, "reply_to": reply_to},
-                    origin=client.id,
-                )
+                await broker.publish(self.stream, UserMessage(content=text, reply_to=reply_to), origin=client.id)
                 shared = self.session.owner_key == ANONYMOUS_OWNER
                 self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal, shared))
             case Typing(is_typing=is_typing):
                 if self.typing.allow(trio.current_time()):
-                    await broker.publish(
-                        self.stream, "typing", {"role": "user", "isTyping": is_typing}, origin=client.id
-                    )
+                    await broker.publish(self.stream, UserTyping(is_typing=is_typing), origin=client.id)
             case Subscribe(investigation_id=investigation_id):
                 access = await self.hub.lookup(investigation_id)
                 if access is None or not may_see_investigation(client.principal, access.owner_key, access.public):

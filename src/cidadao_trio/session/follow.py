@@ -10,6 +10,7 @@ from __future__ import annotations
 import trio
 
 from ..broker.base import Broker, investigation_stream, session_stream
+from ..protocol.events import Subscribed, Unsubscribed
 from ..protocol.inbound import ReplyTo
 
 SHIELD_SECONDS = 10.0
@@ -20,9 +21,7 @@ async def follow(broker: Broker, session_id: str, investigation_id: str, reply_t
     stream = session_stream(session_id)
     message = f"Acompanhando a investigação {investigation_id}."
     with trio.move_on_after(SHIELD_SECONDS, shield=True):
-        await broker.publish(
-            stream, "subscribed", {"investigation_id": investigation_id, "message": message, "reply_to": reply_to}
-        )
+        await broker.publish(stream, Subscribed(investigation_id=investigation_id, message=message, reply_to=reply_to))
         await broker.link(investigation_stream(investigation_id), stream)
 
 
@@ -32,5 +31,5 @@ async def unfollow(broker: Broker, session_id: str, investigation_id: str, reply
     with trio.move_on_after(SHIELD_SECONDS, shield=True):
         await broker.unlink(investigation_stream(investigation_id), stream)
         await broker.publish(
-            stream, "unsubscribed", {"investigation_id": investigation_id, "message": message, "reply_to": reply_to}
+            stream, Unsubscribed(investigation_id=investigation_id, message=message, reply_to=reply_to)
         )

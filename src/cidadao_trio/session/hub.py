@@ -13,7 +13,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
-from ..protocol.outbound import CONNECTED_MESSAGE
+from ..protocol.events import CONNECTED_MESSAGE
 from ..records.base import Records
 from .participant import Participant
 from .turns import TurnQueue, TurnRunner

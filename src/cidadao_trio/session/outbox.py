@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from ..broker.base import Delivery
-from ..protocol.outbound import DROPPABLE_TYPES
+from ..protocol.events import DROPPABLE_TYPES
 
 HARD_LIMIT_FACTOR = 2
 

@@ -20,6 +20,7 @@ from ..agents.base import Agent, AgentRequest
 from ..agents.router import AgentRouter
 from ..auth import Principal
 from ..broker.base import Broker, StoreUnavailable, session_stream
+from ..protocol.events import AgentTyping, ChatComplete, ReplyChunk
 from ..protocol.inbound import ReplyTo
 from ..records.base import OpenTurn, Records, TurnRecord
 from .follow import follow
@@ -79,15 +80,11 @@ class TurnRunner:
             record = turn.record
             if turn.turn_key in self._begun or (self.shared_store and record.node != self.node):
                 continue  # live: this process (begun while the store was down) or another node
-            data: dict[str, Any] = {
-                "status": "failed",
-                "agent_id": record.agent_id,
-                "agent_name": record.agent_name,
-                "content": INTERRUPTED_REPLY,
-                "suggested_actions": [],
-                "reply_to": record.reply_to,
-            }
-            await self.broker.publish(session_stream(turn.session_id), "chat_complete", data)
+            interrupted = ChatComplete(
+                status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
+                content=INTERRUPTED_REPLY, reply_to=record.reply_to,
+            )
+            await self.broker.publish(session_stream(turn.session_id), interrupted)
             await self.records.end_turn(turn.session_id, turn.turn_key)
             ended += 1
         if ended:
@@ -145,19 +142,10 @@ class TurnRunner:
             queue.current, queue.current_scope = turn, scope
             try:
                 async for chunk in reply:
-                    await self.broker.publish(
-                        stream,
-                        "chat",
-                        {
-                            "role": "assistant",
-                            "content": chunk,
-                            "agent_id": agent.agent_id,
-                            "agent_name": agent.agent_name,
-                            "chunk": True,
-                            "chunk_index": len(parts),
-                            "reply_to": turn.reply_to,
-                        },
-                    )
+                    await self.broker.publish(stream, ReplyChunk(
+                        content=chunk, agent_id=agent.agent_id, agent_name=agent.agent_name,
+                        chunk_index=len(parts), reply_to=turn.reply_to,
+                    ))
                     parts.append(chunk)
             except StoreUnavailable:
                 status = "failed"  # ending the turn below may fail too; _work says so once
@@ -187,25 +175,11 @@ class TurnRunner:
         suggested_actions: list[str],
         investigation_id: str | None,
     ) -> None:
-        data: dict[str, Any] = {
-            "status": status,
-            "agent_id": agent.agent_id,
-            "agent_name": agent.agent_name,
-            "content": content,
-            "suggested_actions": suggested_actions,
-            "reply_to": turn.reply_to,
-        }
-        if investigation_id is not None:
-            data["investigation_id"] = investigation_id
-        await self.broker.publish(session_stream(session_id), "chat_complete", data)
+        await self.broker.publish(session_stream(session_id), ChatComplete(
+            status=status, agent_id=agent.agent_id, agent_name=agent.agent_name, content=content,
+            suggested_actions=suggested_actions, reply_to=turn.reply_to, investigation_id=investigation_id,
+        ))
 
     async def _typing(self, stream: str, agent: Agent, is_typing: bool) -> None:
-        await self.broker.publish(
-            stream,
-            "typing",
-            {
-                "agent": "processing" if is_typing else "idle",
-                "agent_id": agent.agent_id,
-                "isTyping": is_typing,
-            },
-        )
+        state = "processing" if is_typing else "idle"
+        await self.broker.publish(stream, AgentTyping(agent=state, agent_id=agent.agent_id, is_typing=is_typing))
