@@ -57,6 +57,13 @@ class Settings:
     )
     drain_timeout: float = _setting(10.0, "seconds to drain connections on shutdown")
     reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
+    llm_base_url: str = _setting(
+        "", "OpenAI-compatible API (e.g. http://127.0.0.1:11434/v1); empty: rule-based agents. Key: CIDADAO_LLM_API_KEY"
+    )
+    llm_model: str = _setting("llama3.2", "model name sent to --llm-base-url")
+    llm_timeout: float = _setting(20.0, "seconds to the model's first token (and between tokens) before the fallback")
+    llm_max_tokens: int = _setting(512, "longest model reply, in tokens")
+    llm_max_concurrency: int = _setting(8, "model requests in flight at once (others wait, within --llm-timeout)")
     max_pending_turns: int = _setting(16, "chat turns queued per session before OVERLOADED")
     overload_retry_after: float = _setting(5.0, "retry_after (s) sent with OVERLOADED")
     dataset: str = _setting("", "contracts file (Portal da Transparência CSV or JSON); empty: bundled sample")

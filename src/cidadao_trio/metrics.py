@@ -20,6 +20,10 @@ from .protocol.events import ALL_TYPES
 _OUT_TYPES = ALL_TYPES
 _CLOSE_CODES = {1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1013}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LLM_OUTCOMES = frozenset({
+    "completed", "cancelled", "refused", "unauthorized", "rate_limited", "upstream_error", "malformed",
+    "timeout", "interrupted",
+})  # fmt: skip
 
 
 def _known(value: str, known: Iterable[str]) -> str:
@@ -73,6 +77,18 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self.llm_requests = Counter(
+            "cidadao_llm_requests", "Language-model requests, by outcome", ["outcome"], registry=r
+        )
+        self.llm_first_token_seconds = Histogram(
+            "cidadao_llm_first_token_seconds",
+            "Time from a model request to its first token (waiting for a slot included)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0),
+            registry=r,
+        )
+        self.llm_tokens_streamed = Counter(
+            "cidadao_llm_tokens_streamed", "Text deltas streamed from the language model", registry=r
+        )
         self._out: dict[str, Any] = {}
         self.snapshot = _Snapshot()
         r.register(self.snapshot)
@@ -90,6 +106,15 @@ class Metrics:
         if child is None:  # on the fan-out hot path: resolve each label once
             child = self._out[type] = self.messages_out.labels(_known(type, _OUT_TYPES))
         child.inc()
+
+    def llm_request(self, outcome: str) -> None:
+        self.llm_requests.labels(_known(outcome, LLM_OUTCOMES)).inc()
+
+    def llm_first_token(self, seconds: float) -> None:
+        self.llm_first_token_seconds.observe(seconds)
+
+    def llm_tokens(self, count: int) -> None:
+        self.llm_tokens_streamed.inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

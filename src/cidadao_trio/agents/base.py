@@ -8,14 +8,37 @@ the stream ends. Agents do no I/O towards the client, so they are tested without
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
+import trio
 
 from ..auth import Principal
+from .intent import Intent, parse_intent
 
-__all__ = ["Agent", "AgentReply", "AgentRequest", "StreamedReply", "split_chunks"]
+__all__ = [
+    "Agent",
+    "AgentReply",
+    "AgentRequest",
+    "Exchange",
+    "Grounded",
+    "GroundedReply",
+    "Grounding",
+    "StreamedReply",
+    "grounded_reply",
+    "split_chunks",
+]
+
+
+@attrs.frozen
+class Exchange:
+    """One earlier turn of the session: what was asked and what was answered."""
+
+    question: str
+    answer: str
+    agent_id: str = ""
+    investigation_id: str | None = None
 
 
 @attrs.frozen
@@ -25,6 +48,14 @@ class AgentRequest:
     context: Mapping[str, Any]  # optional client context, may be empty
     principal: Principal = attrs.field(factory=Principal.anonymous)  # who asked
     shared_session: bool = True  # an anonymous session: anyone holding its id reads it
+    history: tuple[Exchange, ...] = ()  # the session's recent turns, oldest first (bounded)
+    followed: tuple[str, ...] = ()  # ids of the investigations this session follows
+
+    @property
+    def intent(self) -> Intent:
+        """The routing decision, reading a follow-up ("e em 2024?") against the last turn."""
+        previous = self.history[-1].question if self.history else None
+        return parse_intent(self.message, previous)
 
     @property
     def public(self) -> bool:
@@ -59,6 +90,58 @@ class StreamedReply:
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self.chunks
+
+
+@attrs.frozen
+class Grounding:
+    """What code computed for one question: the rule-based answer (also the fallback when
+    a language model fails) and the figures a model may phrase (``facts``; None when there
+    is nothing for a model to add, e.g. a refusal)."""
+
+    answer: str
+    facts: str | None = None
+    suggested_actions: tuple[str, ...] = ()
+    investigation_id: str | None = None
+
+
+class Grounded(Protocol):
+    """An agent whose answer is computed by code first (so a model can only phrase it)."""
+
+    agent_id: str
+    agent_name: str
+
+    async def ground(self, request: AgentRequest) -> Grounding: ...
+
+
+@attrs.define
+class GroundedReply:
+    """A rule-based reply: the grounding's answer, streamed in word groups."""
+
+    ground: Callable[[], Awaitable[Grounding]]
+    delay: float
+    suggested_actions: list[str] = attrs.field(factory=list)
+    investigation_id: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.chunks
+
+    @property
+    def chunks(self) -> AsyncIterator[str]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        grounding = await self.ground()  # composed as the reply starts, so cancel stops it too
+        self.suggested_actions = list(grounding.suggested_actions)
+        self.investigation_id = grounding.investigation_id
+        for n, chunk in enumerate(split_chunks(grounding.answer)):
+            if n and self.delay > 0:
+                await trio.sleep(self.delay)
+            yield chunk
+
+
+def grounded_reply(agent: Grounded, request: AgentRequest, delay: float = 0.0) -> GroundedReply:
+    """The rule-based reply of a grounded agent."""
+    return GroundedReply(lambda: agent.ground(request), delay)
 
 
 _WORD = re.compile(r"\s*\S+\s*")

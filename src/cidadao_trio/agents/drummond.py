@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from ..portuguese import normalize
-from .base import AgentRequest, StreamedReply, split_chunks
+from .base import AgentRequest, Grounding, StreamedReply, split_chunks
 
 __all__ = ["FALLBACK", "Drummond", "Topic", "compose_answer", "match_topic"]
 
@@ -44,6 +44,33 @@ _OVERPRICE_Q = "O que é sobrepreço?"
 _SPLITTING_Q = "O que é fracionamento?"
 
 _TOPICS: tuple[Topic, ...] = (
+    _topic(
+        "denounce",
+        [r"\bdenunci", r"\bfala ?br\b", r"\bouvidoria\b",
+         r"\b(reportar|comunicar|informar|avisar|notificar)\b.*\b(irregular|fraud|corrupc|desvio|ilegal)",
+         r"\bonde (posso |devo |eu )?(reclamar|registrar|comunicar)\b"],
+        "Para denunciar uma irregularidade com dinheiro federal, use a plataforma Fala.BR "
+        "(falabr.cgu.gov.br), da Controladoria-Geral da União (CGU): ela aceita denúncias "
+        "identificadas ou anônimas e encaminha ao órgão responsável. O Tribunal de Contas da "
+        "União (TCU) recebe denúncias sobre contratos e licitações pela sua Ouvidoria "
+        "(portal.tcu.gov.br). Se houver indício de crime, como fraude ou corrupção, procure o "
+        "Ministério Público Federal (mpf.mp.br, na opção de denúncia). Descreva o contrato, o "
+        "órgão, as datas e os valores, e anexe o relatório da investigação se tiver um. "
+        "Lembre que uma anomalia apontada aqui é um sinal para verificação, não uma prova.",
+        ["O que é uma anomalia?", _EXAMPLE, "Gerar relatório"],
+    ),
+    _topic(
+        "risk_score",
+        [r"\b(pontuacao|nota|indice|score|escore|grau|nivel) de risco\b", r"\brisco (de )?\d",
+         r"\brisk score\b"],
+        "A pontuação de risco vai de 0 a 10 e resume uma investigação. Metade dela mede o "
+        "dinheiro envolvido: quanto do valor dos contratos está em contratos com anomalias, "
+        "pesando mais as graves. A outra metade mede a densidade: quantas anomalias, pelo peso "
+        "da gravidade, aparecem a cada 100 contratos. Até 3 o risco é baixo, de 3 a 6 moderado, "
+        "de 6 a 8 alto e a partir de 8 crítico.{reading} A pontuação não é prova de "
+        "irregularidade: indica onde olhar primeiro.",
+        ["O que é uma anomalia?", "Gerar relatório", _EXAMPLE],
+    ),
     _topic(
         "agents",
         [r"\bagentes?\b", r"\bzumbi\b", r"\banita\b", r"\btiradentes\b", r"\babaporu\b",
@@ -189,6 +216,22 @@ _UNKNOWN_ORIGIN = (
 )
 
 
+_SCORE = re.compile(r"(?<![\d,.])(\d{1,2})(?:[,.](\d))?(?![\d%])")
+
+
+def _risk_reading(message: str) -> str:
+    """What the score the citizen quoted means ("risco 5,1" is moderate)."""
+    m = _SCORE.search(message)
+    if m is None:
+        return ""
+    score = float(f"{m.group(1)}.{m.group(2) or 0}")
+    if score > 10:
+        return ""
+    level = "baixo" if score < 3 else "moderado" if score < 6 else "alto" if score < 8 else "crítico"
+    shown = f"{m.group(1)},{m.group(2)}" if m.group(2) else m.group(1)
+    return f" Uma pontuação de {shown} está na faixa de risco {level}."
+
+
 def compose_answer(message: str, data_origin: str | None = None) -> tuple[Topic, str]:
     """The topic and the full answer text; greetings echo the time of day the user used.
 
@@ -197,6 +240,8 @@ def compose_answer(message: str, data_origin: str | None = None) -> tuple[Topic,
     "file", or None/"memory" when unknown).
     """
     topic = match_topic(message)
+    if topic.name == "risk_score":
+        return topic, topic.answer.format(reading=_risk_reading(message))
     if topic.name == "data_source":
         answer = {"sample": SAMPLE_ANSWER, "file": FILE_ANSWER}.get(data_origin or "", _UNKNOWN_ORIGIN)
         return topic, answer
@@ -221,12 +266,32 @@ class Drummond:
     agent_name: str = attrs.field(default="Carlos Drummond de Andrade", init=False)
 
     def reply(self, request: AgentRequest) -> StreamedReply:
-        origin = self.data_origin() if self.data_origin is not None else None
-        topic, answer = compose_answer(request.message, origin)
+        topic, answer = compose_answer(self._understood(request), self._origin())
         return StreamedReply(
             chunks=self._stream(split_chunks(answer)),
             suggested_actions=list(topic.suggested_actions),
         )
+
+    async def ground(self, request: AgentRequest) -> Grounding:
+        """For a language model: the canned answer as reference, what the data are, and the
+        recent turns (so "explique melhor" has something to explain)."""
+        origin = self._origin()
+        topic, answer = compose_answer(self._understood(request), origin)
+        origin_text = {"sample": SAMPLE_ANSWER, "file": FILE_ANSWER}.get(origin or "", _UNKNOWN_ORIGIN)
+        facts = (
+            f"Sobre os dados deste servidor: {origin_text}\n"
+            f"Resposta de referência (texto pronto do Drummond para este assunto, “{topic.name}”): {answer}"
+        )
+        return Grounding(answer, facts, topic.suggested_actions)
+
+    def _origin(self) -> str | None:
+        return self.data_origin() if self.data_origin is not None else None
+
+    @staticmethod
+    def _understood(request: AgentRequest) -> str:
+        """The message as routed: translated from English, or joined to the question it follows."""
+        intent = request.intent
+        return intent.text if (intent.english or intent.follow_up) and intent.text else request.message
 
     async def _stream(self, chunks: list[str]) -> AsyncIterator[str]:
         for index, chunk in enumerate(chunks):

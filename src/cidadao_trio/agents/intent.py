@@ -30,14 +30,19 @@ __all__ = [
     "AGENCY_ALIASES",
     "Intent",
     "IntentKind",
+    "Ranking",
     "find_agency",
     "find_ug",
-    "unknown_body",
+    "is_follow_up",
     "parse_amount",
     "parse_intent",
+    "unknown_body",
 ]
 
 IntentKind = Literal["investigate", "analyze", "report", "status", "converse"]
+
+
+Ranking = Literal["agencies", "suppliers"]
 
 
 @attrs.frozen
@@ -47,6 +52,14 @@ class Intent:
     kind: IntentKind
     filters: Filters
     investigation_id: str | None = None  # e.g. "INV-2026-001", when the text names one
+    ranking: Ranking | None = None  # "which bodies spent most?", "which company got most?"
+    position: int | None = None  # "o segundo maior": 2
+    supplier: str | None = None  # a company named as typed ("Científica Guará Ltda")
+    outside: str | None = None  # a body outside federal contracts ("prefeitura de São Paulo")
+    about_anomalies: bool = False  # asks for the anomalies of an investigation
+    english: bool = False  # written in English: the answer says it answers in Portuguese
+    follow_up: bool = False  # refers to the previous turn ("e em 2024?")
+    text: str = attrs.field(default="", eq=False)  # what was understood: translated, joined to the previous question
 
 
 # --------------------------------------------------------------------------- agencies
@@ -276,6 +289,54 @@ _ANALYZE = _any(
 )
 
 
+_DENOUNCE = _any(
+    r"\bdenunci\w*", r"\bfala ?br\b", r"\bouvidoria\b",
+    rf"\b(reportar|comunicar|informar|avisar|notificar)\b.*\b{_ANOMALY_WORDS}",
+    r"\bonde (posso |devo |eu )?(reclamar|registrar|comunicar)\b",
+)
+_RANK_AGENCIES = _any(
+    r"\b(ministerios|orgaos|pastas)\b.*\b(gast\w*|mais|maior(es)?|ranking|contrat\w*|despesas?)\b",
+    r"\b(qual|quais|que) (ministerios?|orgaos?|pastas?)\b.*\b(mais|maior)\b",
+    r"\branking\b.*\b(ministerios|orgaos)\b",
+)
+_RANK_SUPPLIERS = _any(
+    r"\b(qual|quais|que) (a |as )?(empresas?|fornecedor(es|a|as)?|companhias?)\b.*"
+    r"\b(receb\w*|ganh\w*|vend\w*|lucr\w*|mais|maior(es)?)\b",
+    r"\bquem (mais )?(recebeu|ganhou|vendeu|lucrou)\b",
+    r"\b(maiores|principais) (fornecedores|empresas)\b", r"\btop \d* ?(fornecedores|empresas)\b",
+)
+_POSITIONS = {"primeiro": 1, "segundo": 2, "terceiro": 3, "quarto": 4, "quinto": 5,
+              "1o": 1, "2o": 2, "3o": 3, "4o": 4, "5o": 5}  # fmt: skip
+_POSITION = re.compile(r"\b(primeir|segund|terceir|quart|quint|[1-5]o)(?:[oa]s?)?\b")
+_OUTSIDE = re.compile(
+    r"\b(prefeituras?|prefeit[oa]s?|municipios?|municipal|municipais|camaras? (municipa\w*|de vereadores)"
+    r"|vereador\w*|governos? (do estado|estadua\w*|de [a-z]+)|estadua(l|is)|governador\w*"
+    r"|assembleias? legislativas?|secretarias? (estadua\w*|municipa\w*|de estado))\b"
+)
+_OUTSIDE_NAME = re.compile(
+    r"(?i)\b(?:a |o |da |do )?((?:prefeitura|munic[ií]pio|c[âa]mara|governo|secretaria|assembleia)"
+    r"(?:\s+(?:d[eoa]s?|municipal|estadual|legislativa)?\s*[A-ZÀ-Ú][\wÀ-ú]*){1,4})"
+)
+_SUPPLIER_SUFFIX = re.compile(
+    r"((?:[A-ZÀ-Ú0-9][\wÀ-ú&.\-]*\s+){0,6}[A-ZÀ-Ú0-9][\wÀ-ú&.\-]*\s+"
+    r"(?:Ltda|LTDA|S\.?A\.?|S/A|EIRELI|Eireli|ME|EPP)\b\.?)"
+)
+_SUPPLIER_AFTER = re.compile(
+    r"(?i:\b(?:empresa|fornecedora?|firma|companhia)\s+)"
+    r"((?:[A-ZÀ-Ú0-9][\wÀ-ú&.\-]*)(?:\s+(?:d[eoa]s?|e|&)?\s*[A-ZÀ-Ú0-9][\wÀ-ú&.\-]*){0,6})"
+)
+_CNPJ = re.compile(r"\b(\d{2}\.?\d{3}\.?\d{3}/?\d{4}-?\d{2})\b")
+_ASKS_ANOMALIES = re.compile(rf"\b(quais|quantas|liste|mostre|mostrar|ver|veja)\b.*\b{_ANOMALY_WORDS}")
+_LOOK_FOR = re.compile(r"\b(procur|busc|busqu|investig|encontr|detect|verific|verifiqu|analis)(ar|e|em|a|ue|uem)\b")
+_FOLLOW_UP = _any(
+    r"^(e|mas e|e quanto|e sobre|e quanto a|tambem|agora)\b",
+    r"^(o|a|e o|e a) (segund|terceir|quart|quint|ultim|outr|proxim)",
+    r"^(explique|explica|detalhe|detalha|mais detalhes|continue|continua|por que|porque|como assim"
+    r"|nao entendi|pode repetir|repita|e dai|resuma|me de mais)\b",
+    r"\b(isso|disso|nisso|esse|essa|esses|essas|desse|dessa|desses|dessas|anterior|acima|ele|ela)\b",
+)
+
+
 def _kind(normalized: str, filters: Filters, investigation_id: str | None) -> IntentKind:
     if _REPORT_REQUEST.search(normalized):
         return "report"
@@ -283,21 +344,165 @@ def _kind(normalized: str, filters: Filters, investigation_id: str | None) -> In
         return "status"
     if _REPORT.search(normalized):
         return "report"
+    if _DENOUNCE.search(normalized):
+        return "converse"  # where to report an irregularity: Drummond knows the channels
+    if _ASKS_ANOMALIES.search(normalized) and (investigation_id is not None or filters == Filters()) \
+            and not _LOOK_FOR.search(normalized):
+        return "report"  # "quais as anomalias da investigação INV-2026-001?"
     if filters == Filters() and investigation_id is None and _META_QUESTION.search(normalized):
         return "converse"
     if _INVESTIGATE.search(normalized):
         return "investigate"
-    if _ANALYZE.search(normalized) or filters != Filters():
+    if investigation_id is not None:
+        return "status"  # "e a INV-2026-002?"
+    if _ANALYZE.search(normalized) or filters != Filters() or _RANK_AGENCIES.search(normalized) \
+            or _RANK_SUPPLIERS.search(normalized):
         return "analyze"  # a bare scope ("MEC, 2025") asks for its figures
     return "converse"
 
 
-def parse_intent(message: str) -> Intent:
-    """Route a message: its kind, filters and the investigation it mentions, if any."""
+# --------------------------------------------------------------------------- English
+
+# Messages in English are routed through a small vocabulary: enough to understand the
+# questions this service answers, never a translation of the reply (always Portuguese).
+_ENGLISH_MARKERS = frozenset(
+    "the what which who how is are does did do spent spend spending most money contracts "
+    "contract ministry ministries show tell please investigate report company companies "
+    "supplier suppliers biggest largest government paid received about much many hello hi "
+    "thanks thank you your data where from means mean score risk anomalies anomaly".split()
+)
+_PORTUGUESE_MARKERS = frozenset("de da do que o os as nao e um uma para com no na em quais qual".split())
+_ENGLISH_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"\b(how (do i|can i|to|should i) )?report (an? |the )?(irregularit\w*|fraud|corruption|wrongdoing)",
+     "como denunciar uma irregularidade"),
+    (r"\brisk score\b", "pontuacao de risco"), (r"\bministry of health\b", "ministerio da saude"),
+    (r"\bministry of education\b", "ministerio da educacao"),
+    (r"\bministry of defen[cs]e\b", "ministerio da defesa"),
+    (r"\bministry of justice\b", "ministerio da justica"), (r"\bwhat (is|are|does)\b", "o que e"),
+    (r"\bwho are you\b", "quem e voce"), (r"\bhow much\b", "quanto"),
+    (r"\bwhere does the data come from\b", "de onde vem os dados"),
+    (r"\b(hello|hi|hey)\b", "ola"), (r"\bthank(s| you)\b", "obrigado"),
+)
+_ENGLISH_WORDS = {
+    "ministry": "ministerio", "ministries": "ministerios", "health": "saude", "education": "educacao",
+    "defense": "defesa", "defence": "defesa", "justice": "justica", "spent": "gastou", "spend": "gasto",
+    "spending": "gastos", "most": "mais", "biggest": "maiores", "largest": "maiores", "top": "maiores",
+    "supplier": "fornecedor", "suppliers": "fornecedores", "vendor": "fornecedor", "company": "empresa",
+    "companies": "empresas", "received": "recebeu", "paid": "pagou", "contracts": "contratos",
+    "investigate": "investigar", "audit": "auditar", "investigation": "investigacao", "report": "relatorio",
+    "status": "status", "progress": "progresso", "anomalies": "anomalias", "anomaly": "anomalia",
+    "irregularities": "irregularidades", "fraud": "fraude", "overpricing": "sobrepreco",
+    "overpriced": "sobrepreco", "which": "quais", "help": "ajuda", "data": "dados", "agents": "agentes",
+    "total": "total", "bodies": "orgaos", "agencies": "orgaos", "agency": "orgao", "generate": "gerar",
+    "money": "dinheiro", "government": "governo", "city": "prefeitura", "municipality": "municipio",
+    "state": "estadual", "splitting": "fracionamento",
+}
+
+
+def _english(normalized: str) -> bool:
+    words = normalized.split()
+    english = {w for w in words if w in _ENGLISH_MARKERS}
+    portuguese = {w for w in words if w in _PORTUGUESE_MARKERS}
+    return len(english) >= 2 and len(english) > 2 * len(portuguese)
+
+
+def _from_english(normalized: str) -> str:
+    for pattern, portuguese in _ENGLISH_PHRASES:
+        normalized = re.sub(pattern, portuguese, normalized)
+    return " ".join(_ENGLISH_WORDS.get(w, w) for w in normalized.split())
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _supplier(message: str) -> str | None:
+    """A company the message names: by CNPJ, a legal suffix ("... Ltda") or after "empresa"."""
+    m = _CNPJ.search(message)
+    if m:
+        return re.sub(r"\D", "", m.group(1))
+    m = _SUPPLIER_SUFFIX.search(message) or _SUPPLIER_AFTER.search(message)
+    if m is None:
+        return None
+    name = re.sub(r"^(?:[Aa]|[Oo]|[Dd][ao]|[Pp]ara|[Àà])\s+", "", m.group(1).strip(" ?.!,"))
+    return name if find_agency(name) is None and len(name) > 2 else None
+
+
+def _outside(message: str, normalized: str) -> str | None:
+    if not _OUTSIDE.search(normalized):
+        return None
+    m = _OUTSIDE_NAME.search(message)
+    return m.group(1).strip() if m else _OUTSIDE.search(normalized).group(0)  # type: ignore[union-attr]
+
+
+def _position(normalized: str) -> int | None:
+    m = _POSITION.search(normalized)
+    if m is None:
+        return None
+    stem = m.group(1)
+    return next((n for key, n in _POSITIONS.items() if key.startswith(stem) or stem.startswith(key)), None)
+
+
+def _ranking(normalized: str) -> Ranking | None:
+    if _RANK_AGENCIES.search(normalized):
+        return "agencies"
+    if _RANK_SUPPLIERS.search(normalized):
+        return "suppliers"
+    return None
+
+
+def _overlay(previous: Filters, current: Filters) -> Filters:
+    """The previous question's scope with what the follow-up changes ("e em 2024?")."""
+    return Filters(
+        agency=current.agency or previous.agency, year=current.year or previous.year,
+        min_value=current.min_value or previous.min_value, ug=current.ug or previous.ug,
+        unknown=current.unknown if current.agency is None else None,
+    )  # fmt: skip
+
+
+def _single(message: str) -> Intent:
+    english = _english(normalize(message))
+    understood = _from_english(normalize(message)) if english else message
+    normalized = normalize(understood)
     filters = Filters(
-        agency=find_agency(message), year=_year(message), min_value=parse_amount(message),
-        ug=find_ug(message), unknown=unknown_body(message),
+        agency=find_agency(understood), year=_year(understood), min_value=parse_amount(understood),
+        ug=find_ug(understood), unknown=unknown_body(understood),
     )
     investigation_id = _investigation_id(message)
-    kind = _kind(normalize(message), filters, investigation_id)
-    return Intent(kind=kind, filters=filters, investigation_id=investigation_id)
+    outside = _outside(message, normalized) if filters.agency is None and filters.ug is None else None
+    return Intent(
+        kind=_kind(normalized, filters, investigation_id), filters=filters,
+        investigation_id=investigation_id, ranking=_ranking(normalized), position=_position(normalized),
+        supplier=_supplier(message), outside=outside, about_anomalies=bool(_ASKS_ANOMALIES.search(normalized)),
+        english=english, text=understood,
+    )  # fmt: skip
+
+
+def is_follow_up(message: str) -> bool:
+    """A short message that leans on the previous turn ("e em 2024?", "o segundo maior?")."""
+    normalized = normalize(message)
+    return len(normalized.split()) <= 8 and bool(_FOLLOW_UP.search(normalized))
+
+
+def parse_intent(message: str, previous: str | None = None) -> Intent:
+    """Route a message: its kind, filters and the investigation it mentions, if any.
+
+    ``previous`` is the session's last question: a follow-up keeps its kind and scope and
+    changes only what it says (a year, a body, "the second one")."""
+    intent = _single(message)
+    if previous is None or not is_follow_up(message):
+        return intent
+    before = _single(previous)
+    explicit = intent.kind in ("report", "status", "investigate") and intent.kind != before.kind
+    return attrs.evolve(
+        intent,
+        kind=intent.kind if explicit else before.kind,
+        filters=_overlay(before.filters, intent.filters),
+        investigation_id=intent.investigation_id or before.investigation_id,
+        ranking=intent.ranking or before.ranking,
+        supplier=intent.supplier or before.supplier,
+        outside=intent.outside or (before.outside if intent.filters.agency is None else None),
+        about_anomalies=intent.about_anomalies or (before.about_anomalies and not explicit),
+        english=intent.english,
+        follow_up=True,
+        text=f"{before.text} {intent.text}",
+    )

@@ -24,6 +24,7 @@ from ..protocol.events import AgentTyping, ChatComplete, ReplyChunk
 from ..protocol.inbound import ReplyTo
 from ..records.base import OpenTurn, Records, TurnRecord
 from .follow import follow
+from .relay import relay
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class TurnRunner:
         request = AgentRequest(
             queue.session_id, turn.message, turn.context, turn.principal, turn.shared_session
         )
+        request = await self.agents.prepare(request, self.broker)  # recent turns, followed investigations
         agent = self.agents.route(request)
         turn_key = secrets.token_hex(8)
         self._begun.add(turn_key)
@@ -141,12 +143,14 @@ class TurnRunner:
         with trio.CancelScope() as scope:
             queue.current, queue.current_scope = turn, scope
             try:
-                async for chunk in reply:
+                async def publish(chunk: str) -> None:
                     await self.broker.publish(stream, ReplyChunk(
                         content=chunk, agent_id=agent.agent_id, agent_name=agent.agent_name,
                         chunk_index=len(parts), reply_to=turn.reply_to,
                     ))
                     parts.append(chunk)
+
+                await relay(reply, publish)  # a model's deltas merged; its stream closed on cancel
             except StoreUnavailable:
                 status = "failed"  # ending the turn below may fail too; _work says so once
             except Exception:
