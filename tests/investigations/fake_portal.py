@@ -16,6 +16,8 @@ import h11
 import orjson
 import trio
 
+from cidadao_trio.portuguese import normalize
+
 KEY = "chave-de-teste-0123456789abcdef"
 PAGE_SIZE = 15  # what the real API serves per page
 
@@ -162,8 +164,8 @@ class FakePortal:
                 return 400, [], b'{"Error": "Filtros minimos: Codigo do Orgao (SIAFI)"}'
             items = self.contracts.get(params["codigoOrgao"], [])
         elif endpoint == "orgaos-siafi":
-            wanted = params.get("descricao", "").lower()
-            items = [b for b in self.bodies if wanted in b["descricao"].lower()]
+            wanted = normalize(params.get("descricao", ""))  # the search ignores case and accents
+            items = [b for b in self.bodies if wanted in normalize(b["descricao"])]
             items = [b for b in items if b["codigo"] == params["codigo"]] if params.get("codigo") else items
         else:
             return 404, [], b'{"Error": "Not found"}'

@@ -25,7 +25,6 @@ import trio
 
 from ..broker.base import Broker, StoreUnavailable, investigation_stream
 from ..protocol.envelope import utc_timestamp
-from ..protocol.events import AgentFinding, AnomalyDetected, InvestigationFailed, InvestigationProgress, ReportReady
 from ..records.base import Records, StoredReport
 from .analysis import Finding, pattern_findings
 from .dataset import data_origin
@@ -39,6 +38,8 @@ from .model import (
     phase_progress,
 )
 from .report import ReportInput, build_report
+from .scope import Filters
+from .source import ContractSource, Retrieval, RetrievalFailed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class InvestigationEngine:
         node: str = "",
         shared_store: bool = False,
         today: Callable[[], dt.date] = dt.date.today,
+        source: ContractSource | None = None,
     ) -> None:
         self.broker = broker  # the investigations' streams
         self.repository = repository  # their records and reports
@@ -84,6 +86,7 @@ class InvestigationEngine:
         self.data_origin = "memory"  # "sample" while the bundled synthetic sample is loaded
         self.ready = trio.Event()  # the dataset is loaded and scanned
         self._load_dataset = load_dataset
+        self.source = source  # None: investigate the loaded dataset; else fetch each scope's contracts
         self._in_thread = in_thread
         self._node = node
         self._shared_store = shared_store
@@ -197,6 +200,9 @@ class InvestigationEngine:
             with self._scopes[record.id]:
                 async with self._slots:
                     record = await self._walk(record, scope, stream)
+        except RetrievalFailed as failed:  # expected (a refused key, an unknown body): one line
+            log.warning("investigation %s: no data: %s", record.id, failed.reason)
+            await self._fail_quietly(self.records[record.id], failed.reason)
         except StoreUnavailable as unavailable:  # the broker logs the store's state once
             log.warning("investigation %s stopped: %s", record.id, unavailable)
             await self._fail_quietly(self.records[record.id], "armazenamento indisponível")
@@ -212,43 +218,76 @@ class InvestigationEngine:
     async def _walk(self, record: Investigation, scope: Scope, stream: str) -> Investigation:
         record = await self._advance(record, Status.INITIALIZING, "Preparando a investigação.")
         await self.ready.wait()
-        contracts = [c for c in self.dataset if scope.matches(c)]
+        if self.source is None:
+            contracts = [c for c in self.dataset if scope.matches(c)]
+            detected, origin, coverage = self._detected, self.data_origin, list[Finding]()
+            record = await self._advance(
+                record, Status.DATA_RETRIEVAL, f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
+                records_processed=len(contracts),
+            )
+        else:
+            record, retrieval = await self._retrieve(self.source, record, scope)
+            contracts, origin, coverage = list(retrieval.contracts), retrieval.origin, list(retrieval.findings)
+            detected = await self.compute(_detect, contracts)
         ids = {c.id for c in contracts}
-        record = await self._advance(
-            record, Status.DATA_RETRIEVAL, f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
-            records_processed=len(contracts),
-        )
         record = await self._advance(record, Status.ANOMALY_DETECTION, "Zumbi dos Palmares está procurando anomalias.")
         anomalies: list[Anomaly] = []
         low, high = DETECTION_SPAN
         for n, detector in enumerate(ALL_DETECTORS, start=1):
-            for anomaly in self._detected.get(detector.__name__, []):
+            for anomaly in detected.get(detector.__name__, []):
                 if ids.intersection(anomaly.contract_ids):
                     anomalies.append(anomaly)
-                    await self.broker.publish(stream, _anomaly_event(record.id, len(anomalies), anomaly))
+                    await self.broker.publish(stream, "anomaly_detected", _anomaly_event(record.id, len(anomalies), anomaly))
             record = await self._advance(
                 record, Status.ANOMALY_DETECTION, f"{len(anomalies)} anomalias encontradas até agora.",
                 progress=low + (high - low) * n // len(ALL_DETECTORS), anomalies_detected=len(anomalies),
             )
         record = await self._advance(record, Status.FORENSIC_ENRICHMENT, "Anita Garibaldi está analisando padrões.")
-        findings = [_zumbi_summary(anomalies, record.scope), *await self.compute(pattern_findings, contracts, record.scope)]
+        findings = [*coverage, _zumbi_summary(anomalies, record.scope), *await self.compute(pattern_findings, contracts, record.scope)]
         for finding in findings:
-            await self.broker.publish(stream, _finding_event(record.id, finding))
+            await self.broker.publish(stream, "agent_finding", _finding_event(record.id, finding))
             await trio.sleep(self.step_delay)
         record = await self._advance(record, Status.SUMMARY_GENERATION, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
-            build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings, self.data_origin)
+            build_report, ReportInput(record.id, record.title, record.scope, utc_timestamp(), contracts, anomalies, findings, origin)
         )
         await self.repository.save_report(
             record.id, StoredReport(orjson.dumps(report.as_json()).decode(), report.as_markdown())
         )
         summary = dict(report.summary)
         record = await self._advance(record, Status.COMPLETED, "Investigação concluída.", summary=summary)
-        await self.broker.publish(stream, ReportReady(
-            investigation_id=record.id, summary=summary, formats=("markdown", "json"),
-            url=f"/api/v1/investigations/{record.id}/report?format=markdown",
-        ))
+        await self.broker.publish(
+            stream,
+            "report_ready",
+            {
+                "investigation_id": record.id,
+                "summary": summary,
+                "formats": ["markdown", "json"],
+                "url": f"/api/v1/investigations/{record.id}/report?format=markdown",
+            },
+        )
         return record
+
+    async def _retrieve(self, source: ContractSource, record: Investigation, scope: Scope) -> tuple[Investigation, Retrieval]:
+        """The scope's contracts from ``source``, followers told as they arrive (10 → 30)."""
+        if not isinstance(scope, Filters):
+            raise RetrievalFailed("Este pedido não diz de qual órgão são os contratos.")
+        low, high = phase_progress(Status.DATA_RETRIEVAL), phase_progress(Status.ANOMALY_DETECTION)
+        record = await self._advance(record, Status.DATA_RETRIEVAL, f"Buscando os contratos de {record.scope}.")
+        told = trio.Lock()  # pages arrive on several tasks: events go out one at a time, in order
+
+        async def progress(message: str, fraction: float, received: int) -> None:
+            nonlocal record
+            async with told:
+                at = max(record.progress, min(high - 1, low + int((high - low) * fraction)))
+                record = await self._advance(record, Status.DATA_RETRIEVAL, message, progress=at, records_processed=received)
+
+        retrieval = await source.retrieve(scope, progress)
+        async with told:
+            record = await self._advance(
+                record, Status.DATA_RETRIEVAL, retrieval.message, progress=record.progress, records_processed=len(retrieval.contracts)
+            )
+        return record, retrieval
 
     async def _fail_quietly(self, record: Investigation, reason: str) -> None:
         """:meth:`_fail`, unless the store cannot take it: then a restart marks it failed."""
@@ -261,7 +300,7 @@ class InvestigationEngine:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
         record = await self._advance(record, Status.FAILED, "A investigação falhou.", reason=reason)
         await self.broker.publish(
-            investigation_stream(record.id), InvestigationFailed(investigation_id=record.id, reason=reason)
+            investigation_stream(record.id), "investigation_failed", {"investigation_id": record.id, "reason": reason}
         )
 
     async def _advance(
@@ -279,10 +318,19 @@ class InvestigationEngine:
         record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)
         self.records[record.id] = record
         await self._save(record)
-        await self.broker.publish(investigation_stream(record.id), InvestigationProgress(
-            investigation_id=record.id, progress=progress, status=status, message=message,
-            records_processed=record.records_processed, anomalies_detected=record.anomalies_detected,
-        ))
+        await self.broker.publish(
+            investigation_stream(record.id),
+            "investigation_progress",
+            {
+                "investigation_id": record.id,
+                "update_type": "progress",
+                "progress": progress,
+                "status": status,
+                "message": message,
+                "records_processed": record.records_processed,
+                "anomalies_detected": record.anomalies_detected,
+            },
+        )
         if not status.finished:
             await trio.sleep(self.step_delay)
         return record
@@ -291,23 +339,37 @@ class InvestigationEngine:
         await self.repository.save_investigation(record)
 
 
+def _detect(contracts: Sequence[Contract]) -> dict[str, list[Anomaly]]:
+    """Every detector over fetched contracts (peers: the same fetch)."""
+    return {detector.__name__: detector(contracts) for detector in ALL_DETECTORS}
+
+
 def _origin_note(origin: str) -> str:
     return " Atenção: amostra sintética de demonstração, não dados reais." if origin == "sample" else ""
 
 
-def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> AnomalyDetected:
-    return AnomalyDetected(
-        investigation_id=investigation_id, anomaly_id=f"{investigation_id}-A{number:03d}",
-        anomaly_type=anomaly.anomaly_type, severity=anomaly.severity, confidence=anomaly.confidence,
-        description=anomaly.description, details=dict(anomaly.details), agent_id=ZUMBI[0],
-    )
+def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> dict[str, Any]:
+    return {
+        "investigation_id": investigation_id,
+        "anomaly_id": f"{investigation_id}-A{number:03d}",
+        "anomaly_type": anomaly.anomaly_type,
+        "severity": anomaly.severity,
+        "confidence": anomaly.confidence,
+        "description": anomaly.description,
+        "details": dict(anomaly.details),
+        "agent_id": ZUMBI[0],
+    }
 
 
-def _finding_event(investigation_id: str, finding: Finding) -> AgentFinding:
-    return AgentFinding(
-        investigation_id=investigation_id, agent_id=finding.agent_id, agent_name=finding.agent_name,
-        finding_type=finding.finding_type, summary=finding.summary, details=dict(finding.details),
-    )
+def _finding_event(investigation_id: str, finding: Finding) -> dict[str, Any]:
+    return {
+        "investigation_id": investigation_id,
+        "agent_id": finding.agent_id,
+        "agent_name": finding.agent_name,
+        "finding_type": finding.finding_type,
+        "summary": finding.summary,
+        "details": dict(finding.details),
+    }
 
 
 def _zumbi_summary(anomalies: Sequence[Anomaly], scope: str) -> Finding:

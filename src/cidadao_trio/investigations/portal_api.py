@@ -333,10 +333,11 @@ class PortalClient:
             )
 
     async def _classify_403(self, http: httpx.AsyncClient, endpoint: str) -> PortalError:
-        """403 means a bad key or an endpoint this key may not use: ask the body listing,
-        which every key may read, to tell which."""
+        """403 means a bad key or an endpoint this key may not use: ask the body listing to
+        tell which (both refused: the key). The listing's own 403 says neither for sure:
+        callers do without it, and the next endpoint's 403 decides."""
         if endpoint == BODIES_LISTING:
-            return KeyRejected(KEY_REJECTED.format(status=403))
+            return EndpointRefused(ENDPOINT_REFUSED.format(endpoint=endpoint))
         await self._limiter.acquire()
         self.requests += 1
         try:

@@ -15,10 +15,13 @@ from typing import Any
 import h11
 import trio
 
-from ..agents.team import build_team
+from ..agents import Drummond
+from ..agents.investigators import Abaporu, Anita, Tiradentes, Zumbi
+from ..agents.router import AgentRouter
 from ..investigations.engine import InvestigationEngine
 from ..investigations.model import Contract
 from ..investigations.dataset import load_contracts
+from ..investigations.portal_source import portal_source
 from ..auth import bearer_token
 from ..broker.base import Broker
 from ..broker.memory import MemoryBroker
@@ -31,6 +34,7 @@ from ..session.access import Gatekeeper
 from ..records.base import Records
 from ..records.local import StoreRecords
 from ..records.redis import RedisRecords
+from ..records.response_cache import open_response_cache
 from ..store.base import MemoryStore, Store
 from ..store.sqlite import SqliteStore
 from ..session.chat import ChatEndpoint
@@ -135,9 +139,18 @@ class Server:
                 in_thread=given is None,
                 node=node,
                 shared_store=settings.store == "redis",
+                # with CIDADAO_PORTAL_API_KEY: each investigation fetches its body's contracts
+                source=portal_source(settings, open_response_cache(self.broker)) if given is None else None,
             )
             await services.start(engine.run)
-            agents = build_team(engine, settings, self.metrics)  # rule-based, or voiced by --llm-base-url
+            delay = settings.reply_chunk_delay
+            agents = AgentRouter(
+                converse=Drummond(chunk_delay=delay),
+                investigate=Zumbi(engine, delay),
+                analyze=Anita(engine, delay),
+                report=Tiradentes(engine, delay),
+                status=Abaporu(engine, delay),
+            )
             runner = TurnRunner(self.broker, self.records, agents, services, node, settings.store == "redis")
             if self.broker.healthy:
                 await runner.end_interrupted()
