@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench clean
+.PHONY: install serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ serve: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m tests.tools
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# ruff (rules in pyproject.toml) over the code and its tests and benchmarks, then mypy on src.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 # Benchmarks (issue 6): their own venv and node modules, never the project's dependencies.
 BENCH_VENV := benchmarks/.venv-bench

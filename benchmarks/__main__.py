@@ -1,8 +1,9 @@
 """``python -m benchmarks SCENARIO [options]``: the real-time benchmark suite (issue 6).
 
-Scenarios: connections, fanout, chat, mixed, profile, soak (issue 21; not part of ``all``), and ``all`` (every one of them with
-modest defaults, < 10 minutes on 2 cores). Each writes ``benchmarks/results/<name>.json``
-(summary), ``<name>-raw.json`` (every run) and ``<name>.md``, and prints the table.
+Scenarios: connections, fanout, chat, mixed, profile, soak (issue 21; not part of ``all``), and
+``all`` (every one of them with modest defaults, < 10 minutes on 2 cores). Each writes
+``benchmarks/results/<name>.json`` (summary), ``<name>-raw.json`` (every run) and ``<name>.md``,
+and prints the table.
 Run with the bench venv (``make bench`` creates it): ``benchmarks/.venv-bench/bin/python``.
 """
 
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-repeats", type=int, default=1, help="repeats that run every N (others: largest N)")
     p.add_argument("--rate", type=float, default=10.0, help="paced events per second")
     p.add_argument("--duration", type=float, default=10.0, help="paced phase, seconds")
-    p.add_argument("--burst", type=int, default=100, help="events in the as-fast-as-possible burst (<= 256: the outbox)")
+    p.add_argument(
+        "--burst", type=int, default=100, help="events in the as-fast-as-possible burst (<= 256: the outbox)"
+    )
     p.add_argument("--pad", type=int, default=0, help="extra bytes per event")
     p.add_argument("--ours-flags", type=shlex.split, default=[],
                    help='extra `serve` flags for our server, e.g. "--batch-linger 0.001"')
@@ -95,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections-traced", type=int, default=2000,
                    help="idle connections opened under tracemalloc (0: skip the memory profile)")
 
-    p = sub.add_parser("soak", help="minutes of mixed load on one SQLite server: RSS, fds, CPU, store, latency, every id")
+    p = sub.add_parser(
+        "soak", help="minutes of mixed load on one SQLite server: RSS, fds, CPU, store, latency, every id"
+    )
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--idle", type=int, default=200, help="idle chat sessions")
     p.add_argument("--chatters", type=int, default=10, help="sessions sending a chat turn every --chat-every s")
@@ -107,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--investigation-every", type=float, default=30.0)
     p.add_argument("--slow", type=int, default=3, help="connections that never read")
     p.add_argument("--settle", type=float, default=60.0, help="seconds of RSS samples after every client left")
-    p.add_argument("--flags", type=shlex.split, default=[], help='extra `serve` flags, e.g. "--history-memory-bytes 8000000"')
+    p.add_argument(
+        "--flags", type=shlex.split, default=[], help='extra `serve` flags, e.g. "--history-memory-bytes 8000000"'
+    )
     p.add_argument("--rev", default="HEAD", help="the commit whose src/ the server runs (git archive)")
 
     p = sub.add_parser("all", help="every scenario with modest defaults (< 10 min on 2 cores)")

@@ -7,6 +7,7 @@ One request per connection, ``Connection: close``, JSON out; the request head is
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -38,10 +39,8 @@ async def _respond(stream: trio.SocketStream, status: int, body: Mapping[str, An
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    try:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(head + payload)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
 
 
 def handler(routes: Mapping[tuple[str, str], Route]) -> Callable[[trio.SocketStream], Awaitable[None]]:

@@ -6,9 +6,10 @@ What any trio + trio-websocket server pays at minimum: accept (``serve_websocket
 greeting, and per connection a bounded memory channel drained by a writer task calling
 ``send_message``; a reader drains incoming frames so close/ping handling keeps working.
 No auth, no ids, no history, no limits, no heartbeat. Every connection subscribes to the
-topic named by the last segment of its path (the investigation id). With ``?batch=1`` the writer joins whatever is already queued (up
-to 64 messages / 64 KiB, no lingering) into one ``batch`` envelope, to show what batching
-alone is worth on this stack. Each event is encoded once (orjson) for all connections.
+topic named by the last segment of its path (the investigation id). With ``?batch=1`` the
+writer joins whatever is already queued (up to 64 messages / 64 KiB, no lingering) into one
+``batch`` envelope, to show what batching alone is worth on this stack. Each event is encoded
+once (orjson) for all connections.
 
 Control API on ``127.0.0.1:<control-port>``: ``POST /bench/publish?count=&rate=&start=&pad=&investigation=``,
 ``POST /bench/investigation`` and ``GET /bench/stats`` (same contract as ``harness_server``).

@@ -91,7 +91,8 @@ RARE = (
 )  # fmt: skip
 SERVICES = (
     ("vigilância patrimonial armada", "postos", 190_000.0), ("limpeza e conservação predial", "m2", 84.0),
-    ("manutenção predial preventiva e corretiva", "meses", 45_000.0), ("apoio administrativo terceirizado", "postos", 62_000.0),
+    ("manutenção predial preventiva e corretiva", "meses", 45_000.0),
+    ("apoio administrativo terceirizado", "postos", 62_000.0),
 )  # fmt: skip
 WORDS = ("Alfa Horizonte Atlântico Cerrado Pantanal Aurora Progresso Planalto União Estrela Delta "
          "Ômega Sigma Vértice Prisma Pioneira Continental Bandeirantes Xingu Tapajós Iguaçu Buriti "
@@ -131,7 +132,7 @@ class _Gen:
                 self.ugs.append((ug, _plain(f"Superintendência Regional {k + 1} - {name.split(' ', 2)[-1]}")[:60],
                                  code, name, weight))  # fmt: skip
         self.suppliers = []
-        for i in range(max(60, min(1000, size // 5))):
+        for _ in range(max(60, min(1000, size // 5))):
             root = f"{rng.randrange(10_000_000, 99_999_999)}"
             name = f"{rng.choice(WORDS)} {rng.choice(TRADES)} {rng.choice(WORDS)} Ltda"
             self.suppliers.append((root, name))
@@ -296,8 +297,8 @@ class _Gen:
         """One large concorrência in an ordinary month: not a spike."""
         rng = self.rng
         value = round(rng.uniform(8, 20) * 275_000 * ug[4] * 3, 2)
-        self.add(ug, self.day(), f"Execução de obra de reforma e ampliação do edifício sede, lote {rng.randrange(1, 9)}",
-                 value, CONCORRENCIA, months=18, final=value)  # fmt: skip
+        text = f"Execução de obra de reforma e ampliação do edifício sede, lote {rng.randrange(1, 9)}"
+        self.add(ug, self.day(), text, value, CONCORRENCIA, months=18, final=value)
 
     # -- planted -----------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class _Gen:
             ids = []
             ring = i % 2 == 0
             sup = self.supplier()
-            for k in range(n):
+            for _ in range(n):
                 day = dt.date(year, rng.randrange(1, 12), rng.randrange(1, 28))
                 value = round(share * rng.uniform(0.85, 1.0), 2)
                 quantity = max(1, round(value / price))

@@ -8,6 +8,7 @@ gets RLIMIT_NOFILE raised to its hard limit before it starts. Only 127.0.0.1 is 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -211,7 +212,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         LOGS.mkdir(parents=True, exist_ok=True)
-        log = open(LOGS / f"{self.label}.log", "ab")
+        log = open(LOGS / f"{self.label}.log", "ab")  # noqa: SIM115 (closed once the child holds it)
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=raise_nofile)
         log.close()
@@ -280,7 +281,7 @@ class LoadGen:
         if not (BENCH / "loadgen" / "node_modules" / "ws").is_dir():
             raise RuntimeError("run `npm install --prefix benchmarks/loadgen` (or `make bench`) first")
         LOGS.mkdir(parents=True, exist_ok=True)
-        err = open(LOGS / f"{label}.log", "ab")
+        err = open(LOGS / f"{label}.log", "ab")  # noqa: SIM115 (the load generator's stderr, for its life)
         self.proc = subprocess.Popen(
             _pinned(LOADGEN_CORE, [node, "--max-old-space-size=4096", str(LOADGEN)]),
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, preexec_fn=raise_nofile,
@@ -323,10 +324,8 @@ class LoadGen:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError, RuntimeError, TimeoutError):
                 self.cmd("exit")
-            except (OSError, RuntimeError, TimeoutError):
-                pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ summarise each figure as the median over repeats, with ours as a ratio of the ot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -219,8 +220,8 @@ def _warmup(server: ServerProcess, lg: LoadGen, seq: _Seq, subscribers: int = 10
             pad: int = 0) -> None:
     """Exercise the fan-out path once (imports, allocator, buffers) before measuring it."""
     server.register("INV-WARMUP")
-    lg.cmd("open", client=FANOUT_CLIENT, group="warmup", url=server.ws_url(_investigation_path("INV-WARMUP", 0)), count=subscribers,
-           concurrency=100, timeout=60)
+    lg.cmd("open", client=FANOUT_CLIENT, group="warmup", url=server.ws_url(_investigation_path("INV-WARMUP", 0)),
+           count=subscribers, concurrency=100, timeout=60)
     _phase(server, lg, seq, "warmup", "warmup", subscribers, events, 40.0, pad, timeout=30,
            investigation="INV-WARMUP")
     lg.cmd("close", group="warmup", timeout=30)
@@ -258,7 +259,8 @@ def fanout(
                         investigation = f"INV-F{n}-B{batch}"
                         server.register(investigation)
                         _log(f"fan-out: {kind} repeat {repeat + 1}/{repeats}, {n} subscribers, batch={batch}")
-                        opened = lg.cmd("open", client=FANOUT_CLIENT, group=group, url=server.ws_url(_investigation_path(investigation, batch)),
+                        url = server.ws_url(_investigation_path(investigation, batch))
+                        opened = lg.cmd("open", client=FANOUT_CLIENT, group=group, url=url,
                                         count=n, concurrency=200, timeout=120)
                         wait_quiet(server.pid)
                         paced = _phase(server, lg, seq, f"{group}-paced", group, n, paced_count, rate,
@@ -292,7 +294,8 @@ def fanout(
                         raw.append(row)
                         _log(f"  paced p50/p99 {row['paced_p50_ms']:.1f}/{row['paced_p99_ms']:.1f} ms, "
                              f"burst {row['burst_msgs_per_s']:.0f} msg/s (p99 {row['burst_p99_ms']:.0f} ms, "
-                             f"{row['burst_msgs_per_frame']:.1f} msg/frame, loadgen {row['burst_loadgen_cpu_pct']}% CPU)")
+                             f"{row['burst_msgs_per_frame']:.1f} msg/frame, "
+                             f"loadgen {row['burst_loadgen_cpu_pct']}% CPU)")
     rows = _summarise_fanout(raw, servers, modes)
     note = (
         "One public investigation (a fresh one per measurement: the endpoint replays history), N "
@@ -429,8 +432,8 @@ def mixed(
         _log(f"mixed: {subscribers} subscribers again, with {idle} idle chat connections and {slow} subscribers "
              "that stop reading")
         url = server.ws_url(_investigation_path("INV-MIXED", batch))
-        lg.cmd("open", client=FANOUT_CLIENT, group="idle", url=server.ws_url("/api/v1/ws/chat/idle-{i}"), count=idle, concurrency=200,
-               timeout=120)
+        lg.cmd("open", client=FANOUT_CLIENT, group="idle", url=server.ws_url("/api/v1/ws/chat/idle-{i}"), count=idle,
+               concurrency=200, timeout=120)
         lg.cmd("open", client=FANOUT_CLIENT, group="sub", url=url, count=subscribers, concurrency=200, timeout=60)
         lg.cmd("open", client=FANOUT_CLIENT, group="slow", url=url, count=slow, concurrency=slow, timeout=60)
         lg.cmd("pause", group="slow")
@@ -440,10 +443,8 @@ def mixed(
 
         def watch_closes() -> None:
             while not stop.wait(0.25):
-                try:
+                with contextlib.suppress(OSError, KeyError, ValueError):
                     closes.append((time.time(), server.stats()["metrics"].get(CODE_1013, 0.0)))
-                except (OSError, KeyError, ValueError):
-                    pass
 
         watcher = threading.Thread(target=watch_closes, daemon=True)
         watcher.start()
@@ -605,7 +606,7 @@ def profile(subscribers: int = 1000, burst: int = 150, modes: Sequence[int] = (0
             _log(f"profile: batch={batch}, second burst under cProfile")
             holder: dict[str, Any] = {}
             wait_machine_quiet(server.pid, lg.pid)
-            thread = threading.Thread(target=lambda: holder.update(server.profile(seconds, top)))
+            thread = threading.Thread(target=lambda: holder.update(server.profile(seconds, top)))  # noqa: B023 (joined below)
             thread.start()
             time.sleep(0.2)
             result = _phase(server, lg, seq, "cprofile", "sub", subscribers, burst, 0.0, timeout=90, quiet=False)

@@ -75,6 +75,7 @@ class Ledger:
         self.lost = 0
         self.resumes = 0
         self.resumes_contiguous = 0
+        self.resumes_checked = 0  # resumes that received a durable message before closing
         self.gaps = 0
 
     def see(self, session: str, id: str) -> None:
@@ -151,6 +152,7 @@ class Load:
                 kind, data, id = message["type"], message["data"], message["id"]
                 if not id.startswith("e-"):
                     if first_after_resume:
+                        self.ledger.resumes_checked += 1
                         last = self.ledger.last.get(session)
                         if last and id == f"{last[0]}-{last[1] + 1}":
                             self.ledger.resumes_contiguous += 1
@@ -174,7 +176,8 @@ class Load:
                     n += 1
                     turn = f"{session}-{n}-{rng.random():.6f}"
                     sent_at[turn] = time.monotonic()
-                    await ws.send_message(json.dumps({"type": "chat", "data": {"message": "Olá, tudo bem?"}, "id": turn}))
+                    chat = {"type": "chat", "data": {"message": "Olá, tudo bem?"}, "id": turn}
+                    await ws.send_message(json.dumps(chat))
                 if follow:
                     while known < len(self.investigations):
                         await ws.send_message(json.dumps(
@@ -200,7 +203,7 @@ class Load:
                             found = INVESTIGATION_ID.search(json.dumps(message.get("data", {}), ensure_ascii=False))
                             if message["type"] == "chat" and found and found.group(0) not in self.investigations:
                                 self.investigations.append(found.group(0))
-                                started.set()
+                                started.set()  # noqa: B023 (the reader lives within this iteration)
 
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(reader)
@@ -286,7 +289,9 @@ class Load:
 
     def window(self) -> dict[str, Any]:
         latencies, self.latencies = sorted(self.latencies), []
-        p = (lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)) if latencies else (lambda q: None)
+        def p(q: float) -> float | None:
+            return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+
         return {"p50_ms": p(0.5), "p99_ms": p(0.99), "turns": len(latencies)}
 
 
@@ -310,7 +315,7 @@ def _slope(rows: Rows, after_s: float) -> float | None:
     points = [(r["t_s"] / 60, r["rss_mb"]) for r in rows if r["t_s"] >= after_s]
     if len(points) < 2:
         return None
-    xs, ys = zip(*points)
+    xs, ys = zip(*points, strict=True)
     return round(statistics.linear_regression(xs, ys).slope, 2)
 
 
@@ -330,7 +335,7 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
         cmd = ["taskset", "-c", SERVER_CORE, *cmd]
         os.sched_setaffinity(0, {int(LOADGEN_CORE)})  # type: ignore[arg-type]
     (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
-    log = open(RESULTS / "logs" / f"{name}-server.log", "w")  # ignored by git
+    log = open(RESULTS / "logs" / f"{name}-server.log", "w")  # noqa: SIM115 (the server's, for its life; ignored by git)
     server = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.PIPE, stderr=log)
     assert server.stdout is not None
     server.stdout.readline()  # "cidadao-trio listening on ..."
@@ -374,7 +379,8 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
     summary = [{
         "minutes": minutes, "durable_received": ledger.received, "lost": ledger.lost,
         "duplicated": ledger.duplicated, "resumes": ledger.resumes,
-        "resumes_contiguous": ledger.resumes_contiguous, "history_gaps": ledger.gaps,
+        "resumes_checked": ledger.resumes_checked, "resumes_contiguous": ledger.resumes_contiguous,
+        "history_gaps": ledger.gaps,
         "investigations": len(load.investigations), "turns": load.turns,
         "rss_start_mb": samples[0]["rss_mb"], "rss_peak_mb": max(s["rss_mb"] for s in samples),
         "rss_end_of_load_mb": loaded[-1]["rss_mb"] if loaded else None,
@@ -386,7 +392,8 @@ def soak(minutes: float = 5.0, idle: int = 200, chatters: int = 10, chat_every: 
     note = (f"Server at {commit} ({rev}), SQLite store, 127.0.0.1; load: {idle} idle sessions ({followers} of them "
             f"subscribe to every investigation), {chatters} chatters (a turn every {chat_every} s), {reconnectors} "
             f"sessions reconnecting with last_id (~{reconnects_per_s}/s), an investigation every "
-            f"{investigation_every} s watched by {watchers}, {slow} slow consumers; sampled every {SAMPLE_EVERY:.0f} s; "
+            f"{investigation_every} s watched by {watchers}, {slow} slow consumers; "
+            f"sampled every {SAMPLE_EVERY:.0f} s; "
             f"clients leave after {minutes} min and RSS is sampled {settle:.0f} s more.")
     _write(samples, summary, note, name)
     return summary, samples, note
@@ -396,7 +403,8 @@ def _write(samples: Rows, summary: Rows, note: str, name: str) -> None:
     from .report import markdown_table
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    text = f"# soak\n\n{note}\n\n## summary\n\n{markdown_table([{k: v for k, v in summary[0].items() if k != 'errors'}])}\n\n"
+    shown = {k: v for k, v in summary[0].items() if k != "errors"}
+    text = f"# soak\n\n{note}\n\n## summary\n\n{markdown_table([shown])}\n\n"
     text += f"errors seen by clients: {summary[0]['errors']}\n\n## samples\n\n{markdown_table(samples)}\n"
     try:
         import matplotlib

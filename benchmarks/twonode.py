@@ -37,7 +37,9 @@ def _redis(port: int, directory: str) -> subprocess.Popen[bytes]:
     return process
 
 
-def _measure(nodes: Sequence[ServerProcess], lg: LoadGen, subscribers: int, rate: float, paced: int, burst: int) -> dict[str, Any]:
+def _measure(
+    nodes: Sequence[ServerProcess], lg: LoadGen, subscribers: int, rate: float, paced: int, burst: int
+) -> dict[str, Any]:
     investigation = f"INV-TWO-{len(nodes)}"
     for node in nodes:
         node.register(investigation)  # each node's own record of a public investigation
@@ -60,7 +62,8 @@ def _measure(nodes: Sequence[ServerProcess], lg: LoadGen, subscribers: int, rate
         start += count
         results[f"{phase}_p99_ms"] = max(w["p99_ms"] for w in waited)
         results[f"{phase}_p50_ms"] = max(w["p50_ms"] for w in waited)
-        results[f"{phase}_delivered_pct"] = 100.0 * sum(w["delivered"] for w in waited) / max(sum(w["expected"] for w in waited), 1)
+        expected = max(sum(w["expected"] for w in waited), 1)
+        results[f"{phase}_delivered_pct"] = 100.0 * sum(w["delivered"] for w in waited) / expected
         if phase == "burst":
             results["burst_msgs_per_s"] = sum(w["msgs_per_s"] for w in waited)
     for group in groups:
@@ -72,7 +75,8 @@ def run(subscribers: int, rate: float, seconds: float, burst: int) -> list[dict[
     paced = max(1, int(rate * seconds))
     rows = []
     with ServerProcess("ours", label="twonode-single") as single, LoadGen("twonode-single-loadgen") as lg:
-        rows.append({"setup": "one node (memory)", "subscribers": subscribers, **_measure([single], lg, subscribers, rate, paced, burst)})
+        measured = _measure([single], lg, subscribers, rate, paced, burst)
+        rows.append({"setup": "one node (memory)", "subscribers": subscribers, **measured})
     with tempfile.TemporaryDirectory() as directory:
         port = free_port()
         redis = _redis(port, directory)
@@ -81,7 +85,8 @@ def run(subscribers: int, rate: float, seconds: float, burst: int) -> list[dict[
             with ServerProcess("ours", flags=[*flags, "--node-name", "a"], label="twonode-a") as a, ServerProcess(
                 "ours", flags=[*flags, "--node-name", "b"], label="twonode-b"
             ) as b, LoadGen("twonode-loadgen") as lg:
-                rows.append({"setup": "two nodes (redis)", "subscribers": subscribers, **_measure([a, b], lg, subscribers, rate, paced, burst)})
+                measured = _measure([a, b], lg, subscribers, rate, paced, burst)
+                rows.append({"setup": "two nodes (redis)", "subscribers": subscribers, **measured})
         finally:
             redis.terminate()
             redis.wait(timeout=10)

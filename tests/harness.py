@@ -16,9 +16,9 @@ from wsproto.utilities import LocalProtocolError
 
 from cidadao_trio.broker.base import Delivery
 from cidadao_trio.config import Settings
+from cidadao_trio.investigations.engine import Investigation
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.server.server import Server
-from cidadao_trio.investigations.engine import Investigation
 
 TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory"}
 

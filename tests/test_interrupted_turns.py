@@ -16,9 +16,9 @@ from cidadao_trio.agents import Drummond
 from cidadao_trio.agents.router import AgentRouter
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.config import Settings
+from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.server.server import Server
 from cidadao_trio.session.turns import Turn, TurnQueue, TurnRunner
-from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.base import MemoryStore, SaveTurn
 
 from .harness import TEST_DEFAULTS, connect, receive, receive_until, send
@@ -76,13 +76,19 @@ async def test_turns_answered_in_full_leave_nothing_to_end(autojump_clock: trio.
 async def test_another_nodes_open_turn_is_left_alone(autojump_clock: trio.testing.MockClock) -> None:
     store = MemoryStore()
     store.apply([
-        SaveTurn("s1", "k1", json.dumps({"node": "other:8000", "reply_to": "x", "agent_id": "drummond", "agent_name": "D"})),
-        SaveTurn("s2", "k2", json.dumps({"node": "me:8000", "reply_to": "y", "agent_id": "drummond", "agent_name": "D"})),
+        SaveTurn(
+            "s1", "k1", json.dumps({"node": "other:8000", "reply_to": "x", "agent_id": "drummond", "agent_name": "D"})
+        ),
+        SaveTurn(
+            "s2", "k2", json.dumps({"node": "me:8000", "reply_to": "y", "agent_id": "drummond", "agent_name": "D"})
+        ),
     ])
     broker = MemoryBroker(store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
-        runner = TurnRunner(broker, StoreRecords(broker), AgentRouter(converse=Drummond()), nursery, "me:8000", shared_store=True)
+        runner = TurnRunner(
+            broker, StoreRecords(broker), AgentRouter(converse=Drummond()), nursery, "me:8000", shared_store=True
+        )
         assert await runner.end_interrupted() == 1
         await broker.flush()
         assert [turn[:2] for turn in store.load_open_turns()] == [("s1", "k1")]
@@ -95,7 +101,8 @@ async def test_a_turn_begun_before_the_clean_up_runs_is_left_alone(autojump_cloc
     broker = MemoryBroker(store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
-        runner = TurnRunner(broker, StoreRecords(broker), AgentRouter(converse=Drummond(chunk_delay=1.0)), nursery, "me:8000")
+        agents = AgentRouter(converse=Drummond(chunk_delay=1.0))
+        runner = TurnRunner(broker, StoreRecords(broker), agents, nursery, "me:8000")
         queue = TurnQueue("s1", 4)
         runner.submit(queue, Turn("Olá, tudo bem?", {}, "q1"))
         await trio.sleep(0.5)  # the reply is streaming; its open-turn record is stored

@@ -7,8 +7,8 @@ import re
 import trio
 import trio.testing
 
-from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.auth import mint_token
+from cidadao_trio.investigations.scope import Filters
 
 from .contracts import small_dataset
 from .harness import connect, http_get, is_turn_end, receive, receive_until, running_server, send, wait_closed

@@ -8,6 +8,7 @@ investigation ids (``INV-2026-`` becomes the current year's, as the server numbe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -26,7 +27,11 @@ from .process import serve
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-MARKER = re.compile(r"<!-- readme-test: runs offline(?P<server>, against a server the test starts)? -->\n```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.S)
+MARKER = re.compile(
+    r"<!-- readme-test: runs offline(?P<server>, against a server the test starts)? -->\n"
+    r"```(?P<lang>\w+)\n(?P<code>.*?)\n```",
+    re.S,
+)
 
 
 def shown(value: object) -> str:
@@ -79,10 +84,8 @@ def _run_block(lang: str, code: str, cwd: Path, port: int) -> subprocess.Complet
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # a server the block left behind
-            except ProcessLookupError:
-                pass
         process.wait()
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 

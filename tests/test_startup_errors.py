@@ -98,7 +98,9 @@ def test_a_corrupted_sqlite_file(tmp_path: Path) -> None:
     data.mkdir()
     (data / "cidadao.sqlite3").write_bytes(b"this is no database, just forty-odd bytes of text" * 4)
     line = one_line(run("serve", "--port", "0", cwd=tmp_path, store="sqlite"), 1)
-    assert line.startswith("cidadao-trio serve: data/cidadao.sqlite3 is not a usable SQLite database (file is not a database)")
+    assert line.startswith(
+        "cidadao-trio serve: data/cidadao.sqlite3 is not a usable SQLite database (file is not a database)"
+    )
     assert "move it aside" in line and "backup" in line
 
 

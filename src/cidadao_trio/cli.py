@@ -20,7 +20,7 @@ import trio
 
 from . import __version__, config, logs, preflight
 from .config import Settings
-from .terminal import run_client, run_chat, run_investigate, run_watch
+from .terminal import run_chat, run_client, run_investigate, run_watch
 
 DESCRIPTION = """\
 cidadao-trio: the real-time server of Cidadão.AI, and terminal clients for it.

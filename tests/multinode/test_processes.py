@@ -32,13 +32,15 @@ def test_two_processes_act_as_one_server_and_survive_a_sigkill(redis: RedisProce
         async def investigation_across() -> str:
             async with websockets.connect(f"ws://127.0.0.1:{a.port}/api/v1/ws/chat/cidada") as ws:
                 await ws.recv()
-                await ws.send(json.dumps({"type": "chat", "data": {"message": "Investigar contratos do Ministério da Saúde"}}))
+                ask = {"type": "chat", "data": {"message": "Investigar contratos do Ministério da Saúde"}}
+                await ws.send(json.dumps(ask))
                 while True:
                     message = json.loads(await asyncio.wait_for(ws.recv(), 60))
                     if message["type"] == "chat_complete":
                         investigation_id = message["data"]["investigation_id"]
                         break
-            async with websockets.connect(f"ws://127.0.0.1:{b.port}/api/v1/ws/investigations/{investigation_id}") as watch:
+            watch_url = f"ws://127.0.0.1:{b.port}/api/v1/ws/investigations/{investigation_id}"
+            async with websockets.connect(watch_url) as watch:
                 await watch.recv()
                 while True:
                     message = json.loads(await asyncio.wait_for(watch.recv(), 60))

@@ -243,7 +243,9 @@ async def test_per_principal_connection_cap(autojump_clock: trio.testing.MockClo
                 assert (await receive(d))["type"] == "connection"
 
 
-@pytest.mark.parametrize(("origin", "allowed"), [(b"https://cidadao.ai", True), (b"https://evil.example", False), (None, True)])
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [(b"https://cidadao.ai", True), (b"https://evil.example", False), (None, True)]
+)
 async def test_allowed_origins(
     autojump_clock: trio.testing.MockClock, origin: bytes | None, allowed: bool
 ) -> None:

@@ -160,7 +160,8 @@ async def test_malformed_websocket_key_is_refused_before_the_upgrade(
 async def test_well_formed_key_upgrades_and_wrong_version_gets_426(autojump_clock: trio.testing.MockClock) -> None:
     async with running_server() as server:
         upgrade = ("Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {GOOD_KEY}")
-        status, headers, body = await exchange(server, get("/api/v1/ws/chat/s1", "GET", *upgrade, "Sec-WebSocket-Version: 8"))
+        old_version = get("/api/v1/ws/chat/s1", "GET", *upgrade, "Sec-WebSocket-Version: 8")
+        status, headers, body = await exchange(server, old_version)
         assert status == 426 and headers["sec-websocket-version"] == "13"
         assert_error_body(body, "UPGRADE_REQUIRED")
         status, _, _ = await exchange(server, get("/api/v1/ws/chat/s1", "HEAD", *upgrade, "Sec-WebSocket-Version: 13"))
@@ -191,7 +192,8 @@ async def test_private_and_missing_investigations_take_the_same_lookups_over_htt
         for investigation_id in ("INV-1", "INV-2"):  # private (known here), missing
             for suffix in ("", f"?token={mint_token(SECRET, 'bob')}"):
                 store_reads.clear()
-                status, headers, body = await exchange(server, get(f"/api/v1/investigations/{investigation_id}{suffix}"))
+                target = f"/api/v1/investigations/{investigation_id}{suffix}"
+                status, headers, body = await exchange(server, get(target))
                 answers.append((status, headers, body))
                 assert store_reads == [(investigation_id,)]  # one store read, known or not
         assert all(answer == answers[0] for answer in answers)

@@ -8,6 +8,7 @@ token inside its leeway expiring at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -172,10 +173,8 @@ async def test_silent_sockets_from_one_address_cannot_lock_others_out() -> None:
 
             async def silent(index: int) -> None:
                 async with trio_websocket.open_websocket_url(f"{url}x{index}") as ws:
-                    try:
+                    with contextlib.suppress(trio_websocket.ConnectionClosed):
                         send_refusal.send_nowait(json.loads(await ws.get_message()))
-                    except trio_websocket.ConnectionClosed:
-                        pass
 
             for index in range(49):
                 attackers.start_soon(silent, index)

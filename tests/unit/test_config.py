@@ -99,7 +99,9 @@ def test_explicit_mapping_ignores_process_environment(monkeypatch: pytest.Monkey
     assert from_environ({}).port == 8000
 
 
-@pytest.mark.parametrize("name,value", [("CIDADAO_PORT", "abc"), ("CIDADAO_PORT", "80.5"), ("CIDADAO_IDLE_TIMEOUT", "soon")])
+@pytest.mark.parametrize(
+    "name,value", [("CIDADAO_PORT", "abc"), ("CIDADAO_PORT", "80.5"), ("CIDADAO_IDLE_TIMEOUT", "soon")]
+)
 def test_malformed_numbers_raise(name: str, value: str) -> None:
     with pytest.raises(ValueError):
         from_environ({name: value})

@@ -69,7 +69,12 @@ def test_utc_timestamp_round_trips_to_the_millisecond(now: dt.datetime) -> None:
 
 @pytest.mark.parametrize(
     "text,epoch,offset",
-    [("a-0", "a", 0), ("ep1-1", "ep1", 1), ("0123abcd-42", "0123abcd", 42), ("Z" * 32 + "-" + "9" * 19, "Z" * 32, 10**19 - 1)],
+    [
+        ("a-0", "a", 0),
+        ("ep1-1", "ep1", 1),
+        ("0123abcd-42", "0123abcd", 42),
+        ("Z" * 32 + "-" + "9" * 19, "Z" * 32, 10**19 - 1),
+    ],
 )
 def test_durable_id_parse(text: str, epoch: str, offset: int) -> None:
     parsed = DurableId.parse(text)
