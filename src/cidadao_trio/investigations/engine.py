@@ -25,6 +25,7 @@ import trio
 
 from ..broker.base import Broker, StoreUnavailable, investigation_stream
 from ..protocol.envelope import utc_timestamp
+from ..protocol.events import AgentFinding, AnomalyDetected, InvestigationFailed, InvestigationProgress, ReportReady
 from ..records.base import Records, StoredReport
 from .analysis import Finding, pattern_findings
 from .dataset import data_origin
@@ -237,7 +238,7 @@ class InvestigationEngine:
             for anomaly in detected.get(detector.__name__, []):
                 if ids.intersection(anomaly.contract_ids):
                     anomalies.append(anomaly)
-                    await self.broker.publish(stream, "anomaly_detected", _anomaly_event(record.id, len(anomalies), anomaly))
+                    await self.broker.publish(stream, _anomaly_event(record.id, len(anomalies), anomaly))
             record = await self._advance(
                 record, Status.ANOMALY_DETECTION, f"{len(anomalies)} anomalias encontradas até agora.",
                 progress=low + (high - low) * n // len(ALL_DETECTORS), anomalies_detected=len(anomalies),
@@ -245,7 +246,7 @@ class InvestigationEngine:
         record = await self._advance(record, Status.FORENSIC_ENRICHMENT, "Anita Garibaldi está analisando padrões.")
         findings = [*coverage, _zumbi_summary(anomalies, record.scope), *await self.compute(pattern_findings, contracts, record.scope)]
         for finding in findings:
-            await self.broker.publish(stream, "agent_finding", _finding_event(record.id, finding))
+            await self.broker.publish(stream, _finding_event(record.id, finding))
             await trio.sleep(self.step_delay)
         record = await self._advance(record, Status.SUMMARY_GENERATION, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
@@ -256,16 +257,10 @@ class InvestigationEngine:
         )
         summary = dict(report.summary)
         record = await self._advance(record, Status.COMPLETED, "Investigação concluída.", summary=summary)
-        await self.broker.publish(
-            stream,
-            "report_ready",
-            {
-                "investigation_id": record.id,
-                "summary": summary,
-                "formats": ["markdown", "json"],
-                "url": f"/api/v1/investigations/{record.id}/report?format=markdown",
-            },
-        )
+        await self.broker.publish(stream, ReportReady(
+            investigation_id=record.id, summary=summary, formats=("markdown", "json"),
+            url=f"/api/v1/investigations/{record.id}/report?format=markdown",
+        ))
         return record
 
     async def _retrieve(self, source: ContractSource, record: Investigation, scope: Scope) -> tuple[Investigation, Retrieval]:
@@ -300,7 +295,7 @@ class InvestigationEngine:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
         record = await self._advance(record, Status.FAILED, "A investigação falhou.", reason=reason)
         await self.broker.publish(
-            investigation_stream(record.id), "investigation_failed", {"investigation_id": record.id, "reason": reason}
+            investigation_stream(record.id), InvestigationFailed(investigation_id=record.id, reason=reason)
         )
 
     async def _advance(
@@ -318,19 +313,10 @@ class InvestigationEngine:
         record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)
         self.records[record.id] = record
         await self._save(record)
-        await self.broker.publish(
-            investigation_stream(record.id),
-            "investigation_progress",
-            {
-                "investigation_id": record.id,
-                "update_type": "progress",
-                "progress": progress,
-                "status": status,
-                "message": message,
-                "records_processed": record.records_processed,
-                "anomalies_detected": record.anomalies_detected,
-            },
-        )
+        await self.broker.publish(investigation_stream(record.id), InvestigationProgress(
+            investigation_id=record.id, progress=progress, status=status, message=message,
+            records_processed=record.records_processed, anomalies_detected=record.anomalies_detected,
+        ))
         if not status.finished:
             await trio.sleep(self.step_delay)
         return record
@@ -348,28 +334,19 @@ def _origin_note(origin: str) -> str:
     return " Atenção: amostra sintética de demonstração, não dados reais." if origin == "sample" else ""
 
 
-def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> dict[str, Any]:
-    return {
-        "investigation_id": investigation_id,
-        "anomaly_id": f"{investigation_id}-A{number:03d}",
-        "anomaly_type": anomaly.anomaly_type,
-        "severity": anomaly.severity,
-        "confidence": anomaly.confidence,
-        "description": anomaly.description,
-        "details": dict(anomaly.details),
-        "agent_id": ZUMBI[0],
-    }
+def _anomaly_event(investigation_id: str, number: int, anomaly: Anomaly) -> AnomalyDetected:
+    return AnomalyDetected(
+        investigation_id=investigation_id, anomaly_id=f"{investigation_id}-A{number:03d}",
+        anomaly_type=anomaly.anomaly_type, severity=anomaly.severity, confidence=anomaly.confidence,
+        description=anomaly.description, details=dict(anomaly.details), agent_id=ZUMBI[0],
+    )
 
 
-def _finding_event(investigation_id: str, finding: Finding) -> dict[str, Any]:
-    return {
-        "investigation_id": investigation_id,
-        "agent_id": finding.agent_id,
-        "agent_name": finding.agent_name,
-        "finding_type": finding.finding_type,
-        "summary": finding.summary,
-        "details": dict(finding.details),
-    }
+def _finding_event(investigation_id: str, finding: Finding) -> AgentFinding:
+    return AgentFinding(
+        investigation_id=investigation_id, agent_id=finding.agent_id, agent_name=finding.agent_name,
+        finding_type=finding.finding_type, summary=finding.summary, details=dict(finding.details),
+    )
 
 
 def _zumbi_summary(anomalies: Sequence[Anomaly], scope: str) -> Finding:

@@ -15,9 +15,7 @@ from typing import Any
 import h11
 import trio
 
-from ..agents import Drummond
-from ..agents.investigators import Abaporu, Anita, Tiradentes, Zumbi
-from ..agents.router import AgentRouter
+from ..agents.team import build_team
 from ..investigations.engine import InvestigationEngine
 from ..investigations.model import Contract
 from ..investigations.dataset import load_contracts
@@ -143,14 +141,7 @@ class Server:
                 source=portal_source(settings, open_response_cache(self.broker)) if given is None else None,
             )
             await services.start(engine.run)
-            delay = settings.reply_chunk_delay
-            agents = AgentRouter(
-                converse=Drummond(chunk_delay=delay),
-                investigate=Zumbi(engine, delay),
-                analyze=Anita(engine, delay),
-                report=Tiradentes(engine, delay),
-                status=Abaporu(engine, delay),
-            )
+            agents = build_team(engine, settings, self.metrics)  # rule-based, or voiced by --llm-base-url
             runner = TurnRunner(self.broker, self.records, agents, services, node, settings.store == "redis")
             if self.broker.healthy:
                 await runner.end_interrupted()
