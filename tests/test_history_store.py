@@ -19,6 +19,7 @@ import trio.testing
 
 from cidadao_trio.broker.memory import MemoryBroker
 from cidadao_trio.protocol.envelope import DurableId
+from cidadao_trio.session.digest import read_digest
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .harness import ListSink
@@ -111,7 +112,9 @@ async def test_copies_are_references_stored_once_and_replay_with_their_own_ids(t
     source = [json.loads(d.text) for d in before + after]
 
     db = sqlite3.connect(path)
-    rows = db.execute("SELECT stream, text, ref_stream, ref_offset FROM messages WHERE stream LIKE 'session:%'").fetchall()
+    rows = db.execute(
+        "SELECT stream, text, ref_stream, ref_offset FROM messages WHERE stream LIKE 'session:%'"
+    ).fetchall()
     assert len(rows) == 27 and all(text == "" and ref == INV for _, text, ref, _ in rows)
     assert db.execute("SELECT COUNT(*) FROM messages WHERE stream = ?", (INV,)).fetchone() == (9,)
     db.close()
@@ -168,7 +171,7 @@ async def test_digest_reads_the_store(tmp_path: Path) -> None:
         await broker.publish(INV, message("investigation_progress", {**inv, "progress": 70}))
         await broker.publish(INV, message("report_ready", {**inv, "url": "/r"}))
         await broker.flush()
-        digest = await broker.digest([INV])
+        digest = await read_digest(broker, [INV])
         assert [(d.type, json.loads(d.text)["data"]) for d in digest] == [
             ("anomaly_detected", {**inv, "anomaly_id": "a1"}),
             ("investigation_progress", {**inv, "progress": 70}),
@@ -200,7 +203,9 @@ async def test_streams_nobody_attaches_to_leave_memory(tmp_path: Path, autojump_
         await broker.attach("session:watched", watched, None)
         published = {}
         for key in ("session:watched", "session:a", "session:b"):
-            published[key] = [await broker.publish(key, message("chat", {"content": f"{CONTENT}{n}"})) for n in range(20)]
+            published[key] = [
+                await broker.publish(key, message("chat", {"content": f"{CONTENT}{n}"})) for n in range(20)
+            ]
         await broker.flush()
         held = broker.held_bytes
         now[0] += 200  # a, b idle for longer than IDLE_STREAM_SECONDS

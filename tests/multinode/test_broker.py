@@ -13,6 +13,7 @@ from cidadao_trio.investigations.model import Investigation
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.records.base import StoredReport
 from cidadao_trio.records.redis import RedisRecords
+from cidadao_trio.session.digest import read_digest
 
 from ..messages import message
 from .helpers import ListSink, cursor, hold_fan_out, offsets, started, wait_healthy
@@ -23,7 +24,10 @@ INV = investigation_stream("INV-2026-001")
 
 
 async def chats(broker: redis_broker.RedisBroker, n: int, stream: str = S, start: int = 0) -> list[str]:
-    return [(await broker.publish(stream, message("chat", {"role": "user", "content": f"m{start + i}"}))).id for i in range(n)]
+    return [
+        (await broker.publish(stream, message("chat", {"role": "user", "content": f"m{start + i}"}))).id
+        for i in range(n)
+    ]
 
 
 async def progress(broker: redis_broker.RedisBroker, value: int) -> str:
@@ -119,7 +123,7 @@ async def test_retention_by_count_and_age(nursery: trio.Nursery, redis: RedisPro
     now[0] += 101.0
     assert not await b.cursor_is_valid(S, cursor(published[1]))  # expired
     assert await b.cursor_is_valid(S, cursor(published[-1]))  # seen everything: nothing missed
-    assert await b.digest([S]) == []
+    assert await read_digest(b, [S]) == []
 
 
 async def test_link_copies_history_and_streams_live_events_across_nodes(
@@ -134,11 +138,15 @@ async def test_link_copies_history_and_streams_live_events_across_nodes(
     assert await b.link(INV, S) == 1
     assert await a.link(INV, S) == 0  # linking twice copies nothing
     await progress(a, 20)
-    anomaly = await a.publish(INV, message("anomaly_detected", {"investigation_id": "INV-2026-001", "anomaly_id": "A1"}))
+    anomaly = await a.publish(
+        INV, message("anomaly_detected", {"investigation_id": "INV-2026-001", "anomaly_id": "A1"})
+    )
     ids = await session.wait_durable(4)
     assert offsets(ids) == [1, 2, 3, 4]
     assert ids[0] == subscribed.id
-    assert [d.type for d in session.got] == ["subscribed", "investigation_progress", "investigation_progress", "anomaly_detected"]
+    assert [d.type for d in session.got] == [
+        "subscribed", "investigation_progress", "investigation_progress", "anomaly_detected"
+    ]
     assert [p["data"].get("progress") for p in session.payloads()][1:3] == [10, 20]
     assert session.got[1].coalesce_key == "progress:INV-2026-001"
     assert cursor(anomaly.id).offset == 3  # its own offset in the investigation stream
@@ -165,8 +173,10 @@ async def test_digest_is_latest_progress_every_anomaly_and_the_report(
     await a.publish(INV, message("agent_finding", {**data, "summary": "x"}))
     await a.publish(INV, message("anomaly_detected", {**data, "anomaly_id": "A2"}))
     await a.publish(INV, message("report_ready", data))
-    digest = await b.digest([INV])
-    assert [d.type for d in digest] == ["anomaly_detected", "investigation_progress", "anomaly_detected", "report_ready"]
+    digest = await read_digest(b, [INV])
+    assert [d.type for d in digest] == [
+        "anomaly_detected", "investigation_progress", "anomaly_detected", "report_ready"
+    ]
     assert all(not d.durable and d.id.startswith("e-") for d in digest)
     payloads = [json.loads(d.text) for d in digest]
     assert payloads[1]["data"]["progress"] == 50

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cidadao_trio.broker.base import Delivery, investigation_stream, session_stream
 from cidadao_trio.broker.memory import WRITE_QUEUE_SIZE, MemoryBroker
 from cidadao_trio.protocol.envelope import DurableId
+from cidadao_trio.session.digest import read_digest
 
 from ..messages import message
 
@@ -106,7 +107,8 @@ async def test_durable_delivery_text_is_the_envelope(nursery: trio.Nursery) -> N
 
 async def test_progress_carries_coalesce_key(nursery: trio.Nursery) -> None:
     b = await started(nursery)
-    delivery = await b.publish(INV, message("investigation_progress", {"investigation_id": "INV-2026-001", "progress": 10}))
+    progress = message("investigation_progress", {"investigation_id": "INV-2026-001", "progress": 10})
+    delivery = await b.publish(INV, progress)
     assert delivery.coalesce_key == "progress:INV-2026-001"
     assert (await b.publish(S, message("chat", {"content": "x"}))).coalesce_key is None
 
@@ -487,7 +489,7 @@ async def test_digest_latest_progress_every_anomaly_and_report(nursery: trio.Nur
     await b.publish(INV, message("anomaly_detected", {**inv, "anomaly_id": "a2"}))
     await b.publish(INV, message("report_ready", {**inv, "url": "/r"}))
     await b.flush()
-    digest = await b.digest([INV])
+    digest = await read_digest(b, [INV])
     kinds = [(d.type, json.loads(d.text)["data"]) for d in digest]
     assert kinds == [
         ("anomaly_detected", {**inv, "anomaly_id": "a1"}),

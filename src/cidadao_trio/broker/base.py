@@ -6,7 +6,6 @@ are the records repository's (``records.base.Records``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -100,6 +99,8 @@ class Broker(Protocol):
 
     async def followed_by(self, target: str) -> list[str]: ...
 
-    async def digest(self, sources: Iterable[str]) -> list[Delivery]: ...
+    async def retained(self, stream: str) -> list[Delivery]:
+        """Every committed message the stream retains, oldest first (a digest reads it)."""
+        ...
 
     async def last_id(self, stream: str) -> str: ...

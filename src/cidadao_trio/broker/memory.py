@@ -34,13 +34,13 @@ import os
 import sys
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import trio
 
-from ..protocol.envelope import Body, DurableId, body, ephemeral_id
+from ..protocol.envelope import Body, DurableId, body, ephemeral_id, restamp
 from ..protocol.events import Event
 from ..protocol.frames import payload_size
 from ..store.base import (
@@ -106,11 +106,6 @@ def _cost(entry: _Entry) -> int:
 
 def _text_of(frame: bytes) -> str:
     return str(memoryview(frame)[len(frame) - payload_size(frame) :], "utf-8")
-
-
-def _restamp(text: str, id: str) -> str:
-    """The same envelope under another id (the id is its last member)."""
-    return text[: text.rindex('"id":"') + 6] + id + '"}'
 
 
 @attrs.define(eq=False)
@@ -446,7 +441,7 @@ class MemoryBroker:
         id = f"{stream.epoch}-{stream.last_offset}"
         self._push(stream, _Ref(source, offset, now, None if self.store.durable else own))
         ops: list[Op] = [Append(stream.key, StoredMessage(stream.last_offset, type, "", now, key, (source, offset)))]
-        delivery = Delivery(type, _restamp(text, id), id, True, origin, key)
+        delivery = Delivery(type, restamp(text, id), id, True, origin, key)
         return delivery, ops + self._trim_ops(stream, now)
 
     def _trim_ops(self, stream: _Stream, now: float) -> list[Op]:
@@ -468,7 +463,7 @@ class MemoryBroker:
             own = found if isinstance(found, _Own) else None
         if own is None:
             return None
-        return Delivery(own.type, _restamp(_text_of(own.frame), id), id, True, None, own.key)
+        return Delivery(own.type, restamp(_text_of(own.frame), id), id, True, None, own.key)
 
     def _tail(self, stream: _Stream, after: int) -> list[Delivery] | None:
         """Committed messages after ``after``, if memory holds all of them (else None)."""
@@ -492,7 +487,7 @@ class MemoryBroker:
         for row in rows:
             id = f"{stream.epoch}-{row.offset}"
             text = str(row.text)
-            out.append(Delivery(row.type, _restamp(text, id) if row.ref else text, id, True, None, row.coalesce_key))
+            out.append(Delivery(row.type, restamp(text, id) if row.ref else text, id, True, None, row.coalesce_key))
         return out
 
     async def _read(self, stream: _Stream, after: int, sink: Sink) -> int:
@@ -694,24 +689,16 @@ class MemoryBroker:
         sources = set(stored) | self._followers_of.get(target, set())
         return sorted([s for s in sources if target in (await self._stream(s)).links])
 
-    async def digest(self, sources: Iterable[str]) -> list[Delivery]:
-        """What a client that lost history needs (PROTOCOL.md §4), as ephemeral messages."""
-        digest = []
-        for source in sources:
-            stream = await self._stream(source)
-            entries: list[Delivery] = []
-            self._pinned[source] += 1
-            try:
-                await self._read(stream, await self._oldest(stream) - 1, _Collect(entries))
-            finally:
-                self._pinned[source] -= 1
-            progress = [d for d in entries if d.type == "investigation_progress"]
-            keep = progress[-1:] + [d for d in entries if d.type in ("anomaly_detected", "report_ready")]
-            keep.sort(key=lambda d: _offset(d.id))
-            for delivery in keep:
-                eid = ephemeral_id()
-                digest.append(Delivery(delivery.type, _restamp(delivery.text, eid), eid, False))
-        return digest
+    async def retained(self, stream: str) -> list[Delivery]:
+        """Every committed message ``stream`` retains, from memory or the store."""
+        target = await self._stream(stream)
+        entries: list[Delivery] = []
+        self._pinned[stream] += 1
+        try:
+            await self._read(target, await self._oldest(target) - 1, _Collect(entries))
+        finally:
+            self._pinned[stream] -= 1
+        return entries
 
     async def last_id(self, stream: str) -> str:
         """The id of the last committed message (offset 0 for an empty stream)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -495,17 +495,9 @@ class RedisBroker:
         """The streams ``target`` follows (a session's investigations)."""
         return sorted(await self.call(lambda c, _: c.smembers(self.key("f:" + target))))
 
-    async def digest(self, sources: Iterable[str]) -> list[Delivery]:
-        """What a client that lost history needs (PROTOCOL.md §4), as ephemeral messages."""
-        digest = []
-        for source in sources:
-            entries = (await self._range(source, 0)).entries
-            progress = [e for e in entries if e[1].type == "investigation_progress"]
-            keep = progress[-1:] + [e for e in entries if e[1].type in ("anomaly_detected", "report_ready")]
-            for _, message, _ in sorted(keep, key=lambda e: e[0]):
-                eid = ephemeral_id()
-                digest.append(Delivery(message.type, message.stamp(eid), eid, False))
-        return digest
+    async def retained(self, stream: str) -> list[Delivery]:
+        """Every committed message ``stream`` retains."""
+        return [delivery for _, delivery in (await self._range(stream, 0)).deliveries()]
 
     async def last_id(self, stream: str) -> str:
         info = await self._range(stream, None)

@@ -15,6 +15,7 @@ from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
 from ..protocol.events import CONNECTED_MESSAGE
 from ..records.base import Records
+from .digest import read_digest
 from .participant import Participant
 from .turns import TurnQueue, TurnRunner
 
@@ -133,7 +134,7 @@ class Hub:
             cursor = DurableId.parse(await broker.last_id(stream))
             client.error(ErrorCode.HISTORY_GAP)
             with client.outbox.replaying():  # §5: a digest is never coalesced or dropped
-                for delivery in await broker.digest(followed):
+                for delivery in await read_digest(broker, followed):
                     client.outbox.offer(delivery)
         with client.outbox.replaying():  # nor is a replay (the hard ceiling includes retention)
             await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
