@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-STARTUP_TIMEOUT = 15.0
+STARTUP_TIMEOUT = 60.0  # a safety net for a loaded machine (parallel workers), never a measured delay
 LISTENING = re.compile(r"cidadao-trio listening on http://127\.0\.0\.1:(?P<port>[0-9]+)/")
 
 
