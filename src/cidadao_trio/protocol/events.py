@@ -219,7 +219,7 @@ class Connected(Event):
 
     type: ClassVar[str] = "connection"
     durable: ClassVar[bool] = False
-    identity: Mapping[str, str]
+    identity: Mapping[str, Any]
     message: str = CONNECTED_MESSAGE
     resumed: bool
     heartbeat_s: float

@@ -13,7 +13,6 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -22,14 +21,15 @@ import trio
 from ..auth import AuthError, Principal
 from ..broker.base import Delivery, StoreUnavailable
 from ..config import Settings
+from ..metrics import Metrics
 from ..protocol.codes import DEFAULT_MESSAGES, CloseCode, ErrorCode
 from ..protocol.envelope import encode, encode_batch, ephemeral_id, utc_timestamp
+from ..protocol.events import AuthOk, Error, Event, Pong
 from ..protocol.frames import text_frame
 from ..protocol.inbound import Auth, ClientMessage, Ping, ProtocolError, ReplyTo, parse
-from ..metrics import Metrics
 from ..session.access import Gatekeeper
-from ..session.participant import Participant
 from ..session.outbox import Outbox
+from ..session.participant import Participant
 from ..session.ratelimit import RateLimiter
 from .admission import Admission
 from .transport import ConnectionClosed, WebSocket
@@ -109,12 +109,8 @@ def error_text(
     reply_to: ReplyTo = None,
     retry_after: float | None = None,
 ) -> str:
-    data: dict[str, Any] = {"code": str(code), "message": message or DEFAULT_MESSAGES[code]}
-    if reply_to is not None:
-        data["reply_to"] = reply_to
-    if retry_after is not None:
-        data["retry_after"] = retry_after
-    return encode("error", data, ephemeral_id())
+    error = Error(code=str(code), message=message or DEFAULT_MESSAGES[code], reply_to=reply_to, retry_after=retry_after)
+    return encode(error.type, error.data(), ephemeral_id())
 
 
 class Connection(Participant):
@@ -165,9 +161,9 @@ class Connection(Participant):
 
     # --- Participant, as the session layer sees it --------------------------------------
 
-    def send(self, type: str, data: Mapping[str, Any]) -> None:
+    def send(self, event: Event) -> None:
         eid = ephemeral_id()
-        self.outbox.offer(Delivery(type, encode(type, data, eid), eid, False))
+        self.outbox.offer(Delivery(event.type, encode(event.type, event.data(), eid), eid, False))
 
     def error(
         self,
@@ -316,14 +312,8 @@ class Connection(Participant):
 
     def _acknowledge_token(self, reply_to: ReplyTo, session_claimed: bool = False) -> None:
         expires = self.principal.expires_at
-        data: dict[str, Any] = {"expires_at": None}
-        if expires is not None:
-            data["expires_at"] = utc_timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
-        if reply_to is not None:
-            data["reply_to"] = reply_to
-        if session_claimed:
-            data["session_claimed"] = True
-        self.send("auth_ok", data)
+        at = None if expires is None else utc_timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
+        self.send(AuthOk(expires_at=at, reply_to=reply_to, session_claimed=True if session_claimed else None))
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -406,7 +396,7 @@ class Connection(Participant):
                     continue
                 self.metrics.message_in(parsed.type)
                 if isinstance(parsed.command, Ping):
-                    self.send("pong", {} if parsed.id is None else {"reply_to": parsed.id})
+                    self.send(Pong(reply_to=parsed.id))
                 elif isinstance(parsed.command, Auth):
                     await self._renew_token(parsed.command.token, parsed.id, endpoint)
                 else:

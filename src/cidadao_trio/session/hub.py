@@ -13,7 +13,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.envelope import DurableId
-from ..protocol.events import CONNECTED_MESSAGE
+from ..protocol.events import Connected
 from ..records.base import Records
 from .digest import read_digest
 from .participant import Participant
@@ -115,18 +115,10 @@ class Hub:
             # the client (a round trip to Redis, say) falls between the greeting and live.
             cursor = DurableId.parse(await broker.last_id(stream))
         settings = self.settings
-        client.send(
-            "connection",
-            {
-                "status": "connected",
-                **identity,
-                "message": CONNECTED_MESSAGE,
-                "resumed": resumed,
-                "heartbeat_s": settings.heartbeat_interval,
-                "idle_timeout_s": settings.idle_timeout,
-                "max_message_bytes": settings.max_message_bytes,
-            },
-        )
+        client.send(Connected(
+            identity=identity, resumed=resumed, heartbeat_s=settings.heartbeat_interval,
+            idle_timeout_s=settings.idle_timeout, max_message_bytes=settings.max_message_bytes,
+        ))
         if last_id:
             self.metrics.resumes.labels("resumed" if resumed else "history_gap").inc()
         if last_id and not resumed:

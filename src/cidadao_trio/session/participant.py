@@ -7,11 +7,11 @@ be confused with ``cidadao_trio.client``, the program that connects to the serve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..auth import Principal
 from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.events import Event
 from ..protocol.inbound import ReplyTo
 from .outbox import Outbox
 
@@ -21,7 +21,7 @@ class Participant(Protocol):
     outbox: Outbox
     principal: Principal
 
-    def send(self, type: str, data: Mapping[str, Any]) -> None:
+    def send(self, event: Event) -> None:
         """Queue an ephemeral message for this connection only."""
 
     def error(
