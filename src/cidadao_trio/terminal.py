@@ -17,6 +17,20 @@ import orjson
 import trio
 
 from .preflight import interrupted
+from .protocol.events import (
+    AgentFinding,
+    AgentTyping,
+    AnomalyDetected,
+    ChatComplete,
+    Connected,
+    Error,
+    InvestigationFailed,
+    InvestigationProgress,
+    ReplyChunk,
+    ReportReady,
+    Subscribed,
+    Unsubscribed,
+)
 
 if TYPE_CHECKING:
     from .client import RealtimeClient
@@ -130,18 +144,18 @@ class InvestigationView:
 
     def show(self, message: dict[str, Any]) -> bool:
         kind, data = message.get("type"), message.get("data") or {}
-        if kind == "investigation_progress":
+        if kind == InvestigationProgress.type:
             return self._progress(data)
-        if kind == "anomaly_detected":
+        if kind == AnomalyDetected.type:
             confidence = data.get("confidence")
             sure = f", confiança {confidence:.0%}" if isinstance(confidence, int | float) else ""
             self.screen.line(f"⚠ Anomalia ({data.get('severity', '?')}{sure}): {data.get('description', '')}")
-        elif kind == "agent_finding":
+        elif kind == AgentFinding.type:
             self.screen.line(f"• {data.get('agent_name') or data.get('agent_id')}: {data.get('summary', '')}")
-        elif kind == "report_ready":
+        elif kind == ReportReady.type:
             self._report(data.get("investigation_id"), data.get("summary") or {}, data.get("url"))
             return True
-        elif kind == "investigation_failed":
+        elif kind == InvestigationFailed.type:
             self.screen.keep_status()
             self.screen.line(f"✖ A investigação {data.get('investigation_id', '')} falhou: {data.get('reason', '')}")
             return True
@@ -225,20 +239,20 @@ class ChatView:
     def show(self, message: dict[str, Any]) -> None:
         kind, data = message.get("type"), message.get("data") or {}
         screen = self.screen
-        if kind == "connection":
+        if kind == Connected.type:
             self._greet(data)
-        elif kind == "chat":
+        elif kind == ReplyChunk.type:
             self._chat(data)
-        elif kind == "chat_complete":
+        elif kind == ChatComplete.type:
             self._complete(data)
-        elif kind == "typing" and "agent" in data:
+        elif kind == AgentTyping.type and "agent" in data:
             if data.get("isTyping"):
                 screen.status(TYPING)
             else:
                 self._restore_status()
-        elif kind == "error":
+        elif kind == Error.type:
             self._error(data)
-        elif kind in ("subscribed", "unsubscribed") and data.get("message"):
+        elif kind in (Subscribed.type, Unsubscribed.type) and data.get("message"):
             screen.line(str(data["message"]))
         else:
             self.investigations.show(message)
@@ -522,7 +536,7 @@ async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tupl
             async for delivery in receive:
                 message = orjson.loads(delivery.text)
                 if view.show(message):
-                    succeeded = message["type"] == "report_ready"
+                    succeeded = message["type"] == ReportReady.type
                     break
         stored = await engine.report(record.id) if succeeded else None
         nursery.cancel_scope.cancel()
