@@ -122,11 +122,12 @@ async def test_day_pacing_never_exceeds_the_limit(autojump_clock: trio.testing.M
     portal = FakePortal()
     portal.pages("36000", 100)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=4).listing(CONTRACTS, PARAMS, deadline=3600)
+        api = client(portal, concurrency=4)
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=3600)
     assert listing.complete and len(listing.received) == 100
     times = [s.at for s in portal.seen]
     assert most_in_a_minute(times) <= DAY_LIMIT
-    assert min(b - a for a, b in zip(times, times[1:])) >= 60 / DAY_LIMIT - 1e-6
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 60 / DAY_LIMIT - 1e-6
     assert times[-1] - times[0] >= (len(times) - 1) * 60 / DAY_LIMIT - 1e-6
 
 
@@ -136,7 +137,7 @@ async def test_night_pacing_is_faster(autojump_clock: trio.testing.MockClock) ->
     async with running_portal(portal):
         await client(portal, wall=NIGHT, concurrency=4).listing(CONTRACTS, PARAMS, deadline=3600)
     times = [s.at for s in portal.seen]
-    assert min(b - a for a, b in zip(times, times[1:])) >= 60 / NIGHT_LIMIT - 1e-6
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 60 / NIGHT_LIMIT - 1e-6
     assert times[-1] - times[0] < (len(times) - 1) * 60 / DAY_LIMIT  # faster than by day
 
 
@@ -151,14 +152,15 @@ async def test_one_limiter_paces_two_investigations_together(autojump_clock: tri
             nursery.start_soon(partial(api.listing, CONTRACTS, {**PARAMS, "codigoOrgao": code}, deadline=3600))
     times = [s.at for s in portal.seen]
     assert len(times) >= 22 and shared.granted == len(times)
-    assert min(b - a for a, b in zip(times, times[1:])) >= 60 / DAY_LIMIT - 1e-6
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 60 / DAY_LIMIT - 1e-6
 
 
 async def test_429_retry_after_pauses_every_request(autojump_clock: trio.testing.MockClock) -> None:
     portal = FakePortal(script={("contratos", 2): ["429:7"]})
     portal.pages("36000", 4)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=2).listing(CONTRACTS, PARAMS, deadline=600)
+        api = client(portal, concurrency=2)
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=600)
     assert listing.complete and listing.received == (1, 2, 3, 4)
     seen = portal.requests_to("contratos")
     refused = next(i for i, s in enumerate(seen) if s.params["pagina"] == "2")
@@ -171,7 +173,8 @@ async def test_5xx_retried_with_backoff(autojump_clock: trio.testing.MockClock) 
     portal = FakePortal(script={("contratos", 2): ["503", "502"]})
     portal.pages("36000", 3)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=1, retry=RetryPolicy(base=2.0)).listing(CONTRACTS, PARAMS, deadline=600)
+        api = client(portal, concurrency=1, retry=RetryPolicy(base=2.0))
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=600)
     assert listing.complete and len(listing.items) == 45
     tries = [s.at for s in portal.requests_to("contratos") if s.params["pagina"] == "2"]
     assert len(tries) == 3
@@ -182,7 +185,8 @@ async def test_slow_page_times_out_and_is_asked_again(autojump_clock: trio.testi
     portal = FakePortal(script={("contratos", 2): ["slow:45"]})
     portal.pages("36000", 3)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=1, retry=RetryPolicy(timeout=10)).listing(CONTRACTS, PARAMS, deadline=600)
+        api = client(portal, concurrency=1, retry=RetryPolicy(timeout=10))
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=600)
     assert listing.complete and len(listing.items) == 45
     assert page_numbers(portal.requests_to("contratos")).count(2) == 2
 
@@ -191,7 +195,8 @@ async def test_deadline_keeps_what_arrived_and_names_the_missing_pages(autojump_
     portal = FakePortal(always_slow={("contratos", 3): 1000.0})
     portal.pages("36000", 6)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=2, retry=RetryPolicy(timeout=30)).listing(CONTRACTS, PARAMS, deadline=100)
+        api = client(portal, concurrency=2, retry=RetryPolicy(timeout=30))
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=100)
     assert listing.timed_out and not listing.complete
     assert listing.missing == (3,) and listing.onward is None  # the empty page 7 was seen
     assert listing.received == (1, 2, 4, 5, 6)
@@ -203,7 +208,8 @@ async def test_pages_past_every_retry_are_missing_and_stop_the_listing(autojump_
     portal = FakePortal(script={("contratos", 2): ["500"] * 10})
     portal.pages("36000", 5)
     async with running_portal(portal):
-        listing = await client(portal, concurrency=1, retry=RetryPolicy(attempts=3)).listing(CONTRACTS, PARAMS, deadline=600)
+        api = client(portal, concurrency=1, retry=RetryPolicy(attempts=3))
+        listing = await api.listing(CONTRACTS, PARAMS, deadline=600)
     assert listing.received == (1,) and listing.missing == (2,) and listing.onward == 3
     assert listing.describe_missing() == "página 2, e da página 3 em diante"
     assert "HTTP 500" in listing.problems[0]
@@ -236,7 +242,8 @@ async def test_cancelling_stops_fetching_at_once(autojump_clock: trio.testing.Mo
     async with running_portal(portal):
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: client(portal, concurrency=1).listing(CONTRACTS, PARAMS, deadline=600, on_page=on_page))
+                api = client(portal, concurrency=1)
+                nursery.start_soon(partial(api.listing, CONTRACTS, PARAMS, deadline=600, on_page=on_page))
                 await arrived.wait()
                 await trio.sleep(5)  # page 2 is on its way
                 cancelled_at = trio.current_time()

@@ -39,7 +39,7 @@ async def investigate(engine: InvestigationEngine, scope: Filters) -> tuple[str,
     record = await engine.start(scope, "user:alice", public=False)
     sink = await watch(engine, record.id)
     with trio.fail_after(100_000):
-        while not any(e["type"] in ("report_ready", "investigation_failed", "investigation_cancelled") for e in sink.events):
+        while not any(e["type"] in ("report_ready", "investigation_failed") for e in sink.events):
             sink.changed = trio.Event()
             await sink.changed.wait()
     return record.id, sink
@@ -70,7 +70,8 @@ async def test_live_investigation_reports_pages_as_they_arrive(autojump_clock: t
     stored = orjson.loads(report.json)
     assert stored["data_origin"] == "api"
     assert stored["summary"]["total_records"] == 1050
-    assert "Consultei o Portal da Transparência: 1.050 contratos de Ministério da Saúde (código SIAFI 36000)" in report.markdown
+    assert ("Consultei o Portal da Transparência: 1.050 contratos de Ministério da Saúde (código SIAFI 36000)"
+            in report.markdown)
     assert "amostra sintética" not in report.markdown
     coverage = next(f for f in sink.of("agent_finding") if f["finding_type"] == "data_coverage")
     assert coverage["details"]["complete"] and coverage["details"]["pages_missing"] == []

@@ -267,7 +267,9 @@ class PortalClient:
 
     # -- one page ---------------------------------------------------------------------
 
-    async def page(self, endpoint: str, params: Mapping[str, str | int], *, http: httpx.AsyncClient | None = None) -> list[Any]:
+    async def page(
+        self, endpoint: str, params: Mapping[str, str | int], *, http: httpx.AsyncClient | None = None
+    ) -> list[Any]:
         """One page of a listing (a JSON list), from the cache when it is fresh there."""
         cache_key = f"{endpoint}?{urlencode(sorted(params.items()))}"
         text = await self._cache.get(cache_key)

@@ -182,7 +182,8 @@ def portal_source(
         log.warning("%s is empty: investigations will fail until a key is set", API_KEY_ENV)
         return PortalContractSource(None, deadline=settings.portal_deadline)
     client = PortalClient(
-        settings.portal_api_url, key, limiter=limiter or PortalLimiter(), cache=cache, cache_ttl=settings.portal_cache_ttl
+        settings.portal_api_url, key, limiter=limiter or PortalLimiter(), cache=cache,
+        cache_ttl=settings.portal_cache_ttl,
     )
     log.info("investigations fetch contracts from %s (key from %s)", settings.portal_api_url, API_KEY_ENV)
     return PortalContractSource(client, deadline=settings.portal_deadline)
