@@ -353,7 +353,10 @@ async def test_investigation_endpoint_relays_and_refuses_chat(
         assert refused["data"]["code"] == "UNSUPPORTED" and refused["data"]["reply_to"] == "x"
         await server.broker.publish(
             "investigation:INV-2026-007",
-            message("investigation_progress", {"investigation_id": "INV-2026-007", "progress": 10, "status": "data_retrieval"}),
+            message(
+                "investigation_progress",
+                {"investigation_id": "INV-2026-007", "progress": 10, "status": "data_retrieval"},
+            ),
         )
         event = await receive(ws)
         assert event["type"] == "investigation_progress" and event["data"]["progress"] == 10

@@ -187,7 +187,8 @@ def _chat_and_collect(port: int, session: str, last_id: str | None = None, turns
                     if message["type"] == "chat_complete" and message["data"]["reply_to"] == "last":
                         return hello, seen
             for n in range(turns):
-                await ws.send(json.dumps({"type": "chat", "data": {"message": "Olá"}, "id": "last" if n == turns - 1 else f"t{n}"}))
+                turn_id = "last" if n == turns - 1 else f"t{n}"
+                await ws.send(json.dumps({"type": "chat", "data": {"message": "Olá"}, "id": turn_id}))
                 while True:
                     message = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     seen.append(message)

@@ -23,7 +23,10 @@ async def publish_progress(server: Server, investigation_id: str, count: int) ->
     for step in range(count):
         delivery = await server.broker.publish(
             f"investigation:{investigation_id}",
-            message("investigation_progress", {"investigation_id": investigation_id, "phase": "analisando", "progress": step * 100 // count}),
+            message(
+                "investigation_progress",
+                {"investigation_id": investigation_id, "phase": "analisando", "progress": step * 100 // count},
+            ),
         )
         ids.append(delivery.id)
     return ids

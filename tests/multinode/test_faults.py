@@ -101,7 +101,10 @@ async def test_a_dead_server_s_client_resumes_on_the_other_without_loss(redis: R
                             await receive(ws)
                 except trio_websocket.ConnectionClosed:
                     pass
-            missed = [(await b.broker.publish(S, message("chat", {"role": "user", "content": f"x{n}"}))).id for n in range(4)]
+            missed = [
+                (await b.broker.publish(S, message("chat", {"role": "user", "content": f"x{n}"}))).id
+                for n in range(4)
+            ]
             async with connect(b, f"/api/v1/ws/chat/s1?last_id={seen[-1]}") as ws:
                 hello = await receive(ws)
                 assert hello["data"]["resumed"] is True

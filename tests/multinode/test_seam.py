@@ -83,7 +83,9 @@ async def _scenario(url: str, ops: list[tuple[Any, ...]]) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_ops)
-def test_every_durable_id_exactly_once_in_order_across_nodes(shared_redis: RedisProcess, ops: list[tuple[Any, ...]]) -> None:
+def test_every_durable_id_exactly_once_in_order_across_nodes(
+    shared_redis: RedisProcess, ops: list[tuple[Any, ...]]
+) -> None:
     trio.run(_scenario, shared_redis.url, ops)
 
 
@@ -96,7 +98,9 @@ async def _chats(broker: RedisBroker, count: int) -> list[str]:
     return published
 
 
-async def test_attach_reads_on_when_the_fan_out_got_ahead_of_its_read(nursery: trio.Nursery, redis: RedisProcess) -> None:
+async def test_attach_reads_on_when_the_fan_out_got_ahead_of_its_read(
+    nursery: trio.Nursery, redis: RedisProcess
+) -> None:
     """Messages published during attach's XRANGE and already handled by the fan-out are
     replayed by attach itself (the fan-out will not offer them again)."""
     a = await started(nursery, redis.url)
