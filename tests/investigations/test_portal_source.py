@@ -73,6 +73,7 @@ async def test_live_investigation_reports_pages_as_they_arrive(autojump_clock: t
     assert ("Consultei o Portal da Transparência: 1.050 contratos de Ministério da Saúde (código SIAFI 36000)"
             in report.markdown)
     assert "amostra sintética" not in report.markdown
+    assert "Os dados vêm da API de dados do Portal da Transparência" in report.markdown
     coverage = next(f for f in sink.of("agent_finding") if f["finding_type"] == "data_coverage")
     assert coverage["details"]["complete"] and coverage["details"]["pages_missing"] == []
 

@@ -70,7 +70,7 @@ class Anomaly:
     details: Mapping[str, Any] = attrs.field(factory=dict)  # contract_id, expected_value, ...
 
 
-DataOrigin = Literal["sample", "file", "memory"]
+DataOrigin = Literal["sample", "file", "memory", "api"]  # api: fetched while investigating
 
 
 @attrs.frozen

@@ -523,6 +523,8 @@ def _methodology(data_origin: str = "memory") -> dict[str, Any]:
         SAMPLE_NOTICE if data_origin == "sample" else
         "Os dados vêm de um arquivo do Portal da Transparência do Governo Federal (CGU) "
         "carregado no servidor." if data_origin == "file" else
+        "Os dados vêm da API de dados do Portal da Transparência do Governo Federal (CGU), "
+        "consultada durante a investigação." if data_origin == "api" else
         "Os dados foram fornecidos ao servidor por quem o iniciou."
     )  # fmt: skip
     lines = [
