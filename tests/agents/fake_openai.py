@@ -30,6 +30,7 @@ class Script:
     hold_after: int | None = None  # send this many deltas, then wait for ``release``
     cut_after: int | None = None  # send this many deltas, then close without [DONE]
     malformed: bool = False  # a data: line that is not JSON
+    delay: float = 0.0  # seconds before each delta (a model's pace; benchmarks only)
 
 
 @attrs.define(eq=False)
@@ -109,6 +110,8 @@ class FakeOpenAI:
         first = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         await send(h11.Data(data=f"data: {json.dumps(first)}\n\n".encode()))
         for n, delta in enumerate(script.deltas):
+            if script.delay:
+                await trio.sleep(script.delay)
             if n == script.hold_after:
                 await self.release.wait()
             if n == script.cut_after:

@@ -17,6 +17,7 @@ and finally plain conversation.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -383,6 +384,7 @@ _ENGLISH_PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bwhere does the data come from\b", "de onde vem os dados"),
     (r"\b(hello|hi|hey)\b", "ola"), (r"\bthank(s| you)\b", "obrigado"),
 )
+_ENGLISH_FILLERS = frozenset({"the", "a", "an", "did", "does", "do", "has", "have"})
 _ENGLISH_WORDS = {
     "ministry": "ministerio", "ministries": "ministerios", "health": "saude", "education": "educacao",
     "defense": "defesa", "defence": "defesa", "justice": "justica", "spent": "gastou", "spend": "gasto",
@@ -409,7 +411,7 @@ def _english(normalized: str) -> bool:
 def _from_english(normalized: str) -> str:
     for pattern, portuguese in _ENGLISH_PHRASES:
         normalized = re.sub(pattern, portuguese, normalized)
-    return " ".join(_ENGLISH_WORDS.get(w, w) for w in normalized.split())
+    return " ".join(_ENGLISH_WORDS.get(w, w) for w in normalized.split() if w not in _ENGLISH_FILLERS)
 
 
 # --------------------------------------------------------------------------- parts
@@ -483,6 +485,7 @@ def is_follow_up(message: str) -> bool:
     return len(normalized.split()) <= 8 and bool(_FOLLOW_UP.search(normalized))
 
 
+@functools.lru_cache(maxsize=1024)  # pure; asked several times per turn (router, agent, prompt)
 def parse_intent(message: str, previous: str | None = None) -> Intent:
     """Route a message: its kind, filters and the investigation it mentions, if any.
 

@@ -160,8 +160,8 @@ class Anita:
         dataset = self.engine.dataset
         if intent.outside is not None:
             return await self.engine.compute(outside_answer, intent.outside, dataset), False
-        if filters.unknown is not None and filters.agency is None:  # not the whole dataset
-            known = [b.name for b in BODIES] + [c.agency for c in dataset]
+        if filters.unknown is not None and filters.agency is None and intent.ranking != "agencies":
+            known = [b.name for b in BODIES] + [c.agency for c in dataset]  # not the whole dataset
             names = closest_names(filters.unknown, known)
             guess = f" Você quis dizer {' ou '.join(names)}?" if names else ""
             return f"Não reconheci o órgão “{filters.unknown}” nos dados carregados.{guess}", False
@@ -228,7 +228,7 @@ def _report_answer(record: Investigation, summary: Mapping[str, Any]) -> str:
 
 _NOTHING_TO_REPORT = ("Esta conversa ainda não abriu nem acompanha nenhuma investigação, então não há "
                       "relatório para mostrar. Peça, por exemplo: “Investigar contratos do Ministério da Saúde”, "
-                      "ou diga o número de uma investigação, como INV-2026-001.")  # fmt: skip
+                      "ou diga o número de uma investigação (INV-ano-número).")  # fmt: skip
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _SEVERITY_LABEL = {"critical": "crítica", "high": "alta", "medium": "média", "low": "baixa"}
 

@@ -111,10 +111,12 @@ class ChatModel:
         })  # fmt: skip
 
     def _client(self) -> httpx.AsyncClient:
-        if self._ssl is None and self.settings.base_url.startswith("https"):
+        """One client per request, so closing it hangs up; the TLS context is built once
+        (loading the CA bundle costs tens of milliseconds of CPU, even for plain http)."""
+        if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         timeout = httpx.Timeout(None, connect=self.settings.connect_timeout)  # reads bounded below
-        return httpx.AsyncClient(timeout=timeout, verify=self._ssl or True, trust_env=False)
+        return httpx.AsyncClient(timeout=timeout, verify=self._ssl, trust_env=False)
 
     async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         """The reply's text deltas as they arrive. Close it (``aclosing``) to hang up."""
