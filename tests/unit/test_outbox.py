@@ -417,54 +417,31 @@ async def test_wait_ready_not_woken_by_skipped_or_dropped(
     assert scope.cancelled_caught
 
 
-async def test_wait_full_changed_on_full_and_on_drain(autojump_clock: trio.testing.MockClock) -> None:
-    outbox = Outbox(1, max_messages=1)
+async def test_told_when_it_becomes_full_and_when_it_drains(autojump_clock: trio.testing.MockClock) -> None:
     events: list[tuple[float, float | None]] = []
-
-    async def watcher() -> None:
-        for _ in range(2):
-            await outbox.wait_full_changed()
-            events.append((trio.current_time(), outbox.full_since))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watcher)
-        await trio.sleep(1)
-        outbox.offer(make("chat", "a"))  # at the bound: no change
-        await trio.sleep(1)
-        assert events == []
-        outbox.offer(make("chat", "b"))  # over
-        await trio.sleep(1)
-        assert events == [(2, 2)]
-        outbox.take(1)  # back to the bound
-        await trio.sleep(1)
-        assert events == [(2, 2), (3, None)]
+    outbox = Outbox(1, max_messages=2, on_full_changed=lambda: events.append((trio.current_time(), outbox.full_since)))
+    await trio.sleep(1)
+    outbox.offer(make("chat", "a"))
+    outbox.offer(make("chat", "b"))  # at the bound: no change
+    await trio.sleep(1)
+    assert events == []
+    outbox.offer(make("chat", "c"))  # over
+    assert events == [(2, 2)]
+    outbox.offer(make("chat", "d"))  # still full, within the ceiling (2 x 2): no change
+    assert events == [(2, 2)] and not outbox.overflowed
+    await trio.sleep(1)
+    outbox.take(2)  # back to the bound
+    assert events == [(2, 2), (3, None)]
 
 
-async def test_wait_full_changed_on_overflow_while_already_full(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    outbox = Outbox(1, max_messages=1)
+async def test_told_when_it_overflows_while_already_full() -> None:
+    told: list[bool] = []
+    outbox = Outbox(1, max_messages=1, on_full_changed=lambda: told.append(outbox.overflowed))
     outbox.offer(make("chat", "a"))
     outbox.offer(make("chat", "b"))
-    with trio.fail_after(0.001):
-        await outbox.wait_full_changed()  # the change to full was latched
-    with trio.move_on_after(1) as scope:
-        await outbox.wait_full_changed()  # consumed: nothing new yet
-    assert scope.cancelled_caught
-    woke = trio.Event()
-
-    async def watcher() -> None:
-        await outbox.wait_full_changed()
-        woke.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watcher)
-        await trio.sleep(1)
-        assert not woke.is_set()
-        outbox.offer(make("chat", "c"))  # 3 > 2 * 1
-        assert outbox.overflowed
-        with trio.fail_after(0.001):
-            await woke.wait()
+    assert told == [False]  # full
+    outbox.offer(make("chat", "c"))  # 3 > 2 * 1
+    assert outbox.overflowed and told == [False, True]
 
 
 # --- property -------------------------------------------------------------------------

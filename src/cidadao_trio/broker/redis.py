@@ -426,7 +426,7 @@ class RedisBroker:
             state = self._local[stream] = _Local(stream)
         state.attaching += 1  # the janitor leaves it subscribed meanwhile
         try:
-            await self._watch(state, fresh)
+            await self._listen_to(state, fresh)
             start = after.offset if after is not None else 0 if from_oldest else None
             info = await self._range(stream, start)
             gap = after is not None and not info.valid(after)
@@ -451,7 +451,7 @@ class RedisBroker:
             if not state.sinks:
                 self._idle.set()
 
-    async def _watch(self, state: _Local, fresh: bool) -> None:
+    async def _listen_to(self, state: _Local, fresh: bool) -> None:
         """Subscribe before anyone reads the stream (a listener reconnect resyncs it)."""
         if not fresh:
             await state.ready.wait()

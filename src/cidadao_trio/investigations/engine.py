@@ -97,7 +97,7 @@ class InvestigationEngine:
         self._today = today
         self._slots = trio.CapacityLimiter(max_running)
         self._max_open = max_open  # running plus waiting for a slot
-        self._scopes: dict[str, trio.CancelScope] = {}
+        self._cancels: dict[str, trio.CancelScope] = {}  # running or waiting, by investigation id
         self._detected: dict[str, list[Anomaly]] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -122,7 +122,7 @@ class InvestigationEngine:
     async def _end_interrupted(self) -> None:
         """Mark failed what a restart of this node cut (not what this process runs now)."""
         for record in await self.repository.investigations():
-            if record.id in self._scopes:
+            if record.id in self._cancels:
                 continue  # started by this process while the store was unreachable
             self.records[record.id] = record
             ours = not self._shared_store or record.node == self._node  # not another node's
@@ -137,8 +137,8 @@ class InvestigationEngine:
     async def start(self, scope: Scope, owner_key: str, public: bool, title: str | None = None) -> Investigation:
         """Open a new investigation and start it; returns at once with its record."""
         assert self._nursery is not None, "run() the engine first"
-        if len(self._scopes) >= self._max_open:
-            raise EngineBusy(len(self._scopes))
+        if len(self._cancels) >= self._max_open:
+            raise EngineBusy(len(self._cancels))
         record = Investigation(
             await self._next_id(),
             title or f"Contratos: {scope.describe()}",
@@ -149,12 +149,12 @@ class InvestigationEngine:
         )
         self.records[record.id] = record
         await self._save(record)
-        self._scopes[record.id] = trio.CancelScope()
+        self._cancels[record.id] = trio.CancelScope()
         self._nursery.start_soon(self._investigate, record, scope)
         return record
 
     def cancel(self, investigation_id: str) -> bool:
-        scope = self._scopes.get(investigation_id)
+        scope = self._cancels.get(investigation_id)
         if scope is None:
             return False
         scope.cancel()
@@ -177,14 +177,14 @@ class InvestigationEngine:
         """
         local = self.records.get(investigation_id)
         stored = await self.repository.investigation(investigation_id)
-        if local is not None and (local.finished or investigation_id in self._scopes):
+        if local is not None and (local.finished or investigation_id in self._cancels):
             return local
         return stored or local
 
     async def listing(self) -> list[Investigation]:
         """Every investigation, oldest first, as fresh as :meth:`lookup`."""
         merged = {r.id: r for r in await self.repository.investigations()}
-        for investigation_id in self._scopes:
+        for investigation_id in self._cancels:
             merged[investigation_id] = self.records[investigation_id]
         return list(merged.values())
 
@@ -198,7 +198,7 @@ class InvestigationEngine:
     async def _investigate(self, record: Investigation, scope: Scope) -> None:
         stream = investigation_stream(record.id)
         try:
-            with self._scopes[record.id]:
+            with self._cancels[record.id]:
                 async with self._slots:
                     record = await self._walk(record, scope, stream)
         except RetrievalFailed as failed:  # expected (a refused key, an unknown body): one line
@@ -211,7 +211,7 @@ class InvestigationEngine:
             log.exception("investigation %s failed", record.id)
             await self._fail_quietly(self.records[record.id], str(exc) or type(exc).__name__)
         finally:
-            self._scopes.pop(record.id, None)
+            self._cancels.pop(record.id, None)
         if not self.records[record.id].finished:  # cancelled
             with trio.CancelScope(shield=True):
                 await self._advance(self.records[record.id], Status.CANCELLED, "Investigação cancelada.", progress=record.progress)

@@ -143,6 +143,7 @@ class Connection(Participant):
             settings.outbox_bytes,
             hard_messages=2 * settings.outbox_messages + settings.history_messages,
             hard_bytes=4 * settings.outbox_bytes,
+            on_full_changed=self._attention_needed,
         )
         self.limiter = RateLimiter.per_window(
             settings.rate_messages,
@@ -156,7 +157,7 @@ class Connection(Participant):
         self._scope = trio.CancelScope()
         self._auth_wait = trio.CancelScope()  # the first-message wait, cancelled by close()
         self._pending: str | bytes | None = None  # a first message read while authenticating
-        self._attention = trio.Event()  # wakes _watch: fullness changed, token renewed
+        self._attention = trio.Event()  # wakes _guard: fullness changed, token renewed
         self._token_deadline = float("inf")  # trio time of the token's exp
 
     # --- Participant, as the session layer sees it --------------------------------------
@@ -326,7 +327,7 @@ class Connection(Participant):
                     return
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write)
-                    nursery.start_soon(self._watch)
+                    nursery.start_soon(self._guard)
                     await endpoint.open(self)
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
@@ -428,7 +429,7 @@ class Connection(Participant):
                 self._scope.cancel()
                 return
 
-    async def _watch(self) -> None:
+    async def _guard(self) -> None:
         """Every rarely-firing timer of the connection, in one task (memory per connection).
 
         Heartbeat: a ping every ``heartbeat_interval``; no pong ``heartbeat_timeout`` later
@@ -440,7 +441,6 @@ class Connection(Participant):
         next_ping = trio.current_time() + settings.heartbeat_interval
         pong: trio.Event | None = None
         pong_deadline = float("inf")
-        self.outbox.on_full_changed = self._attention_needed
         while True:
             now = trio.current_time()
             since = self.outbox.full_since

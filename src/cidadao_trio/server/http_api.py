@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
 
 import attrs
@@ -41,7 +41,6 @@ class HttpApi:
     engine: InvestigationEngine | None
     not_ready: Callable[[], str | None]  # why the server is not ready, or None
     metrics: Metrics
-    extra_routes: dict[str, Callable[[RequestHead], Awaitable[HttpResponse]]] = attrs.field(factory=dict)
 
     async def handle(self, head: RequestHead) -> HttpResponse:
         if head.path == "/healthz":
@@ -53,8 +52,6 @@ class HttpApi:
             return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
         if head.path in ("/", "/index.html"):
             return HttpResponse(200, CONSOLE, HTML)
-        if head.path in self.extra_routes:
-            return await self.extra_routes[head.path](head)
         if (match := REPORT.fullmatch(head.path)) is not None:
             return await self._report(head, match["id"])
         if (match := INVESTIGATION.fullmatch(head.path)) is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import trio
 
-from ..broker.base import session_stream
 from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
+from ..broker.base import session_stream
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.events import UserMessage, UserTyping
 from ..protocol.inbound import (
@@ -17,11 +17,11 @@ from ..protocol.inbound import (
     Typing,
     Unsubscribe,
 )
-from .participant import Participant
+from .debounce import TypingDebounce
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
+from .participant import Participant
 from .turns import Turn
-from .debounce import TypingDebounce
 
 
 @attrs.define(eq=False)

@@ -41,11 +41,11 @@ class Outbox:
     _bytes: int = attrs.field(default=0, init=False)
     _ready: trio.Event = attrs.field(factory=trio.Event, init=False)
     _full_since: float | None = attrs.field(default=None, init=False)
-    _full_changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _replaying: int = attrs.field(default=0, init=False)  # depth of replaying() blocks
     _protected: set[int] = attrs.field(factory=set, init=False)  # id() of queued replayed deliveries
-    # Also told when fullness changes: lets a connection watch several timers in one task.
-    on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, init=False)
+    # Told when fullness changes (full, drained, overflowed, a replay moved): lets a
+    # connection watch several timers in one task.
+    on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, kw_only=True)
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
     dropped: int = attrs.field(default=0, init=False)
     coalesced: int = attrs.field(default=0, init=False)
@@ -133,15 +133,12 @@ class Outbox:
         full = self._over()
         if full and self._full_since is None:
             self._full_since = trio.current_time()
-            self._full_changed.set()
             self.on_full_changed()
         elif not full and self._full_since is not None:
             self._full_since = None
-            self._full_changed.set()
             self.on_full_changed()
         if len(self._queue) > self.hard_messages or self._bytes > self.hard_bytes:
             self.overflowed = True
-            self._full_changed.set()
             self.on_full_changed()
 
     def take(self, max_messages: int = 1, max_bytes: int = 64 * 1024) -> list[Delivery]:
@@ -172,7 +169,3 @@ class Outbox:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
-    async def wait_full_changed(self) -> None:
-        """Return when the outbox becomes full, drains below its bound, or overflows."""
-        await self._full_changed.wait()
-        self._full_changed = trio.Event()

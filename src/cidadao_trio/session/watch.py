@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import attrs
 
-from ..broker.base import investigation_stream
 from ..auth import Principal, may_see_investigation
+from ..broker.base import investigation_stream
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.inbound import ClientMessage
-from .participant import Participant
 from .hub import Hub, Visibility
+from .participant import Participant
 
 
 @attrs.define(eq=False)
