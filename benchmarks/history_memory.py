@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.events import AnomalyDetected, ReplyChunk
 from cidadao_trio.store.sqlite import SqliteStore
 
@@ -35,11 +35,11 @@ CONTENT = (
 )
 
 
-def _broker(store: SqliteStore) -> MemoryBroker:
+def _broker(store: SqliteStore) -> LocalBroker:
     kwargs: dict[str, Any] = {"store": store, "max_messages": 100_000}
-    if "memory_bytes" in inspect.signature(MemoryBroker).parameters:
+    if "memory_bytes" in inspect.signature(LocalBroker).parameters:
         kwargs["memory_bytes"] = 1 << 34  # nothing evicted: measure what is held
-    return MemoryBroker(**kwargs)
+    return LocalBroker(**kwargs)
 
 
 async def _measure(path: Path, streams: int, per_stream: int, sessions: int, events: int) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.investigations.engine import InvestigationEngine
 from cidadao_trio.investigations.portal_api import DAY_LIMIT, NIGHT_LIMIT, PortalClient, PortalLimiter
 from cidadao_trio.investigations.portal_cache import MemoryResponseCache
@@ -47,7 +47,7 @@ async def run_one(label: str, pages: int, wall: dt.datetime, cache: MemoryRespon
                   script: dict[tuple[str, int], list[str]]) -> dict[str, Any]:  # fmt: skip
     portal = FakePortal(script={k: list(v) for k, v in script.items()})
     portal.pages("36000", pages)
-    broker = MemoryBroker()
+    broker = LocalBroker()
     limit = DAY_LIMIT if wall == NOON else NIGHT_LIMIT
     async with running_portal(portal), trio.open_nursery() as nursery:
         await nursery.start(broker.run)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.events import ReplyChunk
 from cidadao_trio.store.base import MemoryStore, Store
 from cidadao_trio.store.sqlite import SqliteStore
@@ -32,7 +32,7 @@ class CountingSink:
 
 
 async def measure(store: Store, messages: int, streams: int, publishers: int) -> dict[str, float]:
-    broker = MemoryBroker(store=store)
+    broker = LocalBroker(store=store)
     sink = CountingSink()
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 import websockets
 
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.sqlite import SqliteStore
@@ -123,7 +123,7 @@ async def test_history_gap_sends_digest_then_live(autojump_clock: trio.testing.M
 async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     async with trio.open_nursery() as nursery:
-        broker = MemoryBroker(store=SqliteStore(path))
+        broker = LocalBroker(store=SqliteStore(path))
         await nursery.start(broker.run)
         ids = [(await broker.publish("session:s", message("chat", {"n": n}))).id for n in range(5)]
         await StoreRecords(broker).save_session_owner("s", "user:alice")
@@ -132,7 +132,7 @@ async def test_sqlite_history_survives_a_new_broker(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     broker.store.close()
     async with trio.open_nursery() as nursery:
-        reborn = MemoryBroker(store=SqliteStore(path))
+        reborn = LocalBroker(store=SqliteStore(path))
         await nursery.start(reborn.run)
         assert await StoreRecords(reborn).session_owner("s") == "user:alice"
         assert await reborn.followed_by("session:s") == ["investigation:X"]
@@ -160,7 +160,7 @@ async def test_nothing_is_offered_before_it_is_committed(tmp_path: Path) -> None
 
     store = SqliteStore(tmp_path / "s.sqlite3")
     async with trio.open_nursery() as nursery:
-        broker = MemoryBroker(store=store)
+        broker = LocalBroker(store=store)
         await nursery.start(broker.run)
         sink = CheckingSink()
         await broker.attach("session:s", sink, None)

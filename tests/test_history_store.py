@@ -17,7 +17,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.session.digest import read_digest
 from cidadao_trio.store.sqlite import SqliteStore
@@ -31,8 +31,8 @@ CONTENT = "Olá, ação e coração: três contratos acima da mediana do órgão
 
 
 @asynccontextmanager
-async def running(path: Path, **kwargs: Any) -> AsyncIterator[MemoryBroker]:
-    broker = MemoryBroker(store=SqliteStore(path), **kwargs)
+async def running(path: Path, **kwargs: Any) -> AsyncIterator[LocalBroker]:
+    broker = LocalBroker(store=SqliteStore(path), **kwargs)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
         yield broker

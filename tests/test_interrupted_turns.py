@@ -14,7 +14,7 @@ import websockets
 
 from cidadao_trio.agents import Drummond
 from cidadao_trio.agents.router import AgentRouter
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.server.server import Server
@@ -62,7 +62,7 @@ def test_a_turn_cut_by_sigkill_ends_failed_after_the_restart(tmp_path: Path) -> 
 
 async def test_turns_answered_in_full_leave_nothing_to_end(autojump_clock: trio.testing.MockClock) -> None:
     store = MemoryStore()
-    server = Server(Settings(**TEST_DEFAULTS), broker=MemoryBroker(store=store), dataset=())
+    server = Server(Settings(**TEST_DEFAULTS), broker=LocalBroker(store=store), dataset=())
     async with server.running():
         async with connect(server, "/api/v1/ws/chat/s1") as ws:
             await receive(ws)
@@ -83,7 +83,7 @@ async def test_another_nodes_open_turn_is_left_alone(autojump_clock: trio.testin
             "s2", "k2", json.dumps({"node": "me:8000", "reply_to": "y", "agent_id": "drummond", "agent_name": "D"})
         ),
     ])
-    broker = MemoryBroker(store=store)
+    broker = LocalBroker(store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
         runner = TurnRunner(
@@ -98,7 +98,7 @@ async def test_another_nodes_open_turn_is_left_alone(autojump_clock: trio.testin
 async def test_a_turn_begun_before_the_clean_up_runs_is_left_alone(autojump_clock: trio.testing.MockClock) -> None:
     """Redis down at start: the clean-up waits, a turn begins meanwhile; it is not ended."""
     store = MemoryStore()
-    broker = MemoryBroker(store=store)
+    broker = LocalBroker(store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
         agents = AgentRouter(converse=Drummond(chunk_delay=1.0))

@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from cidadao_trio.broker.base import Delivery, StoreUnavailable
-from cidadao_trio.broker.memory import WRITE_QUEUE_SIZE, MemoryBroker
+from cidadao_trio.broker.local import WRITE_QUEUE_SIZE, LocalBroker
 from cidadao_trio.store.sqlite import SqliteStore
 
 from .messages import message
@@ -44,7 +44,7 @@ def _make_room(store: SqliteStore) -> None:
     store._db.execute("PRAGMA max_page_count = 1073741823")
 
 
-async def _until(broker: MemoryBroker, condition: Any) -> None:
+async def _until(broker: LocalBroker, condition: Any) -> None:
     """Virtual time runs ahead of the store's worker thread: wait for the thread (a read
     queued behind the write), then for the writer task, before looking."""
     for _ in range(100):
@@ -61,7 +61,7 @@ async def test_a_full_database_is_retried_then_recovers_by_itself(
 ) -> None:
     caplog.set_level(logging.INFO, logger="cidadao_trio")
     store = SqliteStore(tmp_path / "full.sqlite3")
-    broker = MemoryBroker(store=store)
+    broker = LocalBroker(store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
         live = ListSink()
@@ -119,7 +119,7 @@ def test_a_failed_write_leaves_no_transaction_open(tmp_path: Path) -> None:
 
 
 async def test_a_publish_that_gets_no_write_slot_in_5_s_is_refused(autojump_clock: trio.testing.MockClock) -> None:
-    broker = MemoryBroker()  # the writer is not running: the queue fills up and stays full
+    broker = LocalBroker()  # the writer is not running: the queue fills up and stays full
     await broker.last_id(S)  # creating the stream takes one slot
     for n in range(WRITE_QUEUE_SIZE - 1):
         await broker.publish(S, message("chat", {"n": n}))

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from cidadao_trio.broker.base import Delivery, StoreUnavailable
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.protocol.events import Event
@@ -25,7 +25,7 @@ from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until
 CHAT = "/api/v1/ws/chat/"
 
 
-class FailingBroker(MemoryBroker):
+class FailingBroker(LocalBroker):
     """A memory broker whose durable publishes fail while ``failing`` is set."""
 
     failing = False
@@ -91,7 +91,7 @@ class OwnerlessRecords(StoreRecords):
 async def test_a_session_the_store_cannot_record_is_refused_unavailable(
     autojump_clock: trio.testing.MockClock, caplog: Any
 ) -> None:
-    broker = MemoryBroker()
+    broker = LocalBroker()
     server = Server(Settings(**TEST_DEFAULTS), broker=broker, dataset=(), records=OwnerlessRecords(broker))
     async with server.running():
         async with connect(server, f"{CHAT}new-session") as ws:

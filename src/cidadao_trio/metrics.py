@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .protocol.inbound import COMMANDS
 from .protocol.events import ALL_TYPES
+from .protocol.inbound import COMMANDS
 
 _OUT_TYPES = ALL_TYPES
 _CLOSE_CODES = {1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 1013}

@@ -512,13 +512,13 @@ async def run_investigate(args: argparse.Namespace) -> int:
 async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tuple[str, str | None]:
     """Run the engine on an in-memory broker; returns the id and the Markdown report."""
     from .broker.base import investigation_stream
-    from .broker.memory import MemoryBroker
+    from .broker.local import LocalBroker
     from .investigations.dataset import load_contracts
     from .investigations.engine import InvestigationEngine
     from .protocol.envelope import DurableId
     from .records.local import StoreRecords
 
-    broker = MemoryBroker()
+    broker = LocalBroker()
     engine = InvestigationEngine(broker, StoreRecords(broker), lambda: load_contracts(dataset), step_delay=0)
     view = InvestigationView(screen, None)
     async with trio.open_nursery() as nursery:

@@ -15,8 +15,8 @@ from cidadao_trio.agents.intent import (
     parse_amount,
     parse_intent,
 )
-from cidadao_trio.investigations.money import format_brl
 from cidadao_trio.investigations.model import Contract
+from cidadao_trio.investigations.money import format_brl
 from cidadao_trio.investigations.sample import AGENCIES
 from cidadao_trio.investigations.scope import Filters
 

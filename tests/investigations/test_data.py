@@ -17,8 +17,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import attrs
+import orjson
 import pytest
 
 from cidadao_trio.investigations.categories import CATALOGUE, categorize, parse_quantity

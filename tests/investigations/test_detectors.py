@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from cidadao_trio.investigations import detectors as d
+from cidadao_trio.investigations.cnpj import cnpj_check_digits
 from cidadao_trio.investigations.detectors import (
     ALL_DETECTORS,
     SEVERITIES,
@@ -24,7 +25,6 @@ from cidadao_trio.investigations.detectors import (
     detect_value_divergence,
     run_all,
 )
-from cidadao_trio.investigations.cnpj import cnpj_check_digits
 from cidadao_trio.investigations.legal import dispensa_limit, legal_kind
 from cidadao_trio.investigations.model import Anomaly, Contract
 

@@ -12,9 +12,9 @@ import orjson
 import trio
 import trio.testing
 
-from cidadao_trio.investigations.scope import Filters
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.investigations.engine import InvestigationEngine
+from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.sqlite import SqliteStore
 
@@ -46,8 +46,8 @@ class EventSink:
 
 
 @asynccontextmanager
-async def engine_running(broker: MemoryBroker | None = None, **kwargs: Any) -> AsyncIterator[InvestigationEngine]:
-    broker = broker or MemoryBroker()
+async def engine_running(broker: LocalBroker | None = None, **kwargs: Any) -> AsyncIterator[InvestigationEngine]:
+    broker = broker or LocalBroker()
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
         engine = InvestigationEngine(broker, StoreRecords(broker), small_dataset, in_thread=False, **kwargs)
@@ -142,14 +142,14 @@ async def test_at_most_max_running_at_once(autojump_clock: trio.testing.MockCloc
 
 async def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    async with engine_running(MemoryBroker(store=SqliteStore(path)), step_delay=0.0) as engine:
+    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=0.0) as engine:
         done = await engine.start(Filters(agency=HEALTH), "anon", public=True)
         sink = await watch(engine, done.id)
         await sink.wait_for("report_ready")
         engine.step_delay = 60.0
         interrupted = await engine.start(Filters(agency=EDUCATION), "anon", public=True)
         await engine.broker.flush()
-    async with engine_running(MemoryBroker(store=SqliteStore(path))) as engine:
+    async with engine_running(LocalBroker(store=SqliteStore(path))) as engine:
         assert engine.records[done.id].status == "completed"
         assert engine.records[interrupted.id].status == "failed"
         assert "reinício" in (engine.records[interrupted.id].reason or "")
@@ -222,10 +222,10 @@ async def test_open_investigations_are_bounded(autojump_clock: trio.testing.Mock
 
 async def test_interrupted_investigation_tells_its_followers(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    async with engine_running(MemoryBroker(store=SqliteStore(path)), step_delay=60.0) as engine:
+    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=60.0) as engine:
         interrupted = await engine.start(Filters(agency=HEALTH), "anon", public=True)
         await engine.broker.flush()
-    async with engine_running(MemoryBroker(store=SqliteStore(path))) as engine:
+    async with engine_running(LocalBroker(store=SqliteStore(path))) as engine:
         sink = EventSink()
         await engine.broker.attach(f"investigation:{interrupted.id}", sink, None, from_oldest=True)
         failed = await sink.wait_for("investigation_failed")

@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from cidadao_trio.broker.base import StoreUnavailable, session_stream
-from cidadao_trio.broker.memory import MemoryBroker
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.broker.redis import RedisBroker
 from cidadao_trio.investigations.model import (
     Investigation,
@@ -52,14 +52,14 @@ class Backend:
 
 
 async def _local(nursery: trio.Nursery, store_of: Callable[[], MemoryStore | SqliteStore], kind: str) -> Backend:
-    broker = MemoryBroker(store=store_of())
+    broker = LocalBroker(store=store_of())
     await nursery.start(broker.run)
     records = StoreRecords(broker)
 
     async def again() -> Records:
         await broker.flush()
         records.close()
-        reborn = MemoryBroker(store=store_of())
+        reborn = LocalBroker(store=store_of())
         await nursery.start(reborn.run)
         return StoreRecords(reborn)
 
@@ -228,7 +228,7 @@ def test_the_public_view_is_the_record_without_its_owner() -> None:
     assert orjson.loads(orjson.dumps(shown))["status"] == "completed"  # the wire value
 
 
-async def _until(broker: MemoryBroker, condition: Callable[[], bool]) -> None:
+async def _until(broker: LocalBroker, condition: Callable[[], bool]) -> None:
     """Virtual time runs ahead of the store's worker thread (no deadline can count it):
     wait for the thread (a read queued behind the write), then look; a bounded number of
     times."""
@@ -248,7 +248,7 @@ async def test_a_store_that_cannot_write_refuses_records_unavailable(
     publish (nothing accepted), and what was accepted before is committed once it recovers."""
     caplog.set_level(logging.INFO, logger="cidadao_trio")
     store = SqliteStore(tmp_path / "full.sqlite3")
-    broker = MemoryBroker(store=store)
+    broker = LocalBroker(store=store)
     records = StoreRecords(broker)
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)

@@ -69,7 +69,7 @@ class Attachment:
 
 
 class Broker(Protocol):
-    """Durable streams with offsets, live sinks and links (see ``memory.MemoryBroker``)."""
+    """Durable streams with offsets, live sinks and links (see ``memory.LocalBroker``)."""
 
     healthy: bool
 

@@ -1,4 +1,4 @@
-"""The Redis broker: several server processes behave as one (same semantics as MemoryBroker).
+"""The Redis broker: several server processes behave as one (same semantics as LocalBroker).
 
 Every durable message goes through one Lua script that assigns the stream's next offset,
 appends the message to a Redis Stream, appends a copy to every stream that follows it and

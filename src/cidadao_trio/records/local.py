@@ -5,7 +5,7 @@ this is their typed async face. It goes through the broker that owns the store b
 the store has one connection and one writer:
 
 - reads run in the store's worker thread, one at a time with the broker's own reads;
-- writes are ops queued on the broker's writer (:meth:`MemoryBroker.record`), so they
+- writes are ops queued on the broker's writer (:meth:`LocalBroker.record`), so they
   commit in the same transactions as the stream appends published before them, in
   order, and a store that cannot take writes refuses them with ``StoreUnavailable``
   (nothing accepted) exactly as it refuses a publish.
@@ -13,7 +13,7 @@ the store has one connection and one writer:
 
 from __future__ import annotations
 
-from ..broker.memory import MemoryBroker
+from ..broker.local import LocalBroker
 from ..investigations.model import Investigation
 from ..store.base import SaveInvestigation, SaveReport, SaveSession, SaveTurn
 from .base import OpenTurn, StoredReport, TurnRecord
@@ -21,9 +21,9 @@ from .convert import dumps, loads
 
 
 class StoreRecords:
-    """:class:`~cidadao_trio.records.base.Records` over a :class:`MemoryBroker`'s store."""
+    """:class:`~cidadao_trio.records.base.Records` over a :class:`LocalBroker`'s store."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
+    def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
 
     async def investigation(self, investigation_id: str) -> Investigation | None:

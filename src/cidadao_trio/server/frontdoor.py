@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from http import HTTPStatus
 from collections.abc import Mapping
+from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs

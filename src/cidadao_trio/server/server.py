@@ -6,9 +6,9 @@ import logging
 import socket
 import ssl
 from collections import Counter
-from functools import partial
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +16,31 @@ import h11
 import trio
 
 from ..agents.team import build_team
-from ..investigations.engine import InvestigationEngine
-from ..investigations.model import Contract
-from ..investigations.dataset import load_contracts
-from ..investigations.portal_source import portal_source
 from ..auth import bearer_token
 from ..broker.base import Broker
-from ..broker.memory import MemoryBroker
+from ..broker.local import LocalBroker
 from ..broker.redis import RedisBroker
 from ..config import Settings
+from ..investigations.dataset import load_contracts
+from ..investigations.engine import InvestigationEngine
+from ..investigations.model import Contract
+from ..investigations.portal_source import portal_source
+from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
-from ..metrics import Metrics
-from ..session.access import Gatekeeper
 from ..records.base import Records
 from ..records.local import StoreRecords
 from ..records.redis import RedisRecords
 from ..records.response_cache import open_response_cache
-from ..store.base import MemoryStore, Store
-from ..store.sqlite import SqliteStore
+from ..session.access import Gatekeeper
 from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.turns import TurnRunner
 from ..session.watch import WatchEndpoint
+from ..store.base import MemoryStore, Store
+from ..store.sqlite import SqliteStore
 from .admission import Admission
 from .connection import Connection, Endpoint
-from .http_api import HttpApi, HttpResponse
 from .frontdoor import (
     CHAT_PATH,
     INVESTIGATION_PATH,
@@ -51,6 +50,7 @@ from .frontdoor import (
     read_head,
     send_response,
 )
+from .http_api import HttpApi, HttpResponse
 from .transport import WebSocket, accept_websocket
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def open_broker(settings: Settings, metrics: Metrics) -> Broker:
         store = SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
     else:
         raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
-    return MemoryBroker(
+    return LocalBroker(
         store=store, memory_bytes=settings.history_memory_bytes,
         memory_messages=settings.history_memory_messages, **retention,
     )
@@ -82,7 +82,7 @@ def open_records(broker: Broker) -> Records:
     """The records kept beside ``broker``'s streams, in the same store."""
     if isinstance(broker, RedisBroker):
         return RedisRecords(broker)
-    if isinstance(broker, MemoryBroker):
+    if isinstance(broker, LocalBroker):
         return StoreRecords(broker)
     raise TypeError(f"no records repository for {type(broker).__name__}")
 

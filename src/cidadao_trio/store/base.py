@@ -1,6 +1,6 @@
 """What a local store keeps across restarts, and the operations that change it.
 
-Streams are the broker's (``broker.memory``); the other records (sessions,
+Streams are the broker's (``broker.local``); the other records (sessions,
 investigations, reports, turns, counters) are read and written by the records
 repository (``records.local``), whose writes the broker queues with its own. Writes are
 plain records (:class:`Append`, :class:`Link`, :class:`SaveInvestigation`, ...) so the
@@ -16,7 +16,6 @@ from typing import Protocol
 import attrs
 
 from ..auth import ANONYMOUS_OWNER
-
 
 Payload = str | bytes | memoryview  # an envelope's text, or its UTF-8 bytes (no second copy)
 
