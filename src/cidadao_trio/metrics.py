@@ -33,9 +33,11 @@ def _known(value: str, known: Iterable[str]) -> str:
 class _Snapshot(Collector):
     """Values read at scrape time (open connections' outbox bytes, investigations)."""
 
-    def __init__(self) -> None:
-        self.outbox_bytes: Callable[[], float] = lambda: 0.0
-        self.investigations: Callable[[], dict[str, int]] = dict
+    def __init__(
+        self, outbox_bytes: Callable[[], float], investigations: Callable[[], dict[str, int]]
+    ) -> None:
+        self.outbox_bytes = outbox_bytes
+        self.investigations = investigations
 
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(
@@ -50,7 +52,14 @@ class _Snapshot(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        outbox_bytes: Callable[[], float] = lambda: 0.0,
+        investigations: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        """``outbox_bytes`` and ``investigations`` are read at scrape time (the server's
+        connections and the engine's records)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections_open = Gauge(
@@ -90,7 +99,7 @@ class Metrics:
             "cidadao_llm_tokens_streamed", "Text deltas streamed from the language model", registry=r
         )
         self._out: dict[str, Any] = {}
-        self.snapshot = _Snapshot()
+        self.snapshot = _Snapshot(outbox_bytes, investigations)
         r.register(self.snapshot)
 
     def disconnected(self, code: int) -> None:

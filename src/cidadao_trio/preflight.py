@@ -17,7 +17,7 @@ from pathlib import Path
 from . import config
 from .config import Settings
 
-SQLITE_FILE = "cidadao.sqlite3"  # the file ``server.open_broker`` opens under --data-dir
+SQLITE_FILE = "cidadao.sqlite3"  # the file ``app.open_broker`` opens under --data-dir
 
 
 def flag(name: str) -> str:

@@ -510,20 +510,16 @@ async def run_investigate(args: argparse.Namespace) -> int:
 
 
 async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tuple[str, str | None]:
-    """Run the engine on an in-memory broker; returns the id and the Markdown report."""
+    """Run the application on an in-memory store; returns the id and the Markdown report."""
+    from .app import open_app
     from .broker.base import investigation_stream
-    from .broker.local import LocalBroker
-    from .investigations.dataset import load_contracts
-    from .investigations.engine import InvestigationEngine
+    from .config import Settings
     from .protocol.envelope import DurableId
-    from .records.local import StoreRecords
 
-    broker = LocalBroker()
-    engine = InvestigationEngine(broker, StoreRecords(broker), lambda: load_contracts(dataset), step_delay=0)
     view = InvestigationView(screen, None)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(broker.run)
-        await nursery.start(engine.run)
+    settings = Settings(store="memory", dataset=dataset, investigation_step_delay=0.0)
+    async with open_app(settings) as app:
+        broker, engine = app.broker, app.engine
         record = await engine.start(scope, owner_key="cli", public=True)
         screen.line(f"Investigação {record.id}: {scope.describe()}")
         stream = investigation_stream(record.id)
@@ -539,7 +535,6 @@ async def _investigate_locally(scope: Any, dataset: str, screen: Screen) -> tupl
                     succeeded = message["type"] == ReportReady.type
                     break
         stored = await engine.report(record.id) if succeeded else None
-        nursery.cancel_scope.cancel()
     return record.id, stored.markdown if stored else None
 
 

@@ -38,7 +38,7 @@ def _error(status: int, message: str) -> HttpResponse:
 @attrs.define
 class HttpApi:
     gate: Gatekeeper
-    engine: InvestigationEngine | None
+    engine: InvestigationEngine
     not_ready: Callable[[], str | None]  # why the server is not ready, or None
     metrics: Metrics
 
@@ -76,7 +76,7 @@ class HttpApi:
         principal = self._principal(head)
         if isinstance(principal, HttpResponse):
             return principal
-        record = await self.engine.lookup(investigation_id) if self.engine else None
+        record = await self.engine.lookup(investigation_id)
         if record is None or not may_see_investigation(principal, record.owner_key, record.public):
             return _error(404, "Investigação não encontrada.")
         return record
@@ -91,7 +91,6 @@ class HttpApi:
         record = await self._visible(head, investigation_id)
         if isinstance(record, HttpResponse):
             return record
-        assert self.engine is not None
         form = head.query.get("format", "markdown")
         if form not in ("markdown", "json", "html"):
             return _error(400, "Formato inválido: use format=markdown, format=json ou format=html.")

@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import h11
 import trio
 
-from ..agents.team import build_team
+from ..app import App, open_app, open_broker, open_records
 from ..auth import bearer_token
 from ..broker.base import Broker
-from ..broker.local import LocalBroker
-from ..broker.redis import RedisBroker
 from ..config import Settings
-from ..investigations.dataset import load_contracts
 from ..investigations.engine import InvestigationEngine
 from ..investigations.model import Contract
-from ..investigations.portal_source import portal_source
 from ..metrics import Metrics
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.ids import is_valid_path_id
 from ..records.base import Records
-from ..records.local import StoreRecords
-from ..records.redis import RedisRecords
-from ..records.response_cache import open_response_cache
 from ..session.access import Gatekeeper
 from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
-from ..session.turns import TurnRunner
 from ..session.watch import WatchEndpoint
-from ..store.base import MemoryStore, Store
-from ..store.sqlite import SqliteStore
 from .admission import Admission
 from .connection import Connection, Endpoint
 from .frontdoor import (
@@ -56,37 +43,9 @@ from .transport import WebSocket, accept_websocket
 log = logging.getLogger(__name__)
 
 
-def open_broker(settings: Settings, metrics: Metrics) -> Broker:
-    """``--store``: memory or sqlite for one node; redis for several behind a balancer."""
-    retention = {
-        "max_messages": settings.history_messages,
-        "max_age": settings.history_seconds,
-        "observe_write": metrics.store_writes.observe,
-    }
-    if settings.store == "redis":
-        return RedisBroker(settings.redis_url, **retention)
-    store: Store
-    if settings.store == "memory":
-        store = MemoryStore()
-    elif settings.store == "sqlite":
-        store = SqliteStore(Path(settings.data_dir) / "cidadao.sqlite3")
-    else:
-        raise ValueError(f"unknown store {settings.store!r} (expected sqlite, memory or redis)")
-    return LocalBroker(
-        store=store, memory_bytes=settings.history_memory_bytes,
-        memory_messages=settings.history_memory_messages, **retention,
-    )
-
-
-def open_records(broker: Broker) -> Records:
-    """The records kept beside ``broker``'s streams, in the same store."""
-    if isinstance(broker, RedisBroker):
-        return RedisRecords(broker)
-    if isinstance(broker, LocalBroker):
-        return StoreRecords(broker)
-    raise TypeError(f"no records repository for {type(broker).__name__}")
-
 class Server:
+    """Sockets in front of the application (``app.py``): accept, admit, serve, drain."""
+
     def __init__(
         self,
         settings: Settings,
@@ -96,65 +55,50 @@ class Server:
     ) -> None:
         self.settings = settings
         self._dataset = dataset
-        self.metrics = Metrics()
+        self.connections: set[Connection] = set()
+        self._app: App | None = None
+        self.metrics = Metrics(
+            outbox_bytes=lambda: sum(c.outbox.pending_bytes for c in self.connections),
+            investigations=lambda: dict(Counter(r.status for r in self._app.engine.records.values()))
+            if self._app else {},
+        )
         self.broker = broker or open_broker(settings, self.metrics)
         self.records = records or open_records(self.broker)
         self.gate = Gatekeeper.from_settings(settings)
-        self.connections: set[Connection] = set()
         self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
         self.draining = False
-        self._hub: Hub | None = None
+        self._http: HttpApi | None = None
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
         self._idle.set()
-        self.engine: InvestigationEngine | None = None
-        self.http = HttpApi(self.gate, None, self._not_ready, self.metrics)
-        self.metrics.snapshot.outbox_bytes = lambda: sum(c.outbox.pending_bytes for c in self.connections)
-        self.metrics.snapshot.investigations = lambda: dict(
-            Counter(r.status for r in self.engine.records.values()) if self.engine else {}
-        )
+
+    @property
+    def app(self) -> App:
+        assert self._app is not None, "use `async with server.running()`"
+        return self._app
 
     @property
     def hub(self) -> Hub:
-        assert self._hub is not None, "use `async with server.running()`"
-        return self._hub
+        return self.app.hub
+
+    @property
+    def http(self) -> HttpApi:
+        assert self._http is not None, "use `async with server.running()`"
+        return self._http
+
+    @property
+    def engine(self) -> InvestigationEngine:
+        return self.app.engine
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Server]:
-        """Own the nurseries of agent turns and connections; drain them on the way out."""
-        async with trio.open_nursery() as services:
-            await services.start(self.broker.run)
-            settings = self.settings
-            given = self._dataset
-            node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
-            engine = self.engine = self.http.engine = InvestigationEngine(
-                self.broker,
-                self.records,
-                (lambda: given) if given is not None else partial(load_contracts, settings.dataset),
-                max_running=settings.max_investigations,
-                step_delay=settings.investigation_step_delay,
-                in_thread=given is None,
-                node=node,
-                shared_store=settings.store == "redis",
-                # with CIDADAO_PORTAL_API_KEY: each investigation fetches its body's contracts
-                source=portal_source(settings, open_response_cache(self.broker)) if given is None else None,
-            )
-            await services.start(engine.run)
-            agents = build_team(engine, settings, self.metrics)  # rule-based, or voiced by --llm-base-url
-            runner = TurnRunner(self.broker, self.records, agents, services, node, settings.store == "redis")
-            if self.broker.healthy:
-                await runner.end_interrupted()
-            else:  # Redis unreachable at start: listen anyway (/readyz: 503), end them once it is back
-                services.start_soon(runner.end_interrupted)
-            self._hub = Hub(
-                settings,
-                self.broker,
-                runner,
-                self.metrics,
-                self.records,
-                lookup=engine.lookup,
-            )
+        """Open the application, then own the connections; drain them on the way out."""
+        async with open_app(
+            self.settings, metrics=self.metrics, broker=self.broker, records=self.records, dataset=self._dataset
+        ) as app:
+            self._app = app
+            self._http = HttpApi(self.gate, app.engine, self._not_ready, self.metrics)
             async with trio.open_nursery() as connections:
                 self._nursery = connections
                 try:
@@ -163,10 +107,6 @@ class Server:
                     with trio.CancelScope(shield=True):
                         await self.drain()
                     connections.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.drain_timeout):
-                await self.broker.flush()
-            services.cancel_scope.cancel()
-        self.records.close()
 
     async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept on ``host:port`` until :meth:`drain` stops accepting."""

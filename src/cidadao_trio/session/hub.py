@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -61,9 +62,8 @@ class Hub:
         session = self.sessions.get(session_id)
         if session is None:
             owner = await self.records.session_owner(session_id)
-            queue = TurnQueue(session_id, self.settings.max_pending_turns)
+            queue = TurnQueue(session_id, self.settings.max_pending_turns, on_idle=partial(self._release, session_id))
             session = self.sessions.setdefault(session_id, ChatSession(session_id, queue, owner))
-            session.turns.on_idle = lambda: self.release(session)
         return session
 
     async def claim(self, session: ChatSession, principal: Principal) -> None:
@@ -92,6 +92,11 @@ class Hub:
         """Forget an idle session's in-memory state; the store remembers its owner."""
         if session.idle and self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+
+    def _release(self, session_id: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is not None:
+            self.release(session)
 
     async def open_stream(
         self,

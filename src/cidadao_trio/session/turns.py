@@ -48,7 +48,7 @@ class TurnQueue:
     current: Turn | None = None
     current_scope: trio.CancelScope | None = None
     worker_running: bool = False
-    on_idle: Callable[[], None] = lambda: None  # the hub forgets an unused session then
+    on_idle: Callable[[], None] = attrs.field(default=lambda: None, kw_only=True)  # the hub forgets it then
 
     @property
     def is_full(self) -> bool:
