@@ -92,6 +92,11 @@ class AuthError(Exception):
         return _MESSAGES[self.reason]
 
 
+def _role_set(roles: Iterable[str]) -> frozenset[str]:
+    """Roles as a frozenset whatever iterable the caller had (a typed converter for attrs)."""
+    return frozenset(roles)
+
+
 @attrs.frozen
 class Principal:
     """Who is on the other end of a connection.
@@ -110,7 +115,7 @@ class Principal:
     """
 
     sub: str | None
-    roles: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    roles: frozenset[str] = attrs.field(default=frozenset(), converter=_role_set)
     session_id: str | None = None  # `sid` claim: the token may open only this session
     expires_at: float | None = None  # unix seconds
     anon_scope: str | None = attrs.field(

@@ -98,7 +98,7 @@ class Settings:
         return frozenset(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
 
-def fields() -> tuple[attrs.Attribute, ...]:  # type: ignore[type-arg]
+def fields() -> tuple[attrs.Attribute[Any], ...]:
     return attrs.fields(Settings)
 
 
@@ -106,9 +106,16 @@ def env_name(field_name: str) -> str:
     return "CIDADAO_" + field_name.upper()
 
 
-def coerce(field: attrs.Attribute, raw: str) -> Any:  # type: ignore[type-arg]
+def _kind(field: attrs.Attribute[Any]) -> str:
+    """The name of a field's type: a string here (postponed annotations), else the class's name."""
+    if isinstance(field.type, str):
+        return field.type
+    return field.type.__name__ if field.type is not None else ""
+
+
+def coerce(field: attrs.Attribute[Any], raw: str) -> Any:
     """Parse a flag or env value to the field's type (annotations are strings here)."""
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    kind = _kind(field)
     if kind == "int":
         return int(raw)
     if kind == "float":
@@ -118,10 +125,9 @@ def coerce(field: attrs.Attribute, raw: str) -> Any:  # type: ignore[type-arg]
     return raw
 
 
-def describe_type(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+def describe_type(field: attrs.Attribute[Any]) -> str:
     """What a value of ``field`` must look like, for an operator's error message."""
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
-    return {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, "text")
+    return {"int": "an integer", "float": "a number", "bool": "true or false"}.get(_kind(field), "text")
 
 
 def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -126,7 +126,10 @@ _AGENCY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _BODY_CODE = re.compile(r"(?<![\w$.,])(?:(?:orgao|codigo|siafi|cod)\W+(?:siafi\W+)?)?(\d{5})(?![\w.,])")
 _UG = re.compile(r"\b(?:ug|unidade gestora)\W+(\d{6})\b")
 # "Ministério do Esporte", "Ministério dos Povos Indígenas": a body named, known or not.
-_NAMED_BODY = re.compile(r"\bministerio\s+(?:(?:da|de|do|das|dos)\s+)?[a-z]+(?:\s+(?:e\s+|da\s+|de\s+|do\s+|das\s+|dos\s+)?[a-z]+){0,3}")
+_NAMED_BODY = re.compile(
+    r"\bministerio\s+(?:(?:da|de|do|das|dos)\s+)?[a-z]+"
+    r"(?:\s+(?:e\s+|da\s+|de\s+|do\s+|das\s+|dos\s+)?[a-z]+){0,3}"
+)
 _NOT_A_NAME = re.compile(r"\s+(?:em|no|na|nos|nas|acima|desde|entre|com|para|de|do|da|e)$")
 
 
@@ -430,10 +433,11 @@ def _supplier(message: str) -> str | None:
 
 
 def _outside(message: str, normalized: str) -> str | None:
-    if not _OUTSIDE.search(normalized):
+    outside = _OUTSIDE.search(normalized)
+    if outside is None:
         return None
     m = _OUTSIDE_NAME.search(message)
-    return m.group(1).strip() if m else _OUTSIDE.search(normalized).group(0)  # type: ignore[union-attr]
+    return m.group(1).strip() if m else outside.group(0)
 
 
 def _position(normalized: str) -> int | None:

@@ -34,12 +34,12 @@ class ProtocolError(Exception):
         super().__init__(f"{code}: {self.message}")
 
 
-def _chat_text(_: Any, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _chat_text(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not value.strip() or len(value) > MAX_CHAT_CHARS:
         raise ValueError(f"campo '{attribute.name}' deve ter de 1 a {MAX_CHAT_CHARS} caracteres")
 
 
-def _path_id(_: Any, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _path_id(_: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not is_valid_path_id(value):
         raise ValueError(
             f"campo '{attribute.name}' deve ter de 1 a 64 caracteres entre A-Z a-z 0-9 _ . : -"

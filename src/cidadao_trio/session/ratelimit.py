@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from typing import TypeVar
+
 import attrs
 
 __all__ = ["ALLOWED", "AbuseCounter", "RateDecision", "RateLimiter", "TokenBucket"]
@@ -17,7 +19,10 @@ __all__ = ["ALLOWED", "AbuseCounter", "RateDecision", "RateLimiter", "TokenBucke
 _EPSILON = 1e-6
 
 
-def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(_inst: object, attr: attrs.Attribute[_Number], value: _Number) -> None:
     if not value > 0:
         raise ValueError(f"{attr.name} must be > 0")
 
