@@ -128,12 +128,17 @@ class Server:
         self._nursery.start_soon(self.handle_stream, stream)
 
     async def drain(self) -> None:
-        """Stop accepting, close every connection with 1001, wait up to ``drain_timeout``."""
+        """Stop accepting, close every connection with 1001, then, within ``drain_timeout``,
+        let the turns in progress finish (they stream into their session's stream, which a
+        client resumes on another node or after the restart) before the services stop."""
         self.draining = True
         self._accepting.cancel()
         for connection in list(self.connections):
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
-        with trio.move_on_after(self.settings.drain_timeout):
+        deadline = trio.current_time() + self.settings.drain_timeout
+        if self._app is not None:
+            await self._app.turns.finish(deadline)
+        with trio.move_on_at(deadline):
             await self._idle.wait()
 
     # --- one TCP connection --------------------------------------------------------------

@@ -73,6 +73,33 @@ class TurnRunner:
     node: str = ""  # turns begun here; several nodes share a Redis store
     shared_store: bool = False
     _begun: set[str] = attrs.field(factory=set, init=False)  # turn keys this process runs
+    _working: set[TurnQueue] = attrs.field(factory=set, init=False)  # queues with a worker
+    _idle: trio.Event = attrs.field(factory=trio.Event, init=False)  # set while none works
+    _stopping: bool = attrs.field(default=False, init=False)  # a cut turn ends failed, not cancelled
+
+    def __attrs_post_init__(self) -> None:
+        self._idle.set()
+
+    async def finish(self, deadline: float, *, grace: float = 1.0) -> int:
+        """Let every turn in progress or queued finish by ``deadline`` (the drain, §7); end
+        the rest with ``chat_complete status:"failed"``. Returns how many were cut."""
+        with trio.move_on_at(deadline):
+            await self._idle.wait()
+        cut = 0
+        self._stopping = True
+        for queue in list(self._working):
+            for turn in list(queue.pending):
+                queue.pending.remove(turn)
+                await self._complete(queue.session_id, turn, self.agents.converse, "failed", INTERRUPTED_REPLY, [], None)
+                cut += 1
+            if queue.current_scope is not None:
+                queue.current_scope.cancel()
+                cut += 1
+        with trio.move_on_after(grace):  # the cut turns' endings are being written
+            await self._idle.wait()
+        if cut:
+            log.warning("drain: %d chat turns did not finish in time and ended as failed", cut)
+        return cut
 
     async def end_interrupted(self) -> int:
         """End, as failed, every turn a crash or restart of this node cut (§7)."""
@@ -96,6 +123,9 @@ class TurnRunner:
         queue.pending.append(turn)
         if not queue.worker_running:
             queue.worker_running = True
+            if not self._working:
+                self._idle = trio.Event()
+            self._working.add(queue)
             self.nursery.start_soon(self._work, queue)
 
     async def cancel(self, queue: TurnQueue, reply_to: ReplyTo) -> bool:
@@ -123,6 +153,9 @@ class TurnRunner:
                     log.exception("turn failed in session %s", queue.session_id)
         finally:
             queue.worker_running = False
+            self._working.discard(queue)
+            if not self._working:
+                self._idle.set()
             queue.on_idle()
 
     async def _answer(self, queue: TurnQueue, turn: Turn) -> None:
@@ -158,7 +191,7 @@ class TurnRunner:
                 status = "failed"
         queue.current = queue.current_scope = None
         if scope.cancelled_caught:
-            status = "cancelled"
+            status = "failed" if self._stopping else "cancelled"  # cut by the drain, or asked
         suggested = list(reply.suggested_actions) if status == "completed" else []
         investigation = reply.investigation_id if status == "completed" else None
         with trio.CancelScope(shield=True):
