@@ -13,6 +13,7 @@ One task at a time should consume :meth:`RealtimeClient.messages` or
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random as _random
 import ssl
@@ -434,10 +435,8 @@ class RealtimeClient:
     async def _shutdown(self, *, graceful: bool) -> None:
         if graceful and self.connected:
             with trio.move_on_after(2.0):  # a short grace to send what was queued
-                try:
+                with contextlib.suppress(ClientError):
                     await self.flush()
-                except ClientError:
-                    pass
         self._closing = True
         self._notify()
         if self._ws is not None:

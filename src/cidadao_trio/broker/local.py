@@ -1,4 +1,5 @@
-"""The broker of one node, over its local store (SQLite or memory): durable streams with offsets, bounded history, live fan-out, links.
+"""The broker of one node, over its local store (SQLite or memory): durable streams with
+offsets, bounded history, live fan-out, links.
 
 Publishing assigns the next offset at once and queues the message on a bounded trio
 memory channel. One writer task drains whatever is queued, applies it to the store in a

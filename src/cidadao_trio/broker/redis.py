@@ -15,6 +15,7 @@ gap is filled from the stream and a duplicate is skipped by its offset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -385,7 +386,7 @@ class RedisBroker:
         )
         self._observe_write(time.perf_counter() - started)
         self._note_published(stream, ids[0])
-        for follower, follower_id in zip(ids[1::2], ids[2::2]):
+        for follower, follower_id in zip(ids[1::2], ids[2::2], strict=True):  # pairs by construction (PUBLISH)
             self._note_published(follower, follower_id)
         return Delivery(type, message.stamp(ids[0]), ids[0], True, origin, key)
 
@@ -590,10 +591,8 @@ class RedisBroker:
                 self._resync.add(stream)
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(trio.WouldBlock):  # the fan-out has plenty to wake up for
             self._inbox_send.send_nowait(None)
-        except trio.WouldBlock:
-            pass  # the fan-out has plenty to wake up for
 
     async def _fan_out(self) -> None:
         """The only task that offers live messages: one order per stream, no doubles."""

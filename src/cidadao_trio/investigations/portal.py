@@ -466,19 +466,16 @@ def load_items_csv(source: str | bytes | os.PathLike[str], *,
     items = []
     for cells in reader:
         cells += [""] * (len(header) - len(cells))
-
-        def cell(field: str) -> str:
-            return cells[cols[field]].strip() if cols[field] >= 0 else ""
-
+        row = {field: cells[col].strip() if col >= 0 else "" for field, col in cols.items()}
         try:
-            quantity = parse_brazilian_number(cell("quantity"))
-            value = parse_brazilian_number(cell("value"))
+            quantity = parse_brazilian_number(row["quantity"])
+            value = parse_brazilian_number(row["value"])
         except _RowError:
             continue
-        if not cell("number") or not quantity or not value or quantity <= 0 or value <= 0:
+        if not row["number"] or not quantity or not value or quantity <= 0 or value <= 0:
             continue
-        description = " ".join(p for p in (cell("description"), cell("complement")) if p)
-        items.append(Item(cell("number"), cell("ug"), cell("code"), description, quantity, value))
+        description = " ".join(p for p in (row["description"], row["complement"]) if p)
+        items.append(Item(row["number"], row["ug"], row["code"], description, quantity, value))
     return tuple(items)
 
 

@@ -185,7 +185,7 @@ def brasilia_time(rfc3339: str) -> str:
     except ValueError:
         return rfc3339
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(BRASILIA).strftime("%d/%m/%Y %H:%M") + " (horário de Brasília)"
 
 

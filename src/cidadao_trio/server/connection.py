@@ -54,7 +54,7 @@ class _BatchFrames:
     def frame(self, items: list[Delivery]) -> tuple[str, bytes]:
         key = tuple(map(id, items))
         hit = self._recent.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], items)):  # ids reused?
+        if hit is not None and all(a is b for a, b in zip(hit[0], items, strict=True)):  # ids reused?
             return hit[1], hit[2]
         text = encode_batch((item.text for item in items), len(items))
         frame = text_frame(text.encode())
