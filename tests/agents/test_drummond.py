@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -167,7 +168,7 @@ async def test_chunk_delay_paces_the_stream(autojump_clock: trio.abc.Clock) -> N
 
     assert len(arrivals) > 1
     assert arrivals[0] == pytest.approx(0.0)
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert gaps == pytest.approx([delay] * len(gaps))
 
 

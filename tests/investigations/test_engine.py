@@ -21,7 +21,9 @@ from cidadao_trio.store.sqlite import SqliteStore
 from ..contracts import EDUCATION, HEALTH, small_dataset
 from ..harness import connect, http_get, receive, receive_until, running_server, send
 
-PHASES = ["initializing", "data_retrieval", "anomaly_detection", "forensic_enrichment", "summary_generation", "completed"]
+PHASES = [
+    "initializing", "data_retrieval", "anomaly_detection", "forensic_enrichment", "summary_generation", "completed",
+]
 
 
 class EventSink:
@@ -74,7 +76,8 @@ async def test_investigation_walks_the_phases(autojump_clock: trio.testing.MockC
         assert progress[-1] == {
             **progress[-1], "status": "completed", "progress": 100, "records_processed": 40, "anomalies_detected": 2,
         }
-        assert [s for s in PHASES if any(p["status"] == s for p in progress)] == PHASES[PHASES.index(progress[0]["status"]):]
+        seen = [s for s in PHASES if any(p["status"] == s for p in progress)]
+        assert seen == PHASES[PHASES.index(progress[0]["status"]):]
         anomalies = sink.of("anomaly_detected")
         # August's one overpriced pregão is a price signal, not a spending spike.
         assert sorted(a["anomaly_type"] for a in anomalies) == ["price_deviation", "value_divergence"]
@@ -234,9 +237,9 @@ async def test_interrupted_investigation_tells_its_followers(tmp_path: Path) -> 
 
 
 async def test_cancelling_zumbis_reply_cancels_the_investigation(autojump_clock: trio.testing.MockClock) -> None:
-    async with running_server(dataset=small_dataset(), reply_chunk_delay=1.0, investigation_step_delay=5.0) as server, connect(
-        server, "/api/v1/ws/chat/s"
-    ) as ws:
+    async with running_server(
+        dataset=small_dataset(), reply_chunk_delay=1.0, investigation_step_delay=5.0
+    ) as server, connect(server, "/api/v1/ws/chat/s") as ws:
         await receive(ws)
         await send(ws, "chat", {"message": "Investigar contratos do Ministério da Saúde"}, id="z")
         await receive_until(ws, lambda m: m["type"] == "chat" and m["data"].get("chunk"))

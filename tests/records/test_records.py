@@ -188,7 +188,8 @@ async def test_texts_stored_by_earlier_versions_read_back(backend: Backend) -> N
     await backend.write_raw("turn", "s9/k9", json.dumps(turn))
     await backend.flush()
     assert await backend.records.investigation(record.id) == record
-    assert await backend.records.open_turns() == [OpenTurn("s9", "k9", TurnRecord("drummond", "D", "q9", "node-a:8000"))]
+    turns = [OpenTurn("s9", "k9", TurnRecord("drummond", "D", "q9", "node-a:8000"))]
+    assert await backend.records.open_turns() == turns
     assert record.to_json() == orjson.loads(old_text)
 
 
