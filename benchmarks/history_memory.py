@@ -59,7 +59,8 @@ async def _measure(path: Path, streams: int, per_stream: int, sessions: int, eve
         for n in range(per_stream):
             for key in keys:
                 delivery = await broker.publish(key, ReplyChunk(
-                    content=f"{CONTENT}{n}", agent_id="drummond", agent_name="Carlos Drummond de Andrade", chunk_index=n,
+                    content=f"{CONTENT}{n}", agent_id="drummond", agent_name="Carlos Drummond de Andrade",
+                    chunk_index=n,
                 ))
                 text_bytes += len(delivery.text.encode())
             del delivery
@@ -95,10 +96,10 @@ async def _measure(path: Path, streams: int, per_stream: int, sessions: int, eve
             "text_bytes_avg": round(text_bytes / events), "traced_bytes_avg": round(used / (events + copies)),
             "beyond_text": round((used - text_bytes) / (events + copies)),
         })
+        overhead = round((used - text_bytes - events * rows[0]["beyond_text"]) / copies)
         rows.append({
             "history": "one session copy (all overhead)", "retained": copies,
-            "text_bytes_avg": 0, "traced_bytes_avg": round((used - text_bytes - events * rows[0]["beyond_text"]) / copies),
-            "beyond_text": round((used - text_bytes - events * rows[0]["beyond_text"]) / copies),
+            "text_bytes_avg": 0, "traced_bytes_avg": overhead, "beyond_text": overhead,
         })
         nursery.cancel_scope.cancel()
     broker.store.close()

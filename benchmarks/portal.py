@@ -4,10 +4,10 @@ The fake (``tests/investigations/fake_portal.py``) is real HTTP on 127.0.0.1 wit
 JSON shape and paging; the client runs as the server runs it: one process-wide limiter,
 two workers, the cache. Four runs, in real time: by day (90 requests a minute), by night
 (300), by day again with the responses cached, by day with a 429 (Retry-After 2 s) and
-two 5xx on the way, and 100 pages by day, enough to fill the API's minute. For each: the wall time to the report, requests sent, pages and
-contracts, the most requests that arrived within any 60 s (never above the API's limit) and
-the shortest gap between two arrivals (the limiter spaces its grants by 60/limit s; arrivals
-jitter by milliseconds on the way).
+two 5xx on the way, and 100 pages by day, enough to fill the API's minute. For each: the
+wall time to the report, requests sent, pages and contracts, the most requests that arrived
+within any 60 s (never above the API's limit) and the shortest gap between two arrivals (the
+limiter spaces its grants by 60/limit s; arrivals jitter by milliseconds on the way).
 
 Run from the repository root: ``python -m benchmarks.portal [--pages 20]``. Prints a
 Markdown table and writes ``benchmarks/results/portal.{json,md}``.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -97,8 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, pages, wall, cache, script in runs:
         if pages <= 0:
             continue
-        one: Callable[[], Any] = lambda: run_one(label, pages, wall, cache, script)  # noqa: E731
-        rows.append(trio.run(one))
+        rows.append(trio.run(run_one, label, pages, wall, cache, script))
     publish("portal", rows, note=(
         f"One investigation of {args.pages} pages (15 contracts each) from a fake Portal on loopback, "
         "real time, two workers, one limiter. max_in_60s: most requests within any 60 s; "

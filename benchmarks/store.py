@@ -71,7 +71,9 @@ def main() -> None:
             result = trio.run(measure, store, args.messages, args.streams, args.publishers)
             rows.append({"store": name, **result})
             store.close()
-    publish("store", rows, f"{args.messages} durable messages over {args.streams} streams, {args.publishers} concurrent publishers")
+    publish("store", rows, (
+        f"{args.messages} durable messages over {args.streams} streams, {args.publishers} concurrent publishers"
+    ))
 
 
 if __name__ == "__main__":

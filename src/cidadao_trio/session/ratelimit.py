@@ -7,7 +7,6 @@ keeps hammering (50 refusals within 60 s by default) is abusive and is closed wi
 from __future__ import annotations
 
 from collections import deque
-
 from typing import TypeVar
 
 import attrs
