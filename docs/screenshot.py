@@ -1,7 +1,7 @@
 """Take docs/console.png: the web console after a chat and a finished investigation.
 
 Run from the repository root: ``.venv/bin/python docs/screenshot.py``. It starts the server
-on 127.0.0.1 (in-memory store) and a headless Chromium, exactly like tests/test_console.py.
+on 127.0.0.1 (in-memory store) and a headless Chromium, exactly like tests/system/test_console.py.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ class Tool:
 
 
 TOOLS = (
-    Tool("chromium", "chromium", (TESTS / "test_console.py",), path="/usr/bin/chromium"),
-    Tool("redis-server", "redis-server", (TESTS / "multinode",)),
+    Tool("chromium", "chromium", (TESTS / "system" / "test_console.py",), path="/usr/bin/chromium"),
+    Tool("redis-server", "redis-server", (TESTS / "multinode", TESTS / "records")),
 )
 
 

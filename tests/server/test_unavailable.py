@@ -20,7 +20,7 @@ from cidadao_trio.protocol.events import Event
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.server.server import Server
 
-from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
+from ..harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
 
 CHAT = "/api/v1/ws/chat/"
 

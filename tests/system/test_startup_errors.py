@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .operator import InProcess, run
+from ..operator import InProcess, run
 
 SECRET = "a-shared-secret-that-has-32-bytes-or-more"
 

@@ -21,8 +21,8 @@ from cidadao_trio.server.server import Server
 from cidadao_trio.session.turns import Turn, TurnQueue, TurnRunner
 from cidadao_trio.store.base import MemoryStore, SaveTurn
 
-from .harness import TEST_DEFAULTS, connect, receive, receive_until, send
-from .process import serve
+from ..harness import TEST_DEFAULTS, connect, receive, receive_until, send
+from ..process import serve
 
 
 async def _recv(ws: Any) -> dict[str, Any]:

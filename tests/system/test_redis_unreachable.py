@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .operator import closed_port, http_status, launched
+from ..operator import closed_port, http_status, launched
 
 UNREACHABLE = r"WARNING cidadao_trio\.broker\.redis: redis unreachable \([^)]*127\.0\.0\.1:\d+[^)]*\): retrying"
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from .process import ServerProcess, serve
+from ..process import ServerProcess, serve
 
 CHROMIUM = "/usr/bin/chromium"
 DEADLINE = 20.0  # seconds; a safety net for every wait in the browser

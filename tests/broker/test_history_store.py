@@ -22,8 +22,8 @@ from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.session.digest import read_digest
 from cidadao_trio.store.sqlite import SqliteStore
 
-from .harness import ListSink
-from .messages import message
+from ..harness import ListSink
+from ..messages import message
 
 S = "session:s1"
 INV = "investigation:INV-2026-001"

@@ -23,8 +23,8 @@ from cidadao_trio import config, logs
 from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
 
-from .harness import tcp_server
-from .process import ServerProcess
+from ..harness import tcp_server
+from ..process import ServerProcess
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

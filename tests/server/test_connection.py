@@ -19,7 +19,7 @@ from cidadao_trio.server.connection import error_text
 from cidadao_trio.server.server import Server
 from cidadao_trio.session.chat import ChatEndpoint
 
-from .harness import (
+from ..harness import (
     connect,
     is_turn_end,
     receive,
@@ -29,7 +29,7 @@ from .harness import (
     send,
     wait_closed,
 )
-from .messages import message
+from ..messages import message
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 DURABLE_ID = re.compile(r"[A-Za-z0-9]+-\d+")

@@ -21,7 +21,7 @@ from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.local import WRITE_QUEUE_SIZE, LocalBroker
 from cidadao_trio.store.sqlite import SqliteStore
 
-from .messages import message
+from ..messages import message
 
 S = "session:s1"
 BIG = "x" * 20_000  # a few pages per message: the database must grow to take it

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .process import ServerProcess, serve
+from ..process import ServerProcess, serve
 
 SAFETY = 10.0  # seconds; a safety net, never a measured delay
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

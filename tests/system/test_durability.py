@@ -17,7 +17,7 @@ from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.store.sqlite import SqliteStore
 
-from .harness import (
+from ..harness import (
     connect,
     is_turn_end,
     receive,
@@ -26,8 +26,8 @@ from .harness import (
     running_server,
     send,
 )
-from .messages import message
-from .process import serve
+from ..messages import message
+from ..process import serve
 
 INV = "INV-2026-001"
 

@@ -22,10 +22,10 @@ from benchmarks import readme_figures
 from cidadao_trio import config
 from cidadao_trio.config import Settings
 
-from .operator import SAFETY, closed_port, environment
-from .process import serve
+from ..operator import SAFETY, closed_port, environment
+from ..process import serve
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MARKER = re.compile(
     r"<!-- readme-test: runs offline(?P<server>, against a server the test starts)? -->\n"

@@ -12,8 +12,8 @@ import trio.testing
 
 from cidadao_trio.server.server import Server
 
-from .harness import ListSink, connect, receive, register_investigation, running_server
-from .messages import message
+from ..harness import ListSink, connect, receive, register_investigation, running_server
+from ..messages import message
 
 PUBLISHED = 300  # more than the outbox's 256 messages
 
