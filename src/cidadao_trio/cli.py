@@ -112,7 +112,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             choices=field.metadata.get("choices"),
             default=None,
             metavar=_metavar(field),
-            help=f"{field.metadata['help']} (default: {getattr(defaults, field.name)}; env {config.env_name(field.name)})",
+            help=(
+                f"{field.metadata['help']} (default: {getattr(defaults, field.name)}; "
+                f"env {config.env_name(field.name)})"
+            ),
         )
 
 

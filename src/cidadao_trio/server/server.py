@@ -6,7 +6,7 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import h11
@@ -108,7 +108,9 @@ class Server:
                         await self.drain()
                     connections.cancel_scope.cancel()
 
-    async def serve_tcp(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_tcp(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Accept on ``host:port`` until :meth:`drain` stops accepting."""
         assert self._nursery is not None
         listeners: list[Any] = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
@@ -271,10 +273,8 @@ class Server:
 async def _respond_quietly(
     stream: trio.abc.Stream, parser: h11.Connection, response: HttpResponse, *, head_only: bool = False
 ) -> None:
-    try:
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         await send_response(stream, parser, response, head_only=head_only)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-        pass
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:

@@ -135,10 +135,9 @@ class TurnRunner:
             queue.pending.remove(turn)
             await self._complete(queue.session_id, turn, self.agents.converse, "cancelled", "", [], None)
             found = True
-        if queue.current is not None and queue.current_scope is not None:
-            if queue.matches(queue.current, reply_to):
-                queue.current_scope.cancel()
-                found = True
+        if queue.current is not None and queue.current_scope is not None and queue.matches(queue.current, reply_to):
+            queue.current_scope.cancel()
+            found = True
         return found
 
     async def _work(self, queue: TurnQueue) -> None:
