@@ -27,7 +27,8 @@ from cidadao_trio.investigations.model import (
     InvestigationStatus,
     public_view,
 )
-from cidadao_trio.records.base import OpenTurn, Records, StoredReport, TurnRecord
+from cidadao_trio.investigations.scope import Filters
+from cidadao_trio.records.base import OpenTurn, Records, Run, StoredReport, TurnRecord
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.records.redis import RedisRecords
 from cidadao_trio.store.base import MemoryStore, SaveInvestigation, SaveTurn
@@ -272,3 +273,76 @@ async def test_a_store_that_cannot_write_refuses_records_unavailable(
         assert await records.open_turns() == []
         nursery.cancel_scope.cancel()
     store.close()
+
+
+async def test_a_message_id_is_accepted_once_per_session(backend: Backend) -> None:
+    """§2: a client message id is the session's idempotency key (issue 20)."""
+    records = backend.records
+    assert await records.accept_message("s1", '"q1"', 3600) is True
+    assert await records.accept_message("s1", '"q1"', 3600) is False  # at once: not yet committed
+    await backend.flush()
+    assert await records.accept_message("s1", '"q1"', 3600) is False
+    assert await records.accept_message("s2", '"q1"', 3600) is True  # another session's
+    await records.forget_message("s1", '"q1"')
+    await backend.flush()
+    assert await records.accept_message("s1", '"q1"', 3600) is True
+
+
+async def test_accepted_message_ids_outlive_the_process_or_are_shared(durable: Backend) -> None:
+    await durable.records.accept_message("s1", '"q1"', 3600)
+    await durable.flush()
+    assert durable.again is not None
+    other = await durable.again()
+    assert await other.accept_message("s1", '"q1"', 3600) is False
+    assert await other.accept_message("s1", '"q2"', 3600) is True
+
+
+async def test_runs_are_kept_until_ended(backend: Backend) -> None:
+    records = backend.records
+    run = Run("INV-2026-001", Filters(agency="Ministério da Saúde", year=2025))
+    await records.begin_run(run, "node-a", 30)
+    await records.begin_run(Run("INV-2026-002", Filters()), "node-a", 30)
+    await backend.flush()
+    assert await records.runs() == [run, Run("INV-2026-002", Filters())]
+    assert await records.claim_run(run.investigation_id, "node-a", 30) is True  # renewed
+    await records.end_run("INV-2026-002")
+    await backend.flush()
+    assert await records.runs() == [run]
+
+
+async def test_a_run_lease_is_held_by_one_node_until_released_or_lapsed(tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Several nodes: only the lease's holder renews it; once released or lapsed another takes it."""
+    with redis_process(tmp_path) as redis:
+        await _leases(nursery, redis.url)
+
+
+async def _leases(nursery: trio.Nursery, url: str) -> None:
+    a, b = (await _redis(nursery, url)).records, (await _redis(nursery, url)).records
+    await a.begin_run(Run("INV-2026-001", Filters()), "node-a", 30)
+    assert await b.claim_run("INV-2026-001", "node-b", 30) is False
+    await b.release_run("INV-2026-001", "node-b")  # not b's: nothing changes
+    assert await b.claim_run("INV-2026-001", "node-b", 30) is False
+    await a.release_run("INV-2026-001", "node-a")
+    assert await b.claim_run("INV-2026-001", "node-b", 30) is True
+    assert await a.claim_run("INV-2026-001", "node-a", 30) is False
+    assert await b.claim_run("INV-2026-001", "node-b", 0.001) is True  # renewed, to lapse in 1 ms
+    with trio.fail_after(10):
+        while not await a.claim_run("INV-2026-001", "node-a", 30):  # Redis's clock lapses it
+            await trio.sleep(0)
+    assert [r.investigation_id for r in await b.runs()] == ["INV-2026-001"]  # the run stays
+
+
+async def test_expired_message_ids_are_pruned(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stores drop expired ids now and then (Redis expires its own keys)."""
+    if backend.kind == "redis":
+        assert await backend.records.accept_message("s1", '"old"', 0.001) is True
+        return
+    monkeypatch.setattr("cidadao_trio.records.local.PRUNE_EVERY", 1)
+    monkeypatch.setattr("cidadao_trio.records.local.RECENT_SECONDS", 0.0)
+    records = backend.records
+    assert await records.accept_message("s1", '"old"', -1) is True  # already expired
+    await backend.flush()
+    assert await records.accept_message("s1", '"old"', 3600) is True  # expired: accepted again
+    assert await records.accept_message("s1", '"new"', 3600) is True
+    await backend.flush()
+    assert await records.accept_message("s1", '"new"', 3600) is False

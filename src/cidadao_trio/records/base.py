@@ -23,6 +23,7 @@ from typing import Protocol
 import attrs
 
 from ..investigations.model import Investigation
+from ..investigations.scope import Filters
 from ..protocol.inbound import ReplyTo
 
 
@@ -51,6 +52,18 @@ class OpenTurn:
     session_id: str
     turn_key: str
     record: TurnRecord
+
+
+@attrs.frozen
+class Run:
+    """A running investigation: what a node needs to re-run it if its own node goes away.
+
+    While it runs, its node holds a lease on it (``claim_run``, renewed well within the
+    lease's time to live); a node that finds the lease lapsed claims it and adopts the run.
+    """
+
+    investigation_id: str
+    scope: Filters
 
 
 class Records(Protocol):
@@ -89,6 +102,28 @@ class Records(Protocol):
 
     async def next_number(self, counter: str) -> int:
         """Increment and return a named counter, atomically across nodes (1 first)."""
+
+    async def accept_message(self, session_id: str, message_id: str, ttl: float) -> bool:
+        """Keep a client message's ``id`` as accepted by its session for ``ttl`` seconds
+        (§2, the idempotency key); False when the session already accepted it. Atomic
+        across nodes: of two racing with the same id, one is told True."""
+
+    async def forget_message(self, session_id: str, message_id: str) -> None:
+        """Undo :meth:`accept_message` for a message whose effect was not made durable."""
+
+    async def begin_run(self, run: Run, node: str, ttl: float) -> None:
+        """Keep ``run`` until :meth:`end_run`, its lease held by ``node``."""
+
+    async def runs(self) -> list[Run]:
+        """Every investigation begun and not yet ended (finished, failed or cancelled)."""
+
+    async def claim_run(self, investigation_id: str, node: str, ttl: float) -> bool:
+        """Take, or renew, the run's lease for ``ttl`` seconds: True unless another node holds it."""
+
+    async def release_run(self, investigation_id: str, node: str) -> None:
+        """Let go of the lease (if ``node`` holds it) and keep the run, for another node to adopt."""
+
+    async def end_run(self, investigation_id: str) -> None: ...
 
     def close(self) -> None:
         """Let go of the store (once the broker has flushed)."""

@@ -13,11 +13,20 @@ the store has one connection and one writer:
 
 from __future__ import annotations
 
+import time
+
 from ..broker.local import LocalBroker
 from ..investigations.model import Investigation
-from ..store.base import SaveInvestigation, SaveReport, SaveSession, SaveTurn
-from .base import OpenTurn, StoredReport, TurnRecord
+from ..store.base import SaveClaim, SaveInvestigation, SaveReport, SaveSession, SaveTurn
+from .base import OpenTurn, Run, StoredReport, TurnRecord
 from .convert import dumps, loads
+
+RUN = "run:"  # claims: an investigation running (one node: no lease, it is always this one's)
+MESSAGE = "message:"  # claims: a client message id a session accepted (§2)
+# Accepted ids kept in memory too, until their claim is surely committed: the store's
+# reads see a queued write only once committed (``Records``), and a resend can be quicker.
+RECENT_SECONDS = 60.0
+PRUNE_EVERY = 1024
 
 
 class StoreRecords:
@@ -25,6 +34,7 @@ class StoreRecords:
 
     def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
+        self._recent: dict[str, float] = {}  # message claim -> when accepted (monotonic)
 
     async def investigation(self, investigation_id: str) -> Investigation | None:
         raw: str | None = await self._broker.query(self._broker.store.load_investigation, investigation_id)
@@ -65,6 +75,48 @@ class StoreRecords:
         """Taken at once, in the store's thread (not queued): the caller needs the number."""
         number: int = await self._broker.query(self._broker.store.next_number, counter)
         return number
+
+    async def accept_message(self, session_id: str, message_id: str, ttl: float) -> bool:
+        """One process owns this store: the check and the claim are atomic on its loop
+        (``_recent`` before any await); the claim is queued ahead of the message's append."""
+        name = f"{MESSAGE}{session_id}\x1f{message_id}"
+        now = time.monotonic()
+        seen = self._recent.get(name)
+        if seen is not None and now - seen < RECENT_SECONDS:
+            return False
+        self._recent[name] = now
+        prune = len(self._recent) > PRUNE_EVERY
+        if prune:  # now and then, the expired go (memory here, the store's with this claim)
+            self._recent = {k: t for k, t in self._recent.items() if now - t < RECENT_SECONDS}
+        try:
+            if await self._broker.query(self._broker.store.load_claim, name, time.time()) is not None:
+                return False
+            await self._broker.record(SaveClaim(name, "1", time.time() + ttl, time.time() if prune else None))
+        except BaseException:
+            self._recent.pop(name, None)
+            raise
+        return True
+
+    async def forget_message(self, session_id: str, message_id: str) -> None:
+        name = f"{MESSAGE}{session_id}\x1f{message_id}"
+        self._recent.pop(name, None)
+        await self._broker.record(SaveClaim(name, None))
+
+    async def begin_run(self, run: Run, node: str, ttl: float) -> None:
+        await self._broker.record(SaveClaim(RUN + run.investigation_id, dumps(run)))
+
+    async def runs(self) -> list[Run]:
+        rows: list[tuple[str, str]] = await self._broker.query(self._broker.store.load_claims, RUN, time.time())
+        return [loads(raw, Run) for _, raw in rows]
+
+    async def claim_run(self, investigation_id: str, node: str, ttl: float) -> bool:
+        return True  # no other node shares this store
+
+    async def release_run(self, investigation_id: str, node: str) -> None:
+        pass  # kept: this node's next start resumes it
+
+    async def end_run(self, investigation_id: str) -> None:
+        await self._broker.record(SaveClaim(RUN + investigation_id, None))
 
     def close(self) -> None:
         self._broker.store.close()

@@ -3,12 +3,15 @@
 Each write is one command or one script, so it is atomic, and safe to retry after a
 lost reply (the broker retries while Redis is away): a claimed session keeps its first
 owner, an investigation saved twice keeps its place. Only ``next_number`` may skip a
-number on such a retry. Keys, after the broker's prefix: ``owners``, ``investigations``
-and ``turns`` (hashes), ``investigations:order`` (list), ``report:<id>``, ``n:<counter>``.
+number on such a retry. Keys, after the broker's prefix: ``owners``, ``investigations``,
+``turns`` and ``runs`` (hashes), ``investigations:order`` (list), ``report:<id>``, ``n:<counter>``,
+and claims that Redis expires: ``lease:<investigation>`` (the node running it) and
+``message:<session>…<id>`` (a client message id accepted, §2).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from coredis.commands import Script
@@ -16,7 +19,7 @@ from coredis.commands import Script
 from ..auth import ANONYMOUS_OWNER
 from ..broker.redis import RedisBroker
 from ..investigations.model import Investigation
-from .base import OpenTurn, StoredReport, TurnRecord
+from .base import OpenTurn, Run, StoredReport, TurnRecord
 from .convert import dumps, loads
 
 # KEYS: owners. ARGV: session, owner, the anonymous owner. The first owner wins; a user
@@ -30,6 +33,23 @@ return 1
 # KEYS: investigations, investigations:order. ARGV: id, record. An update keeps its place.
 SAVE_INVESTIGATION: Script[str] = Script(script="""
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+return 1
+""")
+
+# KEYS: a claim. ARGV: holder, time to live (ms). Taken when free or already this
+# holder's (a retry after a lost reply, a lease renewed); Redis expires it.
+CLAIM: Script[str] = Script(script="""
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+""")
+
+# KEYS: a claim. ARGV: holder. Dropped only by its holder.
+RELEASE: Script[str] = Script(script="""
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """)
 
@@ -100,6 +120,40 @@ class RedisRecords:
     async def next_number(self, counter: str) -> int:
         """INCR is atomic across nodes; a retry after a lost reply may skip a number."""
         return int(await self._broker.write(lambda c, _: c.incr(self._key("n:" + counter))))
+
+    async def _claim(self, key: str, holder: str, ttl: float) -> bool:
+        args = [holder, str(max(1, int(ttl * 1000)))]
+        return int(await self._broker.write(lambda c, _: CLAIM(keys=[key], args=args, client=c))) == 1
+
+    async def accept_message(self, session_id: str, message_id: str, ttl: float) -> bool:
+        """One script: of two nodes racing with the same id, one takes the key. The holder
+        is unique to this call, so a retry after a lost reply still reads as its own."""
+        key = self._key(f"message:{session_id}{_TURN_SEPARATOR}{message_id}")
+        return await self._claim(key, secrets.token_hex(8), ttl)
+
+    async def forget_message(self, session_id: str, message_id: str) -> None:
+        key = self._key(f"message:{session_id}{_TURN_SEPARATOR}{message_id}")
+        await self._broker.write(lambda c, _: c.delete([key]))
+
+    async def begin_run(self, run: Run, node: str, ttl: float) -> None:
+        raw = dumps(run)
+        await self._broker.write(lambda c, _: c.hset(self._key("runs"), {run.investigation_id: raw}))
+        await self.claim_run(run.investigation_id, node, ttl)
+
+    async def runs(self) -> list[Run]:
+        raws = await self._read(lambda c: c.hgetall(self._key("runs")))
+        return [loads(raw, Run) for _, raw in sorted(raws.items())]
+
+    async def claim_run(self, investigation_id: str, node: str, ttl: float) -> bool:
+        return await self._claim(self._key("lease:" + investigation_id), node, ttl)
+
+    async def release_run(self, investigation_id: str, node: str) -> None:
+        key = self._key("lease:" + investigation_id)
+        await self._broker.write(lambda c, _: RELEASE(keys=[key], args=[node], client=c))
+
+    async def end_run(self, investigation_id: str) -> None:
+        await self._broker.write(lambda c, _: c.hdel(self._key("runs"), [investigation_id]))
+        await self._broker.write(lambda c, _: c.delete([self._key("lease:" + investigation_id)]))
 
     def close(self) -> None:
         pass  # the connection belongs to RedisBroker.run

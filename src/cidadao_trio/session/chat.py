@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
 import attrs
+import orjson
 import trio
 
 from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
@@ -13,6 +17,7 @@ from ..protocol.inbound import (
     Cancel,
     Chat,
     ClientMessage,
+    ReplyTo,
     Subscribe,
     Typing,
     Unsubscribe,
@@ -87,9 +92,13 @@ class ChatEndpoint:
                         self.hub.settings.overload_retry_after,
                     )
                     return
-                await broker.publish(self.stream, UserMessage(content=text, reply_to=reply_to), origin=client.id)
-                shared = self.session.owner_key == ANONYMOUS_OWNER
-                self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal, shared))
+                async with self._once(client, reply_to) as accepted:
+                    if accepted:
+                        await broker.publish(
+                            self.stream, UserMessage(content=text, reply_to=reply_to), origin=client.id
+                        )
+                        shared = self.session.owner_key == ANONYMOUS_OWNER
+                        self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal, shared))
             case Typing(is_typing=is_typing):
                 if self.typing.allow(trio.current_time()):
                     await broker.publish(self.stream, UserTyping(is_typing=is_typing), origin=client.id)
@@ -105,8 +114,37 @@ class ChatEndpoint:
                         reply_to,
                     )
                     return
-                await follow(broker, self.session_id, investigation_id, reply_to)
+                async with self._once(client, reply_to) as accepted:
+                    if accepted:
+                        await follow(broker, self.session_id, investigation_id, reply_to)
             case Unsubscribe(investigation_id=investigation_id):
-                await unfollow(broker, self.session_id, investigation_id, reply_to)
+                async with self._once(client, reply_to) as accepted:
+                    if accepted:
+                        await unfollow(broker, self.session_id, investigation_id, reply_to)
             case Cancel(reply_to=target):
-                await self.hub.runner.cancel(self.session.turns, target)
+                async with self._once(client, reply_to) as accepted:
+                    if accepted:
+                        await self.hub.runner.cancel(self.session.turns, target)
+
+    @asynccontextmanager
+    async def _once(self, client: Participant, message_id: ReplyTo) -> AsyncIterator[bool]:
+        """Run a message's effect once per client ``id`` (§2): yields False, after answering
+        ``DUPLICATE``, for an id the session already accepted, here or on another node. The
+        id is kept as long as the session's history; an effect that fails lets it go, so a
+        resend after ``UNAVAILABLE`` is executed."""
+        if message_id is None:
+            yield True
+            return
+        key = orjson.dumps(message_id).decode()  # 1 and "1" are different ids
+        records = self.hub.records
+        if not await records.accept_message(self.session_id, key, self.hub.settings.history_seconds):
+            client.error(ErrorCode.DUPLICATE, reply_to=message_id)
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            # StoreUnavailable too: then the id stays, and a resend is answered DUPLICATE
+            with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
+                await records.forget_message(self.session_id, key)
+            raise

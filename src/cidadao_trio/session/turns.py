@@ -90,7 +90,8 @@ class TurnRunner:
         for queue in list(self._working):
             for turn in list(queue.pending):
                 queue.pending.remove(turn)
-                await self._complete(queue.session_id, turn, self.agents.converse, "failed", INTERRUPTED_REPLY, [], None)
+                converse = self.agents.converse
+                await self._complete(queue.session_id, turn, converse, "failed", INTERRUPTED_REPLY, [], None)
                 cut += 1
             if queue.current_scope is not None:
                 queue.current_scope.cancel()

@@ -104,7 +104,18 @@ class SaveTurn:
     record: str | None
 
 
-Op = CreateStream | Append | Trim | Link | SaveSession | SaveInvestigation | SaveReport | SaveTurn
+@attrs.frozen
+class SaveClaim:
+    """A named claim (a client message id accepted, an investigation running): ``value``
+    None removes it; one past ``expires_at`` (epoch seconds) reads as absent."""
+
+    name: str
+    value: str | None
+    expires_at: float | None = None
+    prune_before: float | None = None  # also drop every claim that expired before this
+
+
+Op = CreateStream | Append | Trim | Link | SaveSession | SaveInvestigation | SaveReport | SaveTurn | SaveClaim
 
 
 class Store(Protocol):
@@ -141,6 +152,12 @@ class Store(Protocol):
     def load_open_turns(self) -> list[tuple[str, str, str]]:
         """(session_id, turn_key, record JSON) of every turn begun and not yet answered."""
 
+    def load_claim(self, name: str, now: float) -> str | None:
+        """A claim's value, unless absent or expired at ``now``."""
+
+    def load_claims(self, prefix: str, now: float) -> list[tuple[str, str]]:
+        """(name, value) of every live claim whose name starts with ``prefix``."""
+
     def apply(self, ops: Sequence[Op]) -> None:
         """Apply every op, in order, atomically."""
 
@@ -165,6 +182,7 @@ class MemoryStore:
         self._reports: dict[str, tuple[str, str]] = {}
         self._counters: dict[str, int] = {}
         self._turns: dict[tuple[str, str], str] = {}
+        self._claims: dict[str, tuple[str, float | None]] = {}
 
     def load_head(self, stream: str) -> StreamHead | None:
         return None
@@ -200,6 +218,16 @@ class MemoryStore:
     def load_open_turns(self) -> list[tuple[str, str, str]]:
         return [(session, key, record) for (session, key), record in self._turns.items()]
 
+    def load_claim(self, name: str, now: float) -> str | None:
+        value, expires_at = self._claims.get(name, (None, None))
+        return value if expires_at is None or expires_at > now else None
+
+    def load_claims(self, prefix: str, now: float) -> list[tuple[str, str]]:
+        return [
+            (name, value) for name, (value, expires_at) in self._claims.items()
+            if name.startswith(prefix) and (expires_at is None or expires_at > now)
+        ]
+
     def apply(self, ops: Sequence[Op]) -> None:
         for op in ops:
             match op:
@@ -216,6 +244,14 @@ class MemoryStore:
                     self._turns.pop((session_id, turn_key), None)
                 case SaveTurn(session_id=session_id, turn_key=turn_key, record=str(record)):
                     self._turns[(session_id, turn_key)] = record
+                case SaveClaim(name=name, value=None):
+                    self._claims.pop(name, None)
+                case SaveClaim(name=name, value=str(value), expires_at=expires_at, prune_before=prune_before):
+                    if prune_before is not None:
+                        self._claims = {
+                            k: (v, e) for k, (v, e) in self._claims.items() if e is None or e >= prune_before
+                        }
+                    self._claims[name] = (value, expires_at)
 
     def close(self) -> None:
         pass

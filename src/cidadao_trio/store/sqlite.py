@@ -23,6 +23,7 @@ from .base import (
     CreateStream,
     Link,
     Op,
+    SaveClaim,
     SaveInvestigation,
     SaveReport,
     SaveSession,
@@ -74,6 +75,11 @@ CREATE TABLE IF NOT EXISTS turns (
     record TEXT NOT NULL,
     PRIMARY KEY (session_id, turn_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL
+);
 CREATE TABLE IF NOT EXISTS reports (
     investigation_id TEXT PRIMARY KEY,
     json TEXT NOT NULL,
@@ -176,6 +182,20 @@ class SqliteStore:
         ).fetchone()
         return int(row[0])
 
+    def load_claim(self, name: str, now: float) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM claims WHERE name = ? AND (expires_at IS NULL OR expires_at > ?)", (name, now)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def load_claims(self, prefix: str, now: float) -> list[tuple[str, str]]:
+        rows = self._db.execute(
+            "SELECT name, value FROM claims WHERE substr(name, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY name",
+            (len(prefix), prefix, now),
+        ).fetchall()
+        return [(str(name), str(value)) for name, value in rows]
+
     def apply(self, ops: Sequence[Op]) -> None:
         db = self._db
         db.execute("BEGIN")
@@ -224,6 +244,12 @@ class SqliteStore:
                         db.execute(
                             "INSERT OR REPLACE INTO turns VALUES (?, ?, ?)", (session_id, turn_key, record)
                         )
+                    case SaveClaim(name=name, value=None):
+                        db.execute("DELETE FROM claims WHERE name = ?", (name,))
+                    case SaveClaim(name=name, value=str(value), expires_at=expires_at, prune_before=prune_before):
+                        if prune_before is not None:
+                            db.execute("DELETE FROM claims WHERE expires_at < ?", (prune_before,))
+                        db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", (name, value, expires_at))
                     case SaveInvestigation(investigation_id=investigation_id, record=record):
                         db.execute(
                             "INSERT INTO investigations (investigation_id, record) VALUES (?, ?)"
