@@ -25,7 +25,8 @@ test: $(STAMP)
 	@$(BIN)/python -m tests.tools
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# ruff (rules in pyproject.toml) over the code and its tests and benchmarks, then mypy on src.
+# ruff (rules in pyproject.toml) over the code and its tests and benchmarks, then mypy on src
+# (strict on protocol, session, broker, store and records). .ci/run runs it before the suite.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
