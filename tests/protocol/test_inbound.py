@@ -351,7 +351,7 @@ def test_parse_arbitrary_json_values(value: Any) -> None:
     _check(orjson.dumps(value).decode())
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(envelopes)
 def test_parse_arbitrary_envelopes(value: dict[str, Any]) -> None:
     _check(orjson.dumps(value))
