@@ -28,11 +28,13 @@ from .investigations.dataset import load_contracts
 from .investigations.engine import InvestigationEngine
 from .investigations.model import Contract
 from .investigations.portal_source import portal_source
+from .investigations.proving import Prover
 from .metrics import Metrics
 from .records.base import Records
 from .records.local import StoreRecords
 from .records.redis import RedisRecords
 from .records.response_cache import open_response_cache
+from .records.signing_key import ServerKey
 from .session.hub import Hub
 from .session.turns import TurnRunner
 from .store.base import MemoryStore, Store
@@ -82,6 +84,17 @@ def open_records(broker: Broker) -> Records:
     raise TypeError(f"no records repository for {type(broker).__name__}")
 
 
+def open_server_key(settings: Settings, broker: Broker) -> ServerKey:
+    """``--signing-key``, else the cluster's in Redis, else one in the data directory (§11)."""
+    if settings.signing_key:
+        return ServerKey(key_file=Path(settings.signing_key))
+    if isinstance(broker, RedisBroker):
+        return ServerKey(redis=broker)
+    if settings.store == "sqlite":
+        return ServerKey(data_dir=Path(settings.data_dir))
+    return ServerKey()  # the memory store: this process's key
+
+
 def node_name(settings: Settings) -> str:
     return settings.node_name or f"{socket.gethostname()}:{settings.port}"
 
@@ -119,6 +132,7 @@ async def open_app(
                 node=node,
                 shared_store=shared,
                 source=portal_source(settings, open_response_cache(broker)) if dataset is None else None,
+                prover=Prover(broker, open_server_key(settings, broker), dataset_file=settings.dataset),
             )
             await services.start(engine.run)
             agents = build_team(engine, settings, metrics)  # rule-based, or voiced by --llm-base-url

@@ -27,7 +27,8 @@ cidadao-trio: the real-time server of Cidadão.AI, and terminal clients for it.
 
 operator commands: serve (run the server), token (mint a development token).
 comandos para cidadãos: chat (conversar com os agentes), watch (acompanhar uma
-investigação ao vivo), investigate (investigar localmente, sem servidor).
+investigação ao vivo), investigate (investigar localmente, sem servidor), verify
+(conferir a assinatura de um relatório, sem servidor).
 """
 
 # What a flag's value looks like in --help (a value, never the variable's name).
@@ -46,6 +47,7 @@ METAVARS = {
     "jwt_audience": "AUDIENCE",
     "jwt_issuer": "ISSUER",
     "allowed_origins": "ORIGINS",
+    "signing_key": "FILE",
 }
 KIND_METAVARS = {"int": "N", "float": "SECONDS", "bool": "on|off", "str": "TEXT", "str | None": "TEXT"}
 BYTES_SETTINGS = {"max_message_bytes", "outbox_bytes", "deflate_min_size"}
@@ -196,6 +198,20 @@ def _add_client_commands(commands: Any) -> None:
     investigate.add_argument(
         "--output", default=None, metavar="ARQUIVO", help="onde salvar o relatório (padrão: relatorio-<id>.md)"
     )
+    verify = portuguese(
+        "verify",
+        "conferir que um relatório saiu do servidor sem alteração, sem servidor",
+        "Conferir a prova de um relatório (JSON, format=json): a assinatura do servidor, o relatório, "
+        "e, se dados, os eventos da investigação e o conjunto de dados.",
+    )
+    verify.add_argument("report", metavar="RELATORIO.json", help="o relatório em JSON (…/report?format=json)")
+    verify.add_argument(
+        "--events", default=None, metavar="EVENTOS.json", help="os eventos da investigação (…/events), conferidos um a um"
+    )
+    verify.add_argument(
+        "--key", default=None, metavar="CHAVE", help="a chave pública do servidor (JWK/JWKS de /api/v1/keys, ou PEM)"
+    )
+    verify.add_argument("--dataset", default=None, metavar="ARQUIVO", help="o arquivo de dados investigado")
 
 
 def mint(args: argparse.Namespace) -> int:
@@ -288,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client(run_watch, args)
     if args.command == "investigate":
         return run_client(run_investigate, args)
+    if args.command == "verify":
+        return run_verify(args)
     return run_serve(args)
 
 
@@ -295,6 +313,51 @@ def tell(line: str) -> None:
     """One line on stderr in one write: a worker thread still logging cannot split it."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Offline: 0 when everything given matches, 1 when something does not, 2 for a file
+    that cannot be read."""
+    import json
+
+    from .proofs.keyfile import KeyFileError, load_public
+    from .proofs.verify import parse_events, verify
+
+    def read(path: str, what: str) -> bytes:
+        try:
+            with open(path, "rb") as file:
+                return file.read()
+        except OSError as bad:
+            raise _Unreadable(f"não consegui ler {what} {path}: {bad.strerror or bad}") from None
+
+    try:
+        try:
+            report = json.loads(read(args.report, "o relatório"))
+        except ValueError:
+            raise _Unreadable(f"{args.report} não é JSON: baixe o relatório com format=json") from None
+        events = None
+        if args.events:
+            try:
+                events = parse_events(read(args.events, "os eventos").decode())
+            except ValueError as bad:
+                raise _Unreadable(f"{args.events}: {bad}") from None
+        trusted = None
+        if args.key:
+            try:
+                trusted = load_public(read(args.key, "a chave"))
+            except (ValueError, KeyFileError) as bad:
+                raise _Unreadable(f"{args.key} não é uma chave Ed25519 (JWK, JWKS ou PEM): {bad}") from None
+        dataset = (args.dataset, read(args.dataset, "o conjunto de dados")) if args.dataset else None
+    except _Unreadable as bad:
+        tell(f"cidadao-trio verify: {bad}")
+        return 2
+    verdict = verify(report, events=events, trusted=trusted, dataset=dataset)
+    print("\n".join(verdict.lines), flush=True)
+    return 0 if verdict.ok else 1
+
+
+class _Unreadable(Exception):
+    """A file ``verify`` was given cannot be read as what it should be."""
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ class Settings:
     portal_cache_ttl: float = _setting(24 * 3600.0, "seconds a Portal API response is kept in the store")
     portal_deadline: float = _setting(300.0, "seconds one investigation may spend fetching from the Portal API")
     investigation_step_delay: float = _setting(0.25, "seconds between investigation events")
+    signing_key: str | None = _setting(
+        None, "Ed25519 key (PEM) that signs reports (§11); default: the Redis records, else DATA_DIR/signing-key.pem"
+    )
     auth: str = _setting("optional", "optional (anonymous allowed) or required", choices=("optional", "required"))
     jwt_secret: str | None = _setting(None, "HS256 shared secret (>= 32 bytes); prefer the env var")
     jwt_public_key: str | None = _setting(None, "PEM file with the RS256/ES256 public key")

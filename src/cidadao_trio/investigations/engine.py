@@ -38,6 +38,7 @@ from .model import (
     InvestigationStatus,
     phase_progress,
 )
+from .proving import Prover
 from .report import ReportInput, build_report
 from .scope import Filters
 from .source import ContractSource, Retrieval, RetrievalFailed
@@ -80,8 +81,10 @@ class InvestigationEngine:
         shared_store: bool = False,
         today: Callable[[], dt.date] = dt.date.today,
         source: ContractSource | None = None,
+        prover: Prover | None = None,
     ) -> None:
         self.broker = broker  # the investigations' streams
+        self.prover = prover or Prover(broker)  # chains their events and seals reports (§11)
         self.repository = repository  # their records and reports
         self.dataset: Sequence[Contract] = ()
         self.data_origin = "memory"  # "sample" while the bundled synthetic sample is loaded
@@ -243,7 +246,7 @@ class InvestigationEngine:
             for anomaly in detected.get(detector.__name__, []):
                 if ids.intersection(anomaly.contract_ids):
                     anomalies.append(anomaly)
-                    await self.broker.publish(stream, _anomaly_event(record.id, len(anomalies), anomaly))
+                    await self.prover.publish(record, _anomaly_event(record.id, len(anomalies), anomaly))
             record = await self._advance(
                 record, Status.ANOMALY_DETECTION, f"{len(anomalies)} anomalias encontradas até agora.",
                 progress=low + (high - low) * n // len(ALL_DETECTORS), anomalies_detected=len(anomalies),
@@ -252,7 +255,7 @@ class InvestigationEngine:
         patterns = await self.compute(pattern_findings, contracts, record.scope)
         findings = [*coverage, _zumbi_summary(anomalies, record.scope), *patterns]
         for finding in findings:
-            await self.broker.publish(stream, _finding_event(record.id, finding))
+            await self.prover.publish(record, _finding_event(record.id, finding))
             await trio.sleep(self.step_delay)
         record = await self._advance(record, Status.SUMMARY_GENERATION, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
@@ -263,10 +266,13 @@ class InvestigationEngine:
             record.id, StoredReport(orjson.dumps(report.as_json()).decode(), report.as_markdown())
         )
         summary = dict(report.summary)
+        dataset_sha256 = await self.compute(self.prover.dataset_sha256, contracts if self.source else self.dataset)
         record = await self._advance(record, Status.COMPLETED, "Investigação concluída.", summary=summary)
+        sealed = await self.prover.seal(record, report, dataset_sha256)  # over every event up to this one
+        await self.repository.save_report(record.id, StoredReport(sealed.json, sealed.markdown))
         await self.broker.publish(stream, ReportReady(
             investigation_id=record.id, summary=summary, formats=("markdown", "json"),
-            url=f"/api/v1/investigations/{record.id}/report?format=markdown",
+            url=f"/api/v1/investigations/{record.id}/report?format=markdown", proof=sealed.proof,
         ))
         return record
 
@@ -306,9 +312,7 @@ class InvestigationEngine:
     async def _fail(self, record: Investigation, reason: str) -> None:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
         record = await self._advance(record, Status.FAILED, "A investigação falhou.", reason=reason)
-        await self.broker.publish(
-            investigation_stream(record.id), InvestigationFailed(investigation_id=record.id, reason=reason)
-        )
+        await self.prover.publish(record, InvestigationFailed(investigation_id=record.id, reason=reason))
 
     async def _advance(
         self, record: Investigation, status: InvestigationStatus, message: str, *, progress: int | None = None,
@@ -322,10 +326,12 @@ class InvestigationEngine:
         start = PHASES[status].progress
         if progress is None:
             progress = record.progress if start is None else start
-        record = attrs.evolve(record, status=status, progress=progress, updated_at=utc_timestamp(), **changes)
+        record = attrs.evolve(
+            record, status=status, progress=progress, updated_at=utc_timestamp(), chain=self.prover.mark(record), **changes
+        )
         self.records[record.id] = record
         await self._save(record)
-        await self.broker.publish(investigation_stream(record.id), InvestigationProgress(
+        await self.prover.publish(record, InvestigationProgress(
             investigation_id=record.id, progress=progress, status=status, message=message,
             records_processed=record.records_processed, anomalies_detected=record.anomalies_detected,
         ))

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..proofs.chain import ChainMark
 from ..protocol.envelope import utc_timestamp
 from ..records.convert import converter
 
@@ -150,6 +151,7 @@ class Investigation:
     summary: Mapping[str, Any] | None = None
     reason: str | None = None
     node: str = ""  # the server that runs it (several share a Redis store)
+    chain: ChainMark | None = None  # its events' hash chain so far (§11); None in older records
 
     @property
     def finished(self) -> bool:

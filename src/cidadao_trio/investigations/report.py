@@ -82,6 +82,7 @@ SECTION_TITLES: dict[str, str] = {
     "recommendations": "Recomendações",
     "methodology": "Metodologia",
 }
+VERIFY_TITLE = "Como verificar"
 _MAX_IDS = 5  # contract ids listed in a cell or a recommendation before "e mais N"
 
 
@@ -146,7 +147,20 @@ class Report:
         for key in SECTION_TITLES:
             section = self.sections[key]
             lines += ["", f"## {section['title']}", "", str(section["content"])]
+        lines += ["", f"### {VERIFY_TITLE}", "", *verify_instructions(self.investigation_id)]
         return "\n".join(lines) + "\n"
+
+
+def verify_instructions(investigation_id: str) -> list[str]:
+    """The closing note (PROTOCOL.md §11): how anyone checks this report, offline."""
+    return [
+        f"Este relatório é assinado pelo servidor. Baixe-o em JSON (`format=json`) e confira com "
+        f"`cidadao-trio verify relatorio-{investigation_id}.json --key chave.json` (a chave pública do "
+        "servidor está em `/api/v1/keys`; os eventos, com `--events`).",
+        "",
+        "A verificação mostra que o relatório saiu deste servidor sem alteração; não mostra que os dados "
+        "ou as conclusões estejam certos.",
+    ]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -644,6 +658,11 @@ def render_html(report: Report) -> str:
         f"{_markdown_block(str(sec['content']))}</section>"
         for sec in (report.sections[k] for k in SECTION_TITLES if k in report.sections)
     )
+    verify = "".join(
+        "<p>" + re.sub(r"`(.+?)`", r"<code>\1</code>", _inline(line)) + "</p>"
+        for line in verify_instructions(report.investigation_id) if line
+    )
+    sections += f"\n<section><h3>{VERIFY_TITLE}</h3>{verify}</section>"
     return (
         "<!doctype html>\n<html lang=\"pt-BR\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

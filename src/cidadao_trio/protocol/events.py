@@ -180,6 +180,7 @@ class ReportReady(Event):
     summary: Mapping[str, Any]
     formats: Sequence[str]
     url: str
+    proof: Mapping[str, Any] | None = _optional()  # §11: the chain head, hashes and signature
 
     def data(self) -> dict[str, Any]:
         out = super().data()

@@ -10,6 +10,7 @@ import attrs
 import orjson
 
 from ..auth import AuthError, Principal, bearer_token, may_see_investigation
+from ..broker.base import investigation_stream
 from ..investigations.engine import InvestigationEngine
 from ..investigations.model import Investigation, public_view
 from ..investigations.report import Report, render_html
@@ -25,6 +26,8 @@ CONSOLE = (resources.files("cidadao_trio") / "static" / "console.html").read_byt
 
 INVESTIGATION = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})")
 REPORT = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/report")
+EVENTS = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/events")
+KEYS = "/api/v1/keys"
 
 
 def _json(status: int, payload: object) -> HttpResponse:
@@ -52,8 +55,12 @@ class HttpApi:
             return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
         if head.path in ("/", "/index.html"):
             return HttpResponse(200, CONSOLE, HTML)
+        if head.path == KEYS:
+            return await self._keys()
         if (match := REPORT.fullmatch(head.path)) is not None:
             return await self._report(head, match["id"])
+        if (match := EVENTS.fullmatch(head.path)) is not None:
+            return await self._events(head, match["id"])
         if (match := INVESTIGATION.fullmatch(head.path)) is not None:
             return await self._status(head, match["id"])
         return error_response(404)
@@ -86,6 +93,19 @@ class HttpApi:
         if isinstance(record, HttpResponse):
             return record
         return _json(200, public_view(record))
+
+    async def _keys(self) -> HttpResponse:
+        """The public key that signs reports (§11), as a JWKS."""
+        signer = await self.engine.prover.key.signer()
+        return _json(200, {"keys": [signer.jwk()]})
+
+    async def _events(self, head: RequestHead, investigation_id: str) -> HttpResponse:
+        """What the investigation's stream retains, oldest first: ``verify --events`` reads it."""
+        record = await self._visible(head, investigation_id)
+        if isinstance(record, HttpResponse):
+            return record
+        retained = await self.engine.broker.retained(investigation_stream(investigation_id))
+        return HttpResponse(200, ("[" + ",".join(d.text for d in retained if d.durable) + "]").encode(), JSON)
 
     async def _report(self, head: RequestHead, investigation_id: str) -> HttpResponse:
         record = await self._visible(head, investigation_id)
