@@ -57,11 +57,7 @@ class Server:
         self._dataset = dataset
         self.connections: set[Connection] = set()
         self._app: App | None = None
-        self.metrics = Metrics(
-            outbox_bytes=lambda: sum(c.outbox.pending_bytes for c in self.connections),
-            investigations=lambda: dict(Counter(r.status for r in self._app.engine.records.values()))
-            if self._app else {},
-        )
+        self.metrics = Metrics(outbox_bytes=self._outbox_bytes, investigations=self._investigations_by_status)
         self.broker = broker or open_broker(settings, self.metrics)
         self.records = records or open_records(self.broker)
         self.gate = Gatekeeper.from_settings(settings)
@@ -72,6 +68,12 @@ class Server:
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
         self._idle.set()
+
+    def _outbox_bytes(self) -> float:
+        return sum(c.outbox.pending_bytes for c in self.connections)
+
+    def _investigations_by_status(self) -> dict[str, int]:
+        return dict(Counter(r.status for r in self._app.engine.records.values())) if self._app else {}
 
     @property
     def app(self) -> App:
