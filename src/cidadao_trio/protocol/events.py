@@ -35,12 +35,24 @@ class Event:
 
     def data(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for field in attrs.fields(type(self)):
-            value = getattr(self, field.name)
-            if value is None and field.metadata.get("omit_if_none"):
+        for name, omit_if_none in _members(type(self)):
+            value = getattr(self, name)
+            if value is None and omit_if_none:
                 continue
-            out[field.name] = value
+            out[name] = value
         return out
+
+
+_MEMBERS: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+
+def _members(kind: type[Event]) -> tuple[tuple[str, bool], ...]:
+    """A kind's ``data`` members in wire order, read from its fields once (publishing is hot)."""
+    members = _MEMBERS.get(kind)
+    if members is None:
+        fields = attrs.fields(kind)
+        members = _MEMBERS[kind] = tuple((f.name, bool(f.metadata.get("omit_if_none"))) for f in fields)
+    return members
 
 
 # --- a chat session (§3, §3.1) ---------------------------------------------------------
