@@ -143,7 +143,8 @@ async def test_at_most_max_running_at_once(autojump_clock: trio.testing.MockCloc
         assert engine.records[first.id].status == "completed"
 
 
-async def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> None:
+async def test_restart_keeps_records_and_resumes_interrupted(tmp_path: Path) -> None:
+    """One node (issue 20): a restart walks again what it cut, instead of failing it."""
     path = tmp_path / "store.sqlite3"
     async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=0.0) as engine:
         done = await engine.start(Filters(agency=HEALTH), "anon", public=True)
@@ -151,14 +152,30 @@ async def test_restart_keeps_records_and_fails_interrupted(tmp_path: Path) -> No
         await sink.wait_for("report_ready")
         engine.step_delay = 60.0
         interrupted = await engine.start(Filters(agency=EDUCATION), "anon", public=True)
+        unkept = await engine.start(_Everything(), "anon", public=True)  # a scope the records cannot keep
         await engine.broker.flush()
-    async with engine_running(LocalBroker(store=SqliteStore(path))) as engine:
+    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=0.0) as engine:
         assert engine.records[done.id].status == "completed"
-        assert engine.records[interrupted.id].status == "failed"
-        assert "reinício" in (engine.records[interrupted.id].reason or "")
+        sink = await watch(engine, interrupted.id)
+        await sink.wait_for("report_ready")
+        assert engine.records[interrupted.id].status == "completed"
+        assert engine.records[unkept.id].status == "failed"
+        assert "reinício" in (engine.records[unkept.id].reason or "")
         stored = await engine.report(done.id)
         assert stored is not None and orjson.loads(stored.json)["summary"]["anomalies_found"] == 2
-        assert (await engine.start(Filters(), "anon", public=True)).id.endswith("-003")
+        running = await engine.start(Filters(), "anon", public=True)
+        assert running.id.endswith("-004")
+        await engine.broker.flush()
+        runs = await engine.repository.runs()
+        assert [r.investigation_id for r in runs] == [running.id]  # the others' ended with them
+
+
+class _Everything:
+    def matches(self, contract: Any) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "todos os contratos"
 
 
 async def test_chat_starts_investigation_and_report_is_served(autojump_clock: trio.testing.MockClock) -> None:
@@ -223,17 +240,33 @@ async def test_open_investigations_are_bounded(autojump_clock: trio.testing.Mock
             raise AssertionError("a third open investigation was accepted")
 
 
-async def test_interrupted_investigation_tells_its_followers(tmp_path: Path) -> None:
+async def test_a_resumed_investigation_streams_each_event_once(tmp_path: Path) -> None:
+    """Cut mid-walk, resumed after the restart: its stream is contiguous and holds the
+    same events, once each, as an investigation of the same scope that was never cut."""
     path = tmp_path / "store.sqlite3"
-    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=60.0) as engine:
-        interrupted = await engine.start(Filters(agency=HEALTH), "anon", public=True)
+    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=0.01) as engine:
+        cut = await engine.start(Filters(agency=HEALTH), "anon", public=True)
+        sink = await watch(engine, cut.id)
+        await sink.wait_for("anomaly_detected")
         await engine.broker.flush()
-    async with engine_running(LocalBroker(store=SqliteStore(path))) as engine:
-        sink = EventSink()
-        await engine.broker.attach(f"investigation:{interrupted.id}", sink, None, from_oldest=True)
-        failed = await sink.wait_for("investigation_failed")
-        assert "reinício" in failed["data"]["reason"]
-        assert sink.of("investigation_progress")[-1]["status"] == "failed"
+    async with engine_running(LocalBroker(store=SqliteStore(path)), step_delay=0.0) as engine:
+        resumed = EventSink()
+        await engine.broker.attach(f"investigation:{cut.id}", resumed, None, from_oldest=True)
+        await resumed.wait_for("report_ready")
+        whole = await engine.start(Filters(agency=HEALTH), "anon", public=True)
+        fresh = EventSink()
+        await engine.broker.attach(f"investigation:{whole.id}", fresh, None, from_oldest=True)
+        await fresh.wait_for("report_ready")
+
+    def shape(sink: EventSink, investigation_id: str) -> list[Any]:
+        text = json.dumps([(e["type"], e["data"]) for e in sink.events if e["type"] != "report_ready"])
+        return json.loads(text.replace(investigation_id, "INV"))
+
+    offsets = [int(e["id"].rsplit("-", 1)[1]) for e in resumed.events]
+    assert offsets == list(range(1, len(offsets) + 1))
+    assert shape(resumed, cut.id)[-len(shape(fresh, whole.id)):] == shape(fresh, whole.id)
+    assert len(shape(resumed, cut.id)) == len(shape(fresh, whole.id))
+    assert [e["type"] for e in resumed.events].count("report_ready") == 1
 
 
 async def test_cancelling_zumbis_reply_cancels_the_investigation(autojump_clock: trio.testing.MockClock) -> None:

@@ -4,8 +4,15 @@ Each investigation is a task in the engine's nursery, at most ``max_running`` at
 it walks the phases of PROTOCOL.md §3.2 and publishes ``investigation_progress``,
 ``anomaly_detected``, ``agent_finding`` and ``report_ready`` (or ``investigation_failed``)
 on its own stream. Records and reports go to the records repository, each saved before
-the event that announces it, so they are listed and served after a restart; one a
-restart interrupted is marked failed, with the reason.
+the event that announces it, so they are listed and served after a restart.
+
+An investigation survives its node (issue 20): while it runs, its run (id and scope) is
+kept in the records with a lease its node renews. A restart of the node resumes the runs
+it had; with several nodes, one that finds a lease lapsed (its node died, or drained and
+let go) claims it and adopts the run. Either way the investigation is walked again from
+the start, and the events its stream already holds are not published again: the stream's
+offsets are the truth (§4), and the walk over the same contracts yields the same events
+in the same order. One with no run (its scope cannot be kept) is marked failed, as before.
 
 Detection over the whole dataset runs once, in a worker thread, when the engine starts:
 peers for price comparisons come from every agency, and an investigation keeps the
@@ -14,6 +21,7 @@ anomalies that touch its own contracts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -24,9 +32,16 @@ import orjson
 import trio
 
 from ..broker.base import Broker, StoreUnavailable, investigation_stream
-from ..protocol.envelope import utc_timestamp
-from ..protocol.events import AgentFinding, AnomalyDetected, InvestigationFailed, InvestigationProgress, ReportReady
-from ..records.base import Records, StoredReport
+from ..protocol.envelope import DurableId, utc_timestamp
+from ..protocol.events import (
+    AgentFinding,
+    AnomalyDetected,
+    Event,
+    InvestigationFailed,
+    InvestigationProgress,
+    ReportReady,
+)
+from ..records.base import Records, Run, StoredReport
 from .analysis import Finding, pattern_findings
 from .dataset import data_origin
 from .detectors import ALL_DETECTORS
@@ -45,6 +60,8 @@ from .source import ContractSource, Retrieval, RetrievalFailed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+LEASE_TTL = 15.0  # seconds; renewed every third of it
+RECORD_PATIENCE = 5.0  # seconds a run's last record write may take on the way out (§7's 5 s)
 
 __all__ = ["EngineBusy", "Investigation", "InvestigationEngine", "InvestigationStatus", "Scope"]
 
@@ -101,6 +118,11 @@ class InvestigationEngine:
         self._slots = trio.CapacityLimiter(max_running)
         self._max_open = max_open  # running plus waiting for a slot
         self._cancels: dict[str, trio.CancelScope] = {}  # running or waiting, by investigation id
+        self.lease_ttl = LEASE_TTL  # seconds a node may stay silent before its runs are adopted
+        self._replays: dict[str, int] = {}  # adopted: how many of its events the stream already holds
+        self._letting_go: set[str] = set()  # stopped to be resumed elsewhere (drain, a lease lost)
+        self._handing_over = False
+        self._all_let_go = trio.Event()
         self._detected: dict[str, list[Anomaly]] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -113,6 +135,8 @@ class InvestigationEngine:
                 await self._end_interrupted()
             else:  # an unreachable store must not keep the server from listening (/readyz: 503)
                 nursery.start_soon(self._end_interrupted)
+            if self._shared_store:
+                nursery.start_soon(self._keep_leases)
             task_status.started()  # serve at once; investigations wait for the data
             if self._in_thread:
                 # Abandoned on cancel: a signal during start-up must not wait for a big file.
@@ -125,14 +149,80 @@ class InvestigationEngine:
             await trio.sleep_forever()
 
     async def _end_interrupted(self) -> None:
-        """Mark failed what a restart of this node cut (not what this process runs now)."""
+        """Resume what a restart of this node cut (not what this process runs now); mark
+        failed what cannot be resumed (no run kept)."""
+        runs = {run.investigation_id: run for run in await self.repository.runs()}
         for record in await self.repository.investigations():
             if record.id in self._cancels:
                 continue  # started by this process while the store was unreachable
             self.records[record.id] = record
             ours = not self._shared_store or record.node == self._node  # not another node's
-            if not record.finished and ours:
+            if record.finished or not ours:
+                continue
+            run = runs.get(record.id)
+            if run is None:
                 await self._fail(record, "Investigação interrompida pelo reinício do servidor.")
+            elif await self.repository.claim_run(record.id, self._node, self.lease_ttl):
+                await self._adopt(run, record)
+
+    async def hand_over(self, deadline: float) -> int:
+        """The drain: stop every investigation running here without ending it, and let go
+        of its lease, for another node to adopt at once (one node: the next start resumes
+        it). Returns how many were handed over."""
+        self._handing_over = True
+        running = list(self._cancels)
+        self._letting_go.update(running)
+        for scope in self._cancels.values():
+            scope.cancel()
+        if self._cancels:
+            with trio.move_on_at(deadline):
+                await self._all_let_go.wait()
+        if running:
+            log.info("drain: %d running investigations handed over", len(running))
+        return len(running)
+
+    async def _keep_leases(self) -> None:
+        """Several nodes: renew the leases of what runs here; adopt runs whose lease lapsed."""
+        while True:
+            await trio.sleep(self.lease_ttl / 3)
+            try:
+                for investigation_id in list(self._cancels):
+                    if investigation_id in self._letting_go:
+                        continue
+                    if not await self.repository.claim_run(investigation_id, self._node, self.lease_ttl):
+                        log.warning("investigation %s: another node took its lease; stopping here", investigation_id)
+                        self._letting_go.add(investigation_id)
+                        self._cancels[investigation_id].cancel()
+                if not self._handing_over:
+                    await self._adopt_lapsed()
+            except StoreUnavailable as unavailable:  # the broker logs the store's state once
+                log.info("leases not renewed this time: %s", unavailable)
+
+    async def _adopt_lapsed(self) -> None:
+        for run in await self.repository.runs():
+            if run.investigation_id in self._cancels or len(self._cancels) >= self._max_open:
+                continue
+            if await self.repository.claim_run(run.investigation_id, self._node, self.lease_ttl):
+                record = await self.repository.investigation(run.investigation_id)
+                if record is not None:
+                    await self._adopt(run, record)
+
+    async def _adopt(self, run: Run, record: Investigation) -> None:
+        """Walk ``record`` again here, skipping what its stream already holds."""
+        assert self._nursery is not None
+        if record.finished:  # it ended before its run was: nothing to do but forget the run
+            await self.repository.end_run(run.investigation_id)
+            return
+        last = DurableId.parse(await self.broker.last_id(investigation_stream(record.id)))
+        self._replays[record.id] = last.offset if last is not None else 0
+        log.info(
+            "investigation %s adopted from %s at %s (%d%%; %d events already streamed)",
+            record.id, record.node or "this node", record.status, record.progress, self._replays[record.id],
+        )
+        record = attrs.evolve(record, node=self._node)
+        self.records[record.id] = record
+        self._cancels[record.id] = trio.CancelScope()
+        self._nursery.start_soon(self._investigate, record, run.scope)
 
     def _load_and_scan(self) -> tuple[Sequence[Contract], dict[str, list[Anomaly]]]:
         dataset = self._load_dataset()
@@ -156,6 +246,8 @@ class InvestigationEngine:
         await self._save(record)
         self._cancels[record.id] = trio.CancelScope()
         self._nursery.start_soon(self._investigate, record, scope)
+        if isinstance(scope, Filters):  # a scope the records can keep: resumable
+            await self.repository.begin_run(Run(record.id, scope), self._node, self.lease_ttl)
         return record
 
     def cancel(self, investigation_id: str) -> bool:
@@ -217,11 +309,26 @@ class InvestigationEngine:
             await self._fail_quietly(self.records[record.id], str(exc) or type(exc).__name__)
         finally:
             self._cancels.pop(record.id, None)
-        if not self.records[record.id].finished:  # cancelled
-            with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True):
+            if record.id in self._letting_go and not self.records[record.id].finished:
+                await self._let_go(record.id)
+                return
+            if not self.records[record.id].finished:  # cancelled
+                self._replays.pop(record.id, None)
                 await self._advance(
                     self.records[record.id], Status.CANCELLED, "Investigação cancelada.", progress=record.progress
                 )
+            with trio.move_on_after(RECORD_PATIENCE), contextlib.suppress(StoreUnavailable):
+                await self.repository.end_run(record.id)
+
+    async def _let_go(self, investigation_id: str) -> None:
+        """Stopped unfinished, to be resumed elsewhere: release the lease, keep the run."""
+        self._replays.pop(investigation_id, None)
+        with trio.move_on_after(RECORD_PATIENCE), contextlib.suppress(StoreUnavailable):
+            await self.repository.release_run(investigation_id, self._node)
+        self._letting_go.discard(investigation_id)
+        if self._handing_over and not self._cancels:
+            self._all_let_go.set()
 
     async def _walk(self, record: Investigation, scope: Scope, stream: str) -> Investigation:
         record = await self._advance(record, Status.INITIALIZING, "Preparando a investigação.")
@@ -246,7 +353,7 @@ class InvestigationEngine:
             for anomaly in detected.get(detector.__name__, []):
                 if ids.intersection(anomaly.contract_ids):
                     anomalies.append(anomaly)
-                    await self.prover.publish(record, _anomaly_event(record.id, len(anomalies), anomaly))
+                    await self._publish(record, _anomaly_event(record.id, len(anomalies), anomaly))
             record = await self._advance(
                 record, Status.ANOMALY_DETECTION, f"{len(anomalies)} anomalias encontradas até agora.",
                 progress=low + (high - low) * n // len(ALL_DETECTORS), anomalies_detected=len(anomalies),
@@ -255,8 +362,9 @@ class InvestigationEngine:
         patterns = await self.compute(pattern_findings, contracts, record.scope)
         findings = [*coverage, _zumbi_summary(anomalies, record.scope), *patterns]
         for finding in findings:
-            await self.prover.publish(record, _finding_event(record.id, finding))
-            await trio.sleep(self.step_delay)
+            await self._publish(record, _finding_event(record.id, finding))
+            if not self._replaying(record.id):
+                await trio.sleep(self.step_delay)
         record = await self._advance(record, Status.SUMMARY_GENERATION, "Tiradentes está escrevendo o relatório.")
         report = await self.compute(
             build_report,
@@ -311,6 +419,7 @@ class InvestigationEngine:
 
     async def _fail(self, record: Investigation, reason: str) -> None:
         """Record the failure and tell every follower, so no one waits for a 100 that won't come."""
+        self._replays.pop(record.id, None)  # an adopted walk that fails says so, whatever it replayed
         record = await self._advance(record, Status.FAILED, "A investigação falhou.", reason=reason)
         await self.prover.publish(record, InvestigationFailed(investigation_id=record.id, reason=reason))
 
@@ -330,14 +439,28 @@ class InvestigationEngine:
             record, status=status, progress=progress, updated_at=utc_timestamp(), chain=self.prover.mark(record), **changes
         )
         self.records[record.id] = record
-        await self._save(record)
-        await self.prover.publish(record, InvestigationProgress(
+        replaying = self._replaying(record.id)
+        if not replaying:  # a replay does not take the stored record back in time
+            await self._save(record)
+        await self._publish(record, InvestigationProgress(
             investigation_id=record.id, progress=progress, status=status, message=message,
             records_processed=record.records_processed, anomalies_detected=record.anomalies_detected,
         ))
-        if not status.finished:
+        if not status.finished and not replaying:
             await trio.sleep(self.step_delay)
         return record
+
+    def _replaying(self, investigation_id: str) -> bool:
+        return self._replays.get(investigation_id, 0) > 0
+
+    async def _publish(self, record: Investigation, event: Event) -> None:
+        """Publish on the investigation's stream, unless an adopted walk is replaying what
+        the stream already holds (its next event is that many further on)."""
+        if self._replaying(record.id):
+            self._replays[record.id] -= 1
+            return
+        self._replays.pop(record.id, None)
+        await self.prover.publish(record, event)
 
     async def _save(self, record: Investigation) -> None:
         await self.repository.save_investigation(record)

@@ -134,7 +134,9 @@ class Server:
     async def drain(self) -> None:
         """Stop accepting, close every connection with 1001, then, within ``drain_timeout``,
         let the turns in progress finish (they stream into their session's stream, which a
-        client resumes on another node or after the restart) before the services stop."""
+        client resumes on another node or after the restart) before the services stop, and
+        hand the running investigations over (another node adopts them at once; one node's
+        next start resumes them)."""
         self.draining = True
         self._accepting.cancel()
         for connection in list(self.connections):
@@ -142,6 +144,7 @@ class Server:
         deadline = trio.current_time() + self.settings.drain_timeout
         if self._app is not None:
             await self._app.turns.finish(deadline)
+            await self._app.engine.hand_over(deadline)
         with trio.move_on_at(deadline):
             await self._idle.wait()
 
