@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random as _random
+import secrets
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -363,6 +364,7 @@ class RealtimeClient:
         self._sent: dict[str, Outgoing] = {}  # recent sends, to resend after RATE_LIMIT
         self._pause_until = 0.0
         self._ids = itertools.count(1)
+        self._tag = secrets.token_hex(4)  # ids are unique within the session (§2), not this client
         self._seq = itertools.count(1)
         self._changed = trio.Event()
         self._ws: trio_websocket.WebSocketConnection | None = None
@@ -396,7 +398,7 @@ class RealtimeClient:
             await self._changed.wait()
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}{next(self._ids)}"
+        return f"{prefix}{self._tag}-{next(self._ids)}"
 
     # --- lifecycle ----------------------------------------------------------------------
 
