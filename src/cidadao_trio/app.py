@@ -128,6 +128,7 @@ async def open_app(
                 (lambda: dataset) if dataset is not None else partial(load_contracts, settings.dataset),
                 max_running=settings.max_investigations,
                 step_delay=settings.investigation_step_delay,
+                lease_ttl=settings.investigation_lease,
                 in_thread=dataset is None,
                 node=node,
                 shared_store=shared,

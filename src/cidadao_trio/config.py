@@ -55,7 +55,7 @@ class Settings:
     history_memory_messages: int = _setting(
         256, "newest messages of each stream held in memory (older ones are read from the store)"
     )
-    drain_timeout: float = _setting(10.0, "seconds to drain connections on shutdown")
+    drain_timeout: float = _setting(10.0, "seconds a shutdown waits for turns in progress and connections")
     reply_chunk_delay: float = _setting(0.03, "seconds between streamed agent chunks")
     llm_base_url: str = _setting(
         "", "OpenAI-compatible API (e.g. http://127.0.0.1:11434/v1); empty: rule-based agents. Key: CIDADAO_LLM_API_KEY"
@@ -75,6 +75,9 @@ class Settings:
     portal_cache_ttl: float = _setting(24 * 3600.0, "seconds a Portal API response is kept in the store")
     portal_deadline: float = _setting(300.0, "seconds one investigation may spend fetching from the Portal API")
     investigation_step_delay: float = _setting(0.25, "seconds between investigation events")
+    investigation_lease: float = _setting(
+        15.0, "seconds a running investigation outlives a silent node before another adopts it (--store redis)"
+    )
     signing_key: str | None = _setting(
         None, "Ed25519 key (PEM) that signs reports (§11); default: the Redis records, else DATA_DIR/signing-key.pem"
     )

@@ -99,6 +99,7 @@ class InvestigationEngine:
         today: Callable[[], dt.date] = dt.date.today,
         source: ContractSource | None = None,
         prover: Prover | None = None,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.broker = broker  # the investigations' streams
         self.prover = prover or Prover(broker)  # chains their events and seals reports (§11)
@@ -118,7 +119,7 @@ class InvestigationEngine:
         self._slots = trio.CapacityLimiter(max_running)
         self._max_open = max_open  # running plus waiting for a slot
         self._cancels: dict[str, trio.CancelScope] = {}  # running or waiting, by investigation id
-        self.lease_ttl = LEASE_TTL  # seconds a node may stay silent before its runs are adopted
+        self.lease_ttl = lease_ttl  # seconds a node may stay silent before its runs are adopted
         self._replays: dict[str, int] = {}  # adopted: how many of its events the stream already holds
         self._letting_go: set[str] = set()  # stopped to be resumed elsewhere (drain, a lease lost)
         self._handing_over = False

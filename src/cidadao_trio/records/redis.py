@@ -136,9 +136,10 @@ class RedisRecords:
         await self._broker.write(lambda c, _: c.delete([key]))
 
     async def begin_run(self, run: Run, node: str, ttl: float) -> None:
+        """The lease first: another node listing runs must never find this one unleased."""
+        await self.claim_run(run.investigation_id, node, ttl)
         raw = dumps(run)
         await self._broker.write(lambda c, _: c.hset(self._key("runs"), {run.investigation_id: raw}))
-        await self.claim_run(run.investigation_id, node, ttl)
 
     async def runs(self) -> list[Run]:
         raws = await self._read(lambda c: c.hgetall(self._key("runs")))
