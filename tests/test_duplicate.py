@@ -4,13 +4,16 @@ after a restart, and when two nodes race with the same id."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 import trio.testing
+import websockets
 
 from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.local import LocalBroker
@@ -21,6 +24,7 @@ from cidadao_trio.store.base import MemoryStore
 from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
 from .multinode.helpers import LIMIT, greeted, node
 from .multinode.redis_process import redis_process
+from .process import serve
 
 
 async def _history(server: Server, session_id: str) -> list[dict[str, Any]]:
@@ -113,3 +117,28 @@ async def test_two_nodes_racing_with_one_id_run_it_once(tmp_path: Path) -> None:
             history = await _history(a, "s1")
     assert [(e["code"], e["reply_to"]) for e in errors] == [("DUPLICATE", "q1")]
     assert _user_messages(history) == ["q1"] and _completions(history) == ["q1"]
+
+
+def test_a_message_resent_after_a_sigkill_is_answered_duplicate(tmp_path: Path) -> None:
+    """A real process: the turn q1 was answered, the node is killed, the client resends q1
+    to the restarted node: DUPLICATE, and nothing of a second turn."""
+
+    async def converse(port: int, then_resend: bool) -> list[dict[str, Any]]:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws/chat/s1") as ws:
+            seen = [json.loads(await asyncio.wait_for(ws.recv(), 10))]
+            await ws.send(json.dumps({"type": "chat", "data": {"message": "Olá"}, "id": "q1"}))
+            if then_resend:
+                await ws.send(json.dumps({"type": "ping", "id": "after"}))
+            while seen[-1]["type"] != ("pong" if then_resend else "chat_complete"):
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return seen
+
+    with serve(store="sqlite", data_dir=tmp_path) as server:
+        first = asyncio.run(converse(server.port, False))
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=15)
+    with serve(store="sqlite", data_dir=tmp_path) as server:
+        again = asyncio.run(converse(server.port, True))
+    assert first[-1]["data"]["status"] == "completed" and first[-1]["data"]["reply_to"] == "q1"
+    assert [(m["type"], m["data"].get("code")) for m in again[1:]] == [("error", "DUPLICATE"), ("pong", None)]
+    assert again[1]["data"]["reply_to"] == "q1"
