@@ -437,7 +437,8 @@ class InvestigationEngine:
         if progress is None:
             progress = record.progress if start is None else start
         record = attrs.evolve(
-            record, status=status, progress=progress, updated_at=utc_timestamp(), chain=self.prover.mark(record), **changes
+            record, status=status, progress=progress, updated_at=utc_timestamp(),
+            chain=self.prover.mark(record), **changes,
         )
         self.records[record.id] = record
         replaying = self._replaying(record.id)

@@ -55,13 +55,13 @@ class ServerKey:
 
     async def _open(self) -> Signer:
         if self._key_file is not None:
-            signer = Signer(await trio.to_thread.run_sync(load_private, self._key_file))
+            signer = Signer(load_private(self._key_file))  # a few hundred bytes, once: no thread
             log.info("signing key %s from %s", signer.key_id, self._key_file)
         elif self._redis is not None:
             signer = await self._claim(self._redis)
         elif self._data_dir is not None:
             path = self._data_dir / KEY_FILE
-            key, created = await trio.to_thread.run_sync(load_or_create, path)
+            key, created = load_or_create(path)
             signer = Signer(key)
             log.info("signing key %s %s %s", signer.key_id, "created in" if created else "from", path)
         else:
@@ -75,7 +75,8 @@ class ServerKey:
         keys, args = [redis.key("signing_key")], [candidate.pem().decode()]
         pem = await redis.write(lambda c, _: CLAIM_SIGNING_KEY(keys=keys, args=args, client=c))
         signer = Signer(private_from_pem(str(pem).encode(), "the signing key stored in Redis"))
-        log.info("signing key %s shared in Redis%s", signer.key_id, " (created)" if signer.key_id == candidate.key_id else "")
+        created = " (created)" if signer.key_id == candidate.key_id else ""
+        log.info("signing key %s shared in Redis%s", signer.key_id, created)
         return signer
 
 
