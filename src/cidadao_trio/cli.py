@@ -206,7 +206,8 @@ def _add_client_commands(commands: Any) -> None:
     )
     verify.add_argument("report", metavar="RELATORIO.json", help="o relatório em JSON (…/report?format=json)")
     verify.add_argument(
-        "--events", default=None, metavar="EVENTOS.json", help="os eventos da investigação (…/events), conferidos um a um"
+        "--events", default=None, metavar="EVENTOS.json",
+        help="os eventos da investigação (…/events), conferidos um a um",
     )
     verify.add_argument(
         "--key", default=None, metavar="CHAVE", help="a chave pública do servidor (JWK/JWKS de /api/v1/keys, ou PEM)"

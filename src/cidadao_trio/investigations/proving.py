@@ -18,11 +18,11 @@ from pathlib import Path
 import trio
 
 from ..broker.base import Broker, Delivery, investigation_stream
-from ..protocol.envelope import DurableId
-from ..protocol.events import Event, InvestigationFailed, InvestigationProgress, ReportReady
 from ..proofs.canonical import canonical, sha256_hex
 from ..proofs.chain import ChainMark, ProofChain
 from ..proofs.sealing import Sealed, seal
+from ..protocol.envelope import DurableId
+from ..protocol.events import Event, InvestigationFailed, InvestigationProgress, ReportReady
 from ..records.convert import converter
 from ..records.signing_key import ServerKey
 from .dataset import Dataset
@@ -98,7 +98,8 @@ class Prover:
     async def seal(self, record: Investigation, report: Report, dataset_sha256: str | None) -> Sealed:
         """The report with the proof over every event published so far (``report_ready`` next)."""
         chain = self._chains.get(record.id) or await self._recover(record)
-        sealed = seal(await self.key.signer(), record.id, chain.mark, dataset_sha256, report.as_json(), report.as_markdown())
+        signer = await self.key.signer()
+        sealed = seal(signer, record.id, chain.mark, dataset_sha256, report.as_json(), report.as_markdown())
         self.forget(record.id)
         return sealed
 

@@ -73,7 +73,7 @@ def load_public(text: bytes) -> list[Ed25519PublicKey]:
     stripped = text.strip()
     if stripped.startswith(b"{"):
         document = json.loads(stripped)
-        jwks = document.get("keys") if isinstance(document, dict) and "keys" in document else [document]
+        jwks = document["keys"] if isinstance(document, dict) and "keys" in document else [document]
         return [key_from_jwk(jwk) for jwk in jwks]
     if b"PRIVATE KEY" in stripped:
         return [private_from_pem(stripped, "key").public_key()]

@@ -39,7 +39,9 @@ def _unb64url(text: str) -> bytes:
 
 def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
     """RFC 8037's form, as ``GET /api/v1/keys`` lists it."""
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw_public(key)), "kid": key_id(key), "use": "sig", "alg": "EdDSA"}
+    return {
+        "kty": "OKP", "crv": "Ed25519", "x": _b64url(raw_public(key)), "kid": key_id(key), "use": "sig", "alg": "EdDSA",
+    }
 
 
 def key_from_jwk(jwk: Mapping[str, Any]) -> Ed25519PublicKey:

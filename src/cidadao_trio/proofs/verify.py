@@ -136,7 +136,9 @@ def _check_events(
     for n, envelope in enumerate(chained, start=1):
         owner = (envelope.get("data") or {}).get("investigation_id")
         if owner != investigation_id:
-            c.problems.append(f"O evento {n} ({envelope.get('id')}) é da investigação {owner}, não de {investigation_id}.")
+            c.problems.append(
+                f"O evento {n} ({envelope.get('id')}) é da investigação {owner}, não de {investigation_id}."
+            )
         at = _offset(envelope)
         if at is not None and previous is not None:
             if at[0] != previous[0]:
@@ -156,7 +158,9 @@ def _check_events(
         previous = at if at is not None else previous
     expected = proof.get("events")
     if len(chained) != expected:
-        c.problems.append(f"A prova cobre {expected} eventos; o arquivo de eventos tem {len(chained)} antes do report_ready.")
+        c.problems.append(
+            f"A prova cobre {expected} eventos; o arquivo de eventos tem {len(chained)} antes do report_ready."
+        )
     chain = ProofChain(investigation_id)
     chain.extend(chained)
     head = chain.mark.head
@@ -188,7 +192,9 @@ def _check_dataset(proof: Mapping[str, Any], dataset: tuple[str, bytes] | None, 
     if claimed is None:
         c.problems.append(f"A prova não cita conjunto de dados, mas foi dado {name}.")
     elif actual != claimed:
-        c.problems.append(f"O conjunto de dados {name} não é o investigado: SHA-256 {_short(actual)}, a prova diz {_short(claimed)}.")
+        c.problems.append(
+            f"O conjunto de dados {name} não é o investigado: SHA-256 {_short(actual)}, a prova diz {_short(claimed)}."
+        )
     else:
         c.facts.append(f"Conjunto de dados {name} conferido (SHA-256 {_short(actual)}).")
 
