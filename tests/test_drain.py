@@ -16,9 +16,11 @@ import websockets
 from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.config import Settings
+from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.server.server import Server
 from cidadao_trio.store.base import MemoryStore
 
+from .contracts import HEALTH, small_dataset
 from .harness import TEST_DEFAULTS, connect, receive, receive_until, send, wait_closed
 from .process import serve
 
@@ -92,3 +94,21 @@ def test_sigterm_exits_after_the_turn_in_progress_completes(tmp_path: Path) -> N
     assert complete["status"] == "completed" and complete["reply_to"] == "q1"
     chunks = [m for m in after if m["type"] == "chat" and m["data"]["role"] == "assistant"]
     assert chunks and chunks[0]["data"]["chunk_index"] == 1  # contiguous after the cursor's chunk 0
+
+
+async def test_drain_hands_a_running_investigation_over_instead_of_ending_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One node: the drain stops it unfinished with its run kept, for the next start to resume."""
+    settings = Settings(**{**TEST_DEFAULTS, "investigation_step_delay": 60, "drain_timeout": 5})
+    server = Server(settings, broker=LocalBroker(store=MemoryStore()), dataset=small_dataset())
+    async with server.running():
+        record = await server.engine.start(Filters(agency=HEALTH), "anon", public=True)
+        await trio.sleep(1)  # walking: initializing, waiting out its step delay
+        await server.drain()
+        assert not server.engine.cancel(record.id)  # no longer running here
+        await server.broker.flush()
+        stored = await server.records.investigation(record.id)
+        runs = await server.records.runs()
+    assert stored is not None and not stored.finished  # neither cancelled nor failed
+    assert [run.investigation_id for run in runs] == [record.id]

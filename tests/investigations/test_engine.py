@@ -163,7 +163,8 @@ async def test_restart_keeps_records_and_resumes_interrupted(tmp_path: Path) -> 
         assert "reinício" in (engine.records[unkept.id].reason or "")
         stored = await engine.report(done.id)
         assert stored is not None and orjson.loads(stored.json)["summary"]["anomalies_found"] == 2
-        running = await engine.start(Filters(), "anon", public=True)
+        engine.step_delay = 60.0
+        running = await engine.start(Filters(), "anon", public=True)  # stays running
         assert running.id.endswith("-004")
         await engine.broker.flush()
         runs = await engine.repository.runs()

@@ -205,7 +205,9 @@ class InvestigationEngine:
                 continue
             if await self.repository.claim_run(run.investigation_id, self._node, self.lease_ttl):
                 record = await self.repository.investigation(run.investigation_id)
-                if record is not None:
+                if record is None:  # a run without its record (never saved): nothing to walk
+                    await self.repository.end_run(run.investigation_id)
+                else:
                     await self._adopt(run, record)
 
     async def _adopt(self, run: Run, record: Investigation) -> None:
@@ -311,16 +313,20 @@ class InvestigationEngine:
         finally:
             self._cancels.pop(record.id, None)
         with trio.CancelScope(shield=True):
-            if record.id in self._letting_go and not self.records[record.id].finished:
-                await self._let_go(record.id)
-                return
-            if not self.records[record.id].finished:  # cancelled
-                self._replays.pop(record.id, None)
-                await self._advance(
-                    self.records[record.id], Status.CANCELLED, "Investigação cancelada.", progress=record.progress
-                )
-            with trio.move_on_after(RECORD_PATIENCE), contextlib.suppress(StoreUnavailable):
-                await self.repository.end_run(record.id)
+            try:
+                if record.id in self._letting_go and not self.records[record.id].finished:
+                    await self._let_go(record.id)
+                    return
+                if not self.records[record.id].finished:  # cancelled
+                    self._replays.pop(record.id, None)
+                    await self._advance(
+                        self.records[record.id], Status.CANCELLED, "Investigação cancelada.", progress=record.progress
+                    )
+                with trio.move_on_after(RECORD_PATIENCE), contextlib.suppress(StoreUnavailable):
+                    await self.repository.end_run(record.id)
+            finally:
+                if self._handing_over and not self._cancels:
+                    self._all_let_go.set()  # the drain waits for the last one to stop
 
     async def _let_go(self, investigation_id: str) -> None:
         """Stopped unfinished, to be resumed elsewhere: release the lease, keep the run."""
@@ -328,8 +334,6 @@ class InvestigationEngine:
         with trio.move_on_after(RECORD_PATIENCE), contextlib.suppress(StoreUnavailable):
             await self.repository.release_run(investigation_id, self._node)
         self._letting_go.discard(investigation_id)
-        if self._handing_over and not self._cancels:
-            self._all_let_go.set()
 
     async def _walk(self, record: Investigation, scope: Scope, stream: str) -> Investigation:
         record = await self._advance(record, Status.INITIALIZING, "Preparando a investigação.")
