@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -22,7 +23,6 @@ import trio
 from .agents.team import build_team
 from .broker.base import Broker
 from .broker.local import LocalBroker
-from .broker.redis import RedisBroker
 from .config import Settings
 from .investigations.dataset import load_contracts
 from .investigations.engine import InvestigationEngine
@@ -32,13 +32,15 @@ from .investigations.proving import Prover
 from .metrics import Metrics
 from .records.base import Records
 from .records.local import StoreRecords
-from .records.redis import RedisRecords
 from .records.response_cache import open_response_cache
 from .records.signing_key import ServerKey
 from .session.hub import Hub
 from .session.turns import TurnRunner
 from .store.base import MemoryStore, Store
 from .store.sqlite import SqliteStore
+
+if TYPE_CHECKING:  # coredis (0.7 s of every start) is imported only for --store redis
+    from .broker.redis import RedisBroker
 
 SQLITE_FILE = "cidadao.sqlite3"  # under --data-dir
 
@@ -57,6 +59,8 @@ class App:
 def open_broker(settings: Settings, metrics: Metrics) -> Broker:
     """``--store``: memory or sqlite for one node; redis for several behind a balancer."""
     if settings.store == "redis":
+        from .broker.redis import RedisBroker
+
         return RedisBroker(
             settings.redis_url, max_messages=settings.history_messages, max_age=settings.history_seconds,
             observe_write=metrics.store_writes.observe,
@@ -77,22 +81,30 @@ def open_broker(settings: Settings, metrics: Metrics) -> Broker:
 
 def open_records(broker: Broker) -> Records:
     """The records kept beside ``broker``'s streams, in the same store."""
-    if isinstance(broker, RedisBroker):
-        return RedisRecords(broker)
     if isinstance(broker, LocalBroker):
         return StoreRecords(broker)
-    raise TypeError(f"no records repository for {type(broker).__name__}")
+    from .records.redis import RedisRecords
+
+    return RedisRecords(_redis(broker))
 
 
 def open_server_key(settings: Settings, broker: Broker) -> ServerKey:
     """``--signing-key``, else the cluster's in Redis, else one in the data directory (§11)."""
     if settings.signing_key:
         return ServerKey(key_file=Path(settings.signing_key))
-    if isinstance(broker, RedisBroker):
-        return ServerKey(redis=broker)
+    if not isinstance(broker, LocalBroker):
+        return ServerKey(redis=_redis(broker))
     if settings.store == "sqlite":
         return ServerKey(data_dir=Path(settings.data_dir))
     return ServerKey()  # the memory store: this process's key
+
+
+def _redis(broker: Broker) -> RedisBroker:
+    from .broker.redis import RedisBroker
+
+    if not isinstance(broker, RedisBroker):
+        raise TypeError(f"no records repository for {type(broker).__name__}")
+    return broker
 
 
 def node_name(settings: Settings) -> str:

@@ -11,12 +11,16 @@ is dropped.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..broker.base import Broker, StoreUnavailable
-from ..broker.redis import RedisBroker
+from ..broker.local import LocalBroker
 from ..investigations.portal_cache import MemoryResponseCache, ResponseCache
+
+if TYPE_CHECKING:  # coredis is imported only where Redis is used
+    from ..broker.redis import RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class RedisResponseCache:
 
 def open_response_cache(broker: Broker) -> ResponseCache:
     """Redis's for a cluster, this process's memory for the local stores."""
-    if isinstance(broker, RedisBroker):
-        return RedisResponseCache(broker)
-    return MemoryResponseCache()
+    if isinstance(broker, LocalBroker):
+        return MemoryResponseCache()
+    from ..broker.redis import RedisBroker
+
+    assert isinstance(broker, RedisBroker), type(broker).__name__
+    return RedisResponseCache(broker)

@@ -15,24 +15,35 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import trio
-from coredis.commands import Script
 
-from ..broker.redis import RedisBroker
 from ..proofs.keyfile import KEY_FILE, load_or_create, load_private, private_from_pem
 from ..proofs.signing import Signer
+
+if TYPE_CHECKING:  # coredis is imported only where Redis is used (0.7 s at every start)
+    from ..broker.redis import RedisBroker
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KEY_FILE", "ServerKey"]
 
 # KEYS: signing_key. ARGV: a candidate PEM. The first node's key wins; every node gets it.
-CLAIM_SIGNING_KEY: Script[str] = Script(script="""
+CLAIM_SIGNING_KEY = """
 local key = redis.call('GET', KEYS[1])
 if not key then redis.call('SET', KEYS[1], ARGV[1]) key = ARGV[1] end
 return key
-""")
+"""
+_scripts: dict[str, Any] = {}
+
+
+def _claim_script() -> Any:
+    if "claim" not in _scripts:
+        from coredis.commands import Script
+
+        _scripts["claim"] = Script(script=CLAIM_SIGNING_KEY)
+    return _scripts["claim"]
 
 
 class ServerKey:
@@ -73,7 +84,8 @@ class ServerKey:
     async def _claim(redis: RedisBroker) -> Signer:
         candidate = Signer.ephemeral()
         keys, args = [redis.key("signing_key")], [candidate.pem().decode()]
-        pem = await redis.write(lambda c, _: CLAIM_SIGNING_KEY(keys=keys, args=args, client=c))
+        claim = _claim_script()
+        pem = await redis.write(lambda c, _: claim(keys=keys, args=args, client=c))
         signer = Signer(private_from_pem(str(pem).encode(), "the signing key stored in Redis"))
         created = " (created)" if signer.key_id == candidate.key_id else ""
         log.info("signing key %s shared in Redis%s", signer.key_id, created)
