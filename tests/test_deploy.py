@@ -60,3 +60,12 @@ def test_the_nginx_config_parses_where_nginx_is_installed(tmp_path: Path) -> Non
     path.write_text(local, encoding="utf-8")
     result = subprocess.run([nginx, "-t", "-c", str(path), "-p", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_local_cluster_script_is_valid_and_follows_the_readme() -> None:
+    script = ROOT / "deploy" / "cluster.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text(encoding="utf-8")
+    needs = ("--bind 127.0.0.1", "--appendonly yes", "deploy/nginx.conf", "CIDADAO_JWT_SECRET", ".pid", "kill -TERM")
+    for needed in needs:
+        assert needed in text
