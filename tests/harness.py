@@ -20,7 +20,7 @@ from cidadao_trio.investigations.engine import Investigation
 from cidadao_trio.investigations.model import Contract
 from cidadao_trio.server.server import Server
 
-TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory"}
+TEST_DEFAULTS: dict[str, Any] = {"reply_chunk_delay": 0.0, "store": "memory", "drain_timeout": 2.0}
 
 
 @asynccontextmanager

@@ -113,7 +113,8 @@ async def test_cancel_hangs_up_on_the_model() -> None:
 async def test_shutdown_hangs_up_on_the_model() -> None:
     async with fake_openai() as fake:
         fake.default = Script(hold_after=1)
-        async with running_server(small_dataset(), llm_base_url=fake.base_url, **LLM) as server, \
+        # the drain waits up to drain_timeout for the reply, then the turn is cut: the model is hung up on
+        async with running_server(small_dataset(), llm_base_url=fake.base_url, drain_timeout=0.5, **LLM) as server, \
                 connect(server, "/api/v1/ws/chat/s1") as ws:  # fmt: skip
             await receive(ws)
             await send(ws, "chat", {"message": QUESTION}, id="c1")

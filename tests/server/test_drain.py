@@ -20,9 +20,9 @@ from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.server.server import Server
 from cidadao_trio.store.base import MemoryStore
 
-from .contracts import HEALTH, small_dataset
-from .harness import TEST_DEFAULTS, connect, receive, receive_until, send, wait_closed
-from .process import serve
+from ..contracts import HEALTH, small_dataset
+from ..harness import TEST_DEFAULTS, connect, receive, receive_until, send, wait_closed
+from ..process import serve
 
 
 async def _session_history(server: Server, session_id: str) -> list[dict[str, Any]]:

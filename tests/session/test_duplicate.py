@@ -21,10 +21,10 @@ from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
 from cidadao_trio.store.base import MemoryStore
 
-from .harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
-from .multinode.helpers import LIMIT, greeted, node
-from .multinode.redis_process import redis_process
-from .process import serve
+from ..harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
+from ..multinode.helpers import LIMIT, greeted, node
+from ..multinode.redis_process import redis_process
+from ..process import serve
 
 
 async def _history(server: Server, session_id: str) -> list[dict[str, Any]]:
