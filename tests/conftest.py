@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import compileall
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,9 @@ from .process import ServerProcess, serve
 from .tools import advice, missing
 
 ROOT = Path(__file__).resolve().parent.parent
+# The demo sample is cached under XDG_CACHE_HOME (a second of CPU for every server a test
+# starts otherwise); the tests keep theirs out of the user's home, shared by every worker.
+os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / "cidadao-trio-tests-cache")
 
 
 def _targets(config: pytest.Config) -> list[Path]:

@@ -291,6 +291,25 @@ def test_default_sample_is_cached_and_equal(sample: Sample) -> None:
     assert load_default_sample() == sample
 
 
+def test_the_sample_read_back_from_the_cache_is_the_generated_one_and_a_bad_cache_is_rebuilt(
+    sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    load_default_sample.cache_clear()
+    try:
+        assert load_default_sample() == sample  # generated, then written
+        (cached,) = (tmp_path / "cidadao-trio").glob("sample-*.json")
+        load_default_sample.cache_clear()
+        again = load_default_sample()  # read back
+        assert again == sample and again.contracts[0].signed_on == sample.contracts[0].signed_on
+        cached.write_bytes(cached.read_bytes()[:1000])  # cut short
+        load_default_sample.cache_clear()
+        assert load_default_sample() == sample  # unreadable: generated again and rewritten
+        assert orjson.loads(cached.read_bytes())["contracts"][0]["id"] == sample.contracts[0].id
+    finally:
+        load_default_sample.cache_clear()
+
+
 # ------------------------------------------------------------------- planted ground truth
 
 

@@ -11,14 +11,19 @@ depends on set order, so a seed gives the same sample on every machine.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import functools
+import hashlib
 import math
+import os
 import random
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import attrs
+import orjson
 
 from .categories import CATALOGUE, CATEGORIES, Category, categorize
 from .cnpj import make_cnpj
@@ -443,5 +448,44 @@ def generate_sample(seed: int = 2026, size: int = 5000) -> Sample:
 
 @functools.lru_cache(maxsize=1)
 def load_default_sample() -> Sample:
-    """The server's demo dataset, generated once per process."""
-    return generate_sample()
+    """The server's demo dataset: generated once (about a second of CPU), then read back from
+    the user's cache directory by every later start, as long as the code that made it is the
+    same. The cache is plain JSON (never code) and is rebuilt when unreadable."""
+    path = _cache_path()
+    try:
+        return _read_cache(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    sample = generate_sample()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(orjson.dumps({"contracts": [attrs.asdict(c) for c in sample.contracts],
+                                          "planted": [attrs.asdict(p) for p in sample.planted]}))
+        os.replace(partial, path)  # whole or not at all, even with several processes at once
+    return sample
+
+
+_DATES = ("signed_on", "published_on", "starts_on", "ends_on")
+
+
+def _cache_path() -> Path:
+    """Keyed by the sources the sample is made from: a change to any of them makes a new one."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for source in sorted([*package.glob("*.py"), package.parent / "portuguese.py"]):
+        digest.update(source.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "cidadao-trio" / f"sample-{digest.hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path) -> Sample:
+    raw = orjson.loads(path.read_bytes())
+    contracts = []
+    for row in raw["contracts"]:
+        for name in _DATES:
+            if row[name] is not None:
+                row[name] = dt.date.fromisoformat(row[name])
+        contracts.append(Contract(**row))
+    planted = tuple(PlantedAnomaly(p["anomaly_type"], tuple(p["contract_ids"]), p["agency"]) for p in raw["planted"])
+    return Sample(contracts=tuple(contracts), planted=planted)
