@@ -15,6 +15,7 @@ from trio_websocket import WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
 from cidadao_trio.broker.base import Delivery
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.investigations.engine import Investigation
 from cidadao_trio.investigations.model import Contract
@@ -152,3 +153,16 @@ class ListSink:
 
     def data(self) -> list[dict[str, Any]]:
         return [json.loads(d.text)["data"] for d in self.got]
+
+
+async def until_committed(broker: LocalBroker, condition: Callable[[], bool]) -> None:
+    """Virtual time runs ahead of the store's worker thread (no deadline can count it):
+    wait for the thread (a read queued behind the write) and the writer task, then look;
+    a bounded number of times."""
+    for _ in range(100):
+        await broker.query(lambda: None)
+        await trio.testing.wait_all_tasks_blocked()
+        if condition():
+            return
+        await trio.sleep(0.5)
+    raise AssertionError("condition never held")

@@ -131,6 +131,12 @@ def test_chat_shows_an_investigation_it_starts(server: ServerProcess) -> None:
 # --- issue 11 item 17: the first minute of a citizen at the terminal ------------------------
 
 
+def _default_sigint() -> None:
+    """A suite started in the background (``make test &``) runs with SIGINT ignored, which
+    its children inherit: the citizen's terminal must get Ctrl-C as a terminal does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _citizen(*args: str, **settings: str) -> tuple[subprocess.Popen[bytes], OutputReader]:
     process = subprocess.Popen(
         [sys.executable, "-m", "cidadao_trio", *args],
@@ -138,6 +144,7 @@ def _citizen(*args: str, **settings: str) -> tuple[subprocess.Popen[bytes], Outp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment(**settings),
+        preexec_fn=_default_sigint,
     )
     return process, OutputReader(process.stdout)
 

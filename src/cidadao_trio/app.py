@@ -103,7 +103,7 @@ def _redis(broker: Broker) -> RedisBroker:
     from .broker.redis import RedisBroker
 
     if not isinstance(broker, RedisBroker):
-        raise TypeError(f"no records repository for {type(broker).__name__}")
+        raise TypeError(f"a store that is neither local nor Redis: {type(broker).__name__}")
     return broker
 
 

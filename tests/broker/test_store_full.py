@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -21,6 +20,7 @@ from cidadao_trio.broker.base import Delivery, StoreUnavailable
 from cidadao_trio.broker.local import WRITE_QUEUE_SIZE, LocalBroker
 from cidadao_trio.store.sqlite import SqliteStore
 
+from ..harness import until_committed
 from ..messages import message
 
 S = "session:s1"
@@ -44,16 +44,6 @@ def _make_room(store: SqliteStore) -> None:
     store._db.execute("PRAGMA max_page_count = 1073741823")
 
 
-async def _until(broker: LocalBroker, condition: Any) -> None:
-    """Virtual time runs ahead of the store's worker thread: wait for the thread (a read
-    queued behind the write), then for the writer task, before looking."""
-    for _ in range(100):
-        await broker.query(lambda: None)
-        await trio.testing.wait_all_tasks_blocked()
-        if condition():
-            return
-        await trio.sleep(0.5)
-    raise AssertionError("condition never held")
 
 
 async def test_a_full_database_is_retried_then_recovers_by_itself(
@@ -72,7 +62,7 @@ async def test_a_full_database_is_retried_then_recovers_by_itself(
 
         _fill_up(store)
         queued = [await broker.publish(S, message("chat", {"content": f"{BIG}{n}"})) for n in range(3)]
-        await _until(broker, lambda: not broker.healthy)
+        await until_committed(broker, lambda: not broker.healthy)
         assert live.got == [first]  # nothing is offered that is not committed
         with pytest.raises(StoreUnavailable) as refused:
             await broker.publish(S, message("chat", {"content": "durante"}))
@@ -85,7 +75,7 @@ async def test_a_full_database_is_retried_then_recovers_by_itself(
         assert await broker.last_id(S) == first.id  # no offset was taken by the refusal
 
         _make_room(store)
-        await _until(broker, lambda: broker.healthy)
+        await until_committed(broker, lambda: broker.healthy)
         await broker.flush()
         assert [d.id for d in live.got if d.durable] == [first.id] + [d.id for d in queued]
         after = await broker.publish(S, message("chat", {"content": "depois"}))

@@ -15,6 +15,7 @@ import trio.testing
 from cidadao_trio.broker.base import investigation_stream
 from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.investigations.engine import InvestigationEngine
+from cidadao_trio.investigations.model import Investigation
 from cidadao_trio.investigations.proving import Prover
 from cidadao_trio.investigations.report import ReportInput, build_report
 from cidadao_trio.investigations.scope import Filters
@@ -73,8 +74,9 @@ async def test_a_report_from_the_server_verifies_with_its_published_key(autojump
     assert "<h3>Como verificar</h3>" in html and "<code>cidadao-trio verify" in html
 
 
-async def test_the_chain_is_continued_by_the_process_that_publishes_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
+async def _cut_mid_investigation(path: Path) -> Investigation:
+    """Start an investigation on the SQLite store at ``path`` and stop the process while it
+    is fetching its contracts (the middle of an investigation)."""
     broker = LocalBroker(store=SqliteStore(path))
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
@@ -86,7 +88,13 @@ async def test_the_chain_is_continued_by_the_process_that_publishes_after_a_rest
         record = await engine.start(Filters(agency=HEALTH), "anon", public=True)
         await stuck.fetching.wait()
         await broker.flush()
-        nursery.cancel_scope.cancel()  # the server stops in the middle of the investigation
+        nursery.cancel_scope.cancel()
+    return record
+
+
+async def test_the_chain_is_continued_by_the_process_that_publishes_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    record = await _cut_mid_investigation(path)  # the server stops in the middle of the investigation
     before = await _events_of(path, record.id)
     assert before and before[-1]["type"] == "investigation_progress"
 
@@ -126,18 +134,7 @@ async def test_the_engine_keeps_the_chain_across_its_own_restart(tmp_path: Path)
     """Whatever a restart makes of an interrupted investigation (failed, or resumed), its
     record's chain mark is the chain of every event before it, from the first one."""
     path = tmp_path / "store.sqlite3"
-    broker = LocalBroker(store=SqliteStore(path))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(broker.run)
-        stuck = _StuckSource()
-        engine = InvestigationEngine(
-            broker, StoreRecords(broker), small_dataset, in_thread=False, step_delay=0.0, source=stuck
-        )
-        await nursery.start(engine.run)
-        record = await engine.start(Filters(agency=HEALTH), "anon", public=True)
-        await stuck.fetching.wait()
-        await broker.flush()
-        nursery.cancel_scope.cancel()
+    record = await _cut_mid_investigation(path)
     with trio.fail_after(30):
         broker = LocalBroker(store=SqliteStore(path))
         async with trio.open_nursery() as nursery:

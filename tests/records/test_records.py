@@ -34,6 +34,7 @@ from cidadao_trio.records.redis import RedisRecords
 from cidadao_trio.store.base import MemoryStore, SaveInvestigation, SaveTurn
 from cidadao_trio.store.sqlite import SqliteStore
 
+from ..harness import until_committed
 from ..messages import message
 from ..multinode.redis_process import redis_process
 
@@ -230,17 +231,6 @@ def test_the_public_view_is_the_record_without_its_owner() -> None:
     assert orjson.loads(orjson.dumps(shown))["status"] == "completed"  # the wire value
 
 
-async def _until(broker: LocalBroker, condition: Callable[[], bool]) -> None:
-    """Virtual time runs ahead of the store's worker thread (no deadline can count it):
-    wait for the thread (a read queued behind the write), then look; a bounded number of
-    times."""
-    for _ in range(100):
-        await broker.query(lambda: None)
-        await trio.testing.wait_all_tasks_blocked()
-        if condition():
-            return
-        await trio.sleep(0.5)
-    raise AssertionError("condition never held")
 
 
 async def test_a_store_that_cannot_write_refuses_records_unavailable(
@@ -260,13 +250,13 @@ async def test_a_store_that_cannot_write_refuses_records_unavailable(
         store._db.execute(f"PRAGMA max_page_count = {pages}")
         await broker.publish(session_stream("s1"), message("chat", {"content": "x" * 20_000}))
         await records.save_investigation(_investigation(1))  # accepted: queued behind the publish
-        await _until(broker, lambda: not broker.healthy)
+        await until_committed(broker, lambda: not broker.healthy)
         with pytest.raises(StoreUnavailable):
             await records.save_session_owner("during", "user:ana")
         with pytest.raises(StoreUnavailable):
             await records.begin_turn(OpenTurn("s1", "k1", TurnRecord("drummond", "D")))
         store._db.execute("PRAGMA max_page_count = 1073741823")
-        await _until(broker, lambda: broker.healthy)
+        await until_committed(broker, lambda: broker.healthy)
         await broker.flush()
         assert [i.id for i in await records.investigations()] == ["INV-2026-001"]
         assert await records.session_owner("during") is None
