@@ -21,11 +21,9 @@ serve: $(STAMP)
 # shared by a module starts once. A missing Chromium or redis-server stops it with one line.
 # Bytecode is written (PYTHONDONTWRITEBYTECODE may be set here): otherwise every worker
 # rewrites the assertions of hypothesis's modules, and every server a test starts compiles src.
-# Three workers on two cores: many tests wait on a process or a socket, not the CPU
-# (measured here: -n 2 74 s, -n 3 63 s, -n 4 68 s).
 test: $(STAMP)
 	@$(BIN)/python -m tests.tools
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 3 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # ruff (rules in pyproject.toml) over the code and its tests and benchmarks, then mypy on src
 # (strict on protocol, session, broker, store and records). .ci/run runs it before the suite.
