@@ -32,7 +32,7 @@ from .investigations.proving import Prover
 from .metrics import Metrics
 from .records.base import Records
 from .records.local import StoreRecords
-from .records.response_cache import open_response_cache
+from .records.response_cache import RecordsResponseCache
 from .records.signing_key import ServerKey
 from .session.hub import Hub
 from .session.turns import TurnRunner
@@ -144,7 +144,7 @@ async def open_app(
                 in_thread=dataset is None,
                 node=node,
                 shared_store=shared,
-                source=portal_source(settings, open_response_cache(broker)) if dataset is None else None,
+                source=portal_source(settings, RecordsResponseCache(records)) if dataset is None else None,
                 prover=Prover(broker, open_server_key(settings, broker), dataset_file=settings.dataset),
             )
             await services.start(engine.run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from cidadao_trio.investigations.scope import Filters
 from cidadao_trio.records.base import OpenTurn, Records, Run, StoredReport, TurnRecord
 from cidadao_trio.records.local import StoreRecords
 from cidadao_trio.records.redis import RedisRecords
+from cidadao_trio.records.response_cache import RecordsResponseCache
 from cidadao_trio.store.base import MemoryStore, SaveInvestigation, SaveTurn
 from cidadao_trio.store.sqlite import SqliteStore
 
@@ -336,3 +338,46 @@ async def test_expired_message_ids_are_pruned(backend: Backend, monkeypatch: pyt
     assert await records.accept_message("s1", '"new"', 3600) is True
     await backend.flush()
     assert await records.accept_message("s1", '"new"', 3600) is False
+
+
+async def test_a_cached_text_reads_back_until_it_expires(backend: Backend) -> None:
+    records = backend.records
+    assert await records.cached("portal:a") is None
+    await records.cache("portal:a", "página 1", 3600)
+    await records.cache("portal:b", "já expirado", 0.001)
+    await records.cache("portal:c", "nunca guardado", 0)
+    await backend.flush()
+    await trio.sleep(0.01)  # the store's own clock (wall time, or Redis's): a real 10 ms
+    assert await records.cached("portal:a") == "página 1"
+    assert await records.cached("portal:b") is None
+    assert await records.cached("portal:c") is None
+    await records.cache("portal:a", "página 1, de novo", 3600)  # a later write replaces it
+    await backend.flush()
+    assert await records.cached("portal:a") == "página 1, de novo"
+
+
+async def test_cached_texts_outlive_the_process_or_are_shared(durable: Backend) -> None:
+    """So a second investigation of the same body and period, after a restart or on
+    another node, does not spend the Portal's quota again (issue 16)."""
+    cache = RecordsResponseCache(durable.records)
+    await cache.put("contratos?codigoOrgao=36000&pagina=1", '[{"id": 1}]', 3600)
+    await durable.flush()
+    assert durable.again is not None
+    other = RecordsResponseCache(await durable.again())
+    assert await other.get("contratos?codigoOrgao=36000&pagina=1") == '[{"id": 1}]'
+    assert await other.get("contratos?codigoOrgao=36000&pagina=2") is None
+
+
+async def test_expired_cached_texts_are_pruned(
+    monkeypatch: pytest.MonkeyPatch, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("cidadao_trio.records.local.PRUNE_EVERY", 2)
+    path = tmp_path / "records.sqlite3"
+    backend = await _local(nursery, lambda: SqliteStore(path), "sqlite")
+    await backend.records.cache("old", "x" * 1000, 0.001)
+    await trio.sleep(0.01)
+    await backend.records.cache("new", "y", 3600)  # the second write prunes
+    await backend.flush()
+    with sqlite3.connect(path) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM claims")]
+    assert names == ["cache:new"]

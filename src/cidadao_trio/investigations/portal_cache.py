@@ -1,10 +1,10 @@
 """Responses of the Portal da Transparência kept for a while, so a second investigation of
 the same body and period does not spend the API's quota again.
 
-The client sees only :class:`ResponseCache`; what keeps the texts depends on the store:
-this process's memory (``MemoryResponseCache``, for the memory and SQLite stores) or the
-Redis every node shares (``records.response_cache.RedisResponseCache``). Keys never hold
-the API key: they are the endpoint and its parameters.
+The client sees only :class:`ResponseCache`; the server keeps the texts in its records
+(``records.response_cache.RecordsResponseCache``: SQLite, or the Redis every node shares),
+a client used on its own in this process's memory (``MemoryResponseCache``). Keys never
+hold the API key: they are the endpoint and its parameters.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Streams (history, offsets, links, fan-out) belong to the broker; everything else a
 restart must not forget is here: investigations and their reports, who owns each chat
-session, the chat turns being answered, and named counters. Callers get one
+session, the chat turns being answered, named counters, and texts kept for a while
+(:meth:`Records.cache`). Callers get one
 :class:`Records` explicitly; each kind of store has its implementation
 (``local.StoreRecords`` over the SQLite or memory store, ``redis.RedisRecords``).
 
@@ -110,6 +111,14 @@ class Records(Protocol):
 
     async def forget_message(self, session_id: str, message_id: str) -> None:
         """Undo :meth:`accept_message` for a message whose effect was not made durable."""
+
+    async def cached(self, key: str) -> str | None:
+        """A text kept by :meth:`cache` under ``key``, unless it expired (then None)."""
+
+    async def cache(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (every node sees it, a restart
+        keeps it with a durable store): the Portal API's responses, the server API's
+        idempotent answers. A later write replaces it; ``ttl <= 0`` keeps nothing."""
 
     async def begin_run(self, run: Run, node: str, ttl: float) -> None:
         """Keep ``run`` until :meth:`end_run`, its lease held by ``node``."""

@@ -23,6 +23,7 @@ from .convert import dumps, loads
 
 RUN = "run:"  # claims: an investigation running (one node: no lease, it is always this one's)
 MESSAGE = "message:"  # claims: a client message id a session accepted (§2)
+CACHE = "cache:"  # claims: a text kept until it expires (``Records.cache``)
 # Accepted ids kept in memory too, until their claim is surely committed: the store's
 # reads see a queued write only once committed (``Records``), and a resend can be quicker.
 RECENT_SECONDS = 60.0
@@ -35,6 +36,7 @@ class StoreRecords:
     def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
         self._recent: dict[str, float] = {}  # message claim -> when accepted (monotonic)
+        self._cache_writes = 0
 
     async def investigation(self, investigation_id: str) -> Investigation | None:
         raw: str | None = await self._broker.query(self._broker.store.load_investigation, investigation_id)
@@ -101,6 +103,19 @@ class StoreRecords:
         name = f"{MESSAGE}{session_id}\x1f{message_id}"
         self._recent.pop(name, None)
         await self._broker.record(SaveClaim(name, None))
+
+    async def cached(self, key: str) -> str | None:
+        value: str | None = await self._broker.query(self._broker.store.load_claim, CACHE + key, time.time())
+        return value
+
+    async def cache(self, key: str, value: str, ttl: float) -> None:
+        """Kept as an expiring claim; every ``PRUNE_EVERY``th write also drops the expired."""
+        if ttl <= 0:
+            return
+        self._cache_writes += 1
+        now = time.time()
+        prune = now if self._cache_writes % PRUNE_EVERY == 0 else None
+        await self._broker.record(SaveClaim(CACHE + key, value, now + ttl, prune))
 
     async def begin_run(self, run: Run, node: str, ttl: float) -> None:
         await self._broker.record(SaveClaim(RUN + run.investigation_id, dumps(run)))

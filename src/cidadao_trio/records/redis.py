@@ -6,7 +6,8 @@ owner, an investigation saved twice keeps its place. Only ``next_number`` may sk
 number on such a retry. Keys, after the broker's prefix: ``owners``, ``investigations``,
 ``turns`` and ``runs`` (hashes), ``investigations:order`` (list), ``report:<id>``, ``n:<counter>``,
 and claims that Redis expires: ``lease:<investigation>`` (the node running it) and
-``message:<session>…<id>`` (a client message id accepted, §2).
+``message:<session>…<id>`` (a client message id accepted, §2), and ``cache:<key>`` (a
+text kept by ``Records.cache``).
 """
 
 from __future__ import annotations
@@ -134,6 +135,16 @@ class RedisRecords:
     async def forget_message(self, session_id: str, message_id: str) -> None:
         key = self._key(f"message:{session_id}{_TURN_SEPARATOR}{message_id}")
         await self._broker.write(lambda c, _: c.delete([key]))
+
+    async def cached(self, key: str) -> str | None:
+        value: str | None = await self._read(lambda c: c.get(self._key("cache:" + key)))
+        return value
+
+    async def cache(self, key: str, value: str, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        name, expiry = self._key("cache:" + key), max(1, int(ttl * 1000))
+        await self._broker.write(lambda c, _: c.set(name, value, px=expiry))
 
     async def begin_run(self, run: Run, node: str, ttl: float) -> None:
         """The lease first: another node listing runs must never find this one unleased."""
