@@ -7,6 +7,7 @@ command does anything, run the same ``cli.main`` in process (``in_process``).
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import subprocess
@@ -119,6 +120,19 @@ def test_chat_prints_drummonds_reply_and_exits_on_sair(server: ServerProcess) ->
     assert "Carlos Drummond de Andrade: Olá! Eu sou o Drummond" in done.stdout
     assert "digitando…" in done.stdout
     assert done.stdout.rstrip().endswith("Até mais!")
+
+
+def test_a_second_chat_in_the_same_session_is_answered(
+    server: ServerProcess, in_process: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Message ids are the session's idempotency keys (§2): each run of the CLI must use new
+    ones, or the server takes its first message for a resend of the last run's."""
+    for _ in range(2):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Olá\n/sair\n"))
+        done = in_process.run("chat", "cli-chat-again", "--url", base_url(server))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Carlos Drummond de Andrade: Olá! Eu sou o Drummond" in done.stdout
+        assert "Erro" not in done.stdout
 
 
 def test_chat_shows_an_investigation_it_starts(server: ServerProcess) -> None:

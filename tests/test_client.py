@@ -6,16 +6,20 @@ and talk to it through :class:`RealtimeClient` under Trio.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
+import trio.testing
 
 from cidadao_trio.auth import mint_token
+from cidadao_trio.broker.base import session_stream
 from cidadao_trio.client import (
     Backoff,
     ClientRefused,
@@ -25,13 +29,16 @@ from cidadao_trio.client import (
     Outgoing,
     QueueFull,
     RealtimeClient,
+    Unacknowledged,
     endpoint_url,
     http_base,
     unpack,
     with_query,
 )
 from cidadao_trio.protocol.envelope import EPHEMERAL_PREFIX, DurableId
+from cidadao_trio.server.server import Server
 
+from .harness import running_server
 from .process import ServerProcess, serve
 
 SAFETY = 10.0  # seconds; a safety net, never a measured delay
@@ -354,3 +361,125 @@ async def test_rate_limit_pauses_sending_and_resends_what_it_can_attribute() -> 
             assert attributed or unattributed, "a burst of 2 must be exceeded by 6 pings"
             assert len(pongs) == len(set(pongs))
             assert await client.ping() >= 0  # still connected once the pause is over
+
+
+def test_unacknowledged_messages_wait_for_a_reply_naming_them() -> None:
+    pending = Unacknowledged()
+    chat, ping, typing = Outgoing(1, "c1", "{}", True), Outgoing(2, "p1", "{}", True), Outgoing(3, "t", "{}")
+    for item in (chat, ping, typing):
+        pending.written(item)
+    assert len(pending) == 2  # typing is never answered: not kept
+    assert pending.answered("p1") is ping and pending.answered("p1") is None
+    assert not pending.was_resent("c1")
+    assert pending.take_all() == [chat] and len(pending) == 0
+    pending.written(chat)  # the next connection sends it again
+    assert pending.was_resent("c1") and pending.answered("c1") is chat
+    assert pending.was_resent("c1")  # its DUPLICATE may arrive after the echo that answered it
+
+
+# --- safe resends, against an in-process server (virtual time) ------------------------------
+
+
+class Link(trio.abc.Stream):
+    """One connection's bytes between the client and the in-process server. The test can
+    drop them in one direction (lost in flight) and cut the link as a dead TCP connection."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.drop_up = False  # the client's bytes never reach the server
+        self.drop_down = False  # the server's bytes never reach the client
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.drop_up:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        while True:
+            data = await self.inner.receive_some(max_bytes)
+            if not data or not self.drop_down:
+                return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Dialer:
+    """The client's ``dial``: each attempt a fresh in-memory connection to ``server``."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.links: list[Link] = []
+
+    async def __call__(self, url: str) -> trio.abc.Stream:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        self.server.spawn(server_stream)
+        self.links.append(Link(client_stream))
+        return self.links[-1]
+
+
+async def _session_history(server: Server, session_id: str) -> list[dict[str, Any]]:
+    await server.broker.flush()
+    return [orjson.loads(d.text) for d in await server.broker.retained(session_stream(session_id))]
+
+
+def _completions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in history if m["type"] == "chat_complete"]
+
+
+def _replies(messages: Iterable[dict[str, Any]], id: str) -> list[tuple[str, str | None]]:
+    """(type, role or status) of every message answering ``id``."""
+    return [
+        (m["type"], m["data"].get("role") or m["data"].get("status") or m["data"].get("code"))
+        for m in messages
+        if m["data"].get("reply_to") == id and not (m["type"] == "chat" and m["data"].get("chunk"))
+    ]
+
+
+async def _held(client: RealtimeClient) -> list[dict[str, Any]]:
+    """What the client passed on besides the turns read through chat(), up to a quiet second."""
+    seen: list[dict[str, Any]] = []
+    with contextlib.suppress(trio.TooSlowError):
+        async for message in client.messages(idle_timeout=1.0):
+            seen.append(message)
+    return seen
+
+
+@pytest.mark.parametrize("lost", ["the message", "its answer"])
+async def test_a_chat_cut_off_with_its_connection_is_answered_exactly_once(
+    autojump_clock: trio.testing.MockClock, lost: str
+) -> None:
+    """The chat is written and the connection dies before the client sees it echoed: either
+    the server never got it (resent, run once) or it ran the turn and the answer was lost
+    (resent, DUPLICATE swallowed, the turn replayed from the cursor). Either way chat()
+    yields one turn and the session holds one."""
+    async with running_server() as server:
+        dialer = Dialer(server)
+        async with RealtimeClient("ws://localhost/api/v1/ws/chat/resend-1", dial=dialer, backoff=FAST) as client:
+            [m async for m in client.chat("Olá")]  # a cursor to resume from
+            link = dialer.links[-1]
+            link.drop_up, link.drop_down = lost == "the message", lost == "its answer"
+            turn: list[dict[str, Any]] = []
+
+            async def converse() -> None:
+                turn.extend([m async for m in client.chat("Quais agentes existem?", timeout=SAFETY)])
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(converse)
+                await wait_for(lambda: len(client.unacknowledged) == 1)  # written, not echoed
+                while lost == "its answer" and len(_completions(await _session_history(server, "resend-1"))) < 2:
+                    await trio.sleep(0.1)  # the server runs the whole turn meanwhile
+                await link.aclose()  # the TCP connection dies under the client
+            held = await _held(client)
+        history = await _session_history(server, "resend-1")
+    asked = [m["data"]["reply_to"] for m in history if m["data"].get("role") == "user"][-1]
+    assert _replies(turn, asked) == [("chat", "user"), ("chat_complete", "completed")]
+    assert _replies(history, asked) == [("chat", "user"), ("chat_complete", "completed")]
+    assert client.connections == 2 and client.resumed is True and client.resent == 1
+    assert client.already_accepted == (1 if lost == "its answer" else 0)
+    assert [m for m in held if m["type"] == "error"] == []  # the DUPLICATE was an acknowledgement
+    assert client.gaps == [] and len(client.unacknowledged) == 0

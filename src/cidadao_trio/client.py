@@ -3,9 +3,13 @@
 A connection can drop at any time (restart, network, slow consumer), so the client owns
 the whole reconnect story: exponential backoff with full jitter, ``retry_after`` honoured,
 no retry after a policy close (1008), resume from the last durable id, replays
-de-duplicated, offset gaps recorded, ``batch`` envelopes unpacked and sends queued while
-offline. The bookkeeping that needs no I/O (:class:`CursorTracker`, :class:`Backoff`,
-:class:`OfflineQueue`, URL helpers) is separate so it can be tested without sockets.
+de-duplicated, offset gaps recorded, ``batch`` envelopes unpacked, sends queued while
+offline, and safe resends (PROTOCOL.md §2): every message carries a UUID, and one written
+but not yet acknowledged when its connection dropped is sent again, in order, on the next
+(the server runs an id once; ``DUPLICATE`` for a resend is an acknowledgement, not an
+error). The bookkeeping that needs no I/O (:class:`CursorTracker`, :class:`Backoff`,
+:class:`OfflineQueue`, :class:`Unacknowledged`, URL helpers) is separate so it can be
+tested without sockets.
 
 One task at a time should consume :meth:`RealtimeClient.messages` or
 :meth:`RealtimeClient.chat`; sending is safe from any task.
@@ -18,8 +22,9 @@ import itertools
 import random as _random
 import secrets
 import ssl
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -41,6 +46,7 @@ __all__ = [
     "OfflineQueue",
     "QueueFull",
     "RealtimeClient",
+    "Unacknowledged",
     "endpoint_url",
     "fetch_json",
     "http_base",
@@ -50,6 +56,11 @@ __all__ = [
 
 Message = dict[str, Any]
 UrlSource = str | Callable[[], str]
+Dial = Callable[[str], Awaitable[trio.abc.Stream]]
+
+# Messages a reply acknowledges (PROTOCOL.md §2), resent after a reconnect until it does:
+# the ones the server keys by id, and ping (harmless to repeat; ``ping()`` then survives).
+ACKNOWLEDGED_TYPES = frozenset({"chat", "subscribe", "unsubscribe", "cancel", "ping"})
 
 POLICY_CLOSE = 1008
 ABNORMAL_CLOSE = 1006  # never sent on the wire: what a lost connection looks like
@@ -174,6 +185,8 @@ class Outgoing:
     seq: int
     id: str
     text: str
+    acknowledged: bool = False  # its type is answered by a reply naming it (§2)
+    writes: int = 0  # how many connections it was written to
 
 
 class OfflineQueue:
@@ -222,6 +235,49 @@ class OfflineQueue:
         self._changed = trio.Event()
         if self._on_change is not None:
             self._on_change()
+
+
+class Unacknowledged:
+    """Messages written but not yet acknowledged, to resend after a reconnect (§2).
+
+    A message leaves on the first reply naming it (``reply_to``): for ``chat`` the
+    ``chat {role:"user"}`` echo, ``subscribed``/``unsubscribed``, ``pong``, or an error —
+    ``DUPLICATE`` included, which says the session already accepted it. A ``cancel`` has no
+    reply of its own, so it waits for the next reconnect's resend and its ``DUPLICATE``.
+    Ids written more than once are remembered (boundedly) so that their ``DUPLICATE``
+    is recognised as the answer to a resend, whenever it arrives.
+    """
+
+    def __init__(self, remember: int = 1024) -> None:
+        self._items: dict[str, Outgoing] = {}
+        self._resent: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def written(self, item: Outgoing) -> None:
+        item.writes += 1
+        if item.writes > 1:
+            self._resent[item.id] = None
+            self._resent.move_to_end(item.id)
+            while len(self._resent) > self._remember:
+                self._resent.popitem(last=False)
+        if item.acknowledged:
+            self._items[item.id] = item
+
+    def answered(self, reply_to: object) -> Outgoing | None:
+        """The message ``reply_to`` names, no longer waiting for an answer."""
+        return self._items.pop(reply_to, None) if isinstance(reply_to, str) else None
+
+    def was_resent(self, reply_to: object) -> bool:
+        return isinstance(reply_to, str) and reply_to in self._resent
+
+    def take_all(self) -> list[Outgoing]:
+        """Everything still unanswered, in send order (the connection is gone)."""
+        items = sorted(self._items.values(), key=lambda item: item.seq)
+        self._items.clear()
+        return items
 
 
 def with_query(url: str, **params: str | None) -> str:
@@ -321,6 +377,8 @@ class RealtimeClient:
     ``url`` is the WebSocket URL, or a callable returning it, asked before every attempt
     (a server that restarts on another port). ``token`` goes in an ``Authorization:
     Bearer`` header. ``last_id`` resumes from a cursor persisted by an earlier run.
+    ``dial``, if given, opens the byte stream to the server for a URL (a tunnel, a Unix
+    socket, an in-memory server) instead of TCP/TLS to the URL's host.
     """
 
     def __init__(
@@ -337,8 +395,10 @@ class RealtimeClient:
         wait_connected: float | None = 10.0,
         keepalive: float | None = 60.0,
         on_retry: Callable[[float, str], None] | None = None,
+        dial: Dial | None = None,
     ) -> None:
         self.url = url
+        self.dial = dial
         self.on_retry = on_retry  # told (delay, why) before each pause between attempts
         self.token = token
         self.batch = batch
@@ -348,6 +408,9 @@ class RealtimeClient:
         self.keepalive = keepalive
         self.tracker = CursorTracker(last_id)
         self.queue = OfflineQueue(queue_limit, self._notify)
+        self.unacknowledged = Unacknowledged()
+        self.resent = 0  # messages written again after a reconnect
+        self.already_accepted = 0  # resends the server answered DUPLICATE (it had them)
         self.resumed = False
         self.connected = False
         self.attempts = 0  # connection attempts, successful or not
@@ -399,6 +462,11 @@ class RealtimeClient:
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}{self._tag}-{next(self._ids)}"
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh message id: a UUID, unique within the session whoever sends (§2)."""
+        return str(uuid.uuid4())
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -483,12 +551,7 @@ class RealtimeClient:
     async def _connect_once(self, url: str) -> _Attempt:
         outcome = _Attempt()
         try:
-            async with trio_websocket.open_websocket_url(
-                url,
-                extra_headers=_bearer(self.token),
-                connect_timeout=self.open_timeout,
-                disconnect_timeout=1.0,
-            ) as ws:
+            async with self._open(url) as ws:
                 self._ws = ws
                 try:
                     async with trio.open_nursery() as nursery:
@@ -499,12 +562,47 @@ class RealtimeClient:
                 finally:
                     self._ws = None
                     self.connected = False
+                    self._resend_unacknowledged()
                     self._notify()
         except trio_websocket.ConnectionRejected as rejected:
             outcome.code, outcome.reason = rejected.status_code, f"HTTP {rejected.status_code}"
-        except (trio_websocket.HandshakeError, OSError) as failed:
+        except (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError) as failed:
             outcome.reason = type(failed).__name__
         return outcome
+
+    @contextlib.asynccontextmanager
+    async def _open(self, url: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """The WebSocket of one attempt: over TCP/TLS, or over the stream ``dial`` opens."""
+        if self.dial is None:
+            async with trio_websocket.open_websocket_url(
+                url,
+                extra_headers=_bearer(self.token),
+                connect_timeout=self.open_timeout,
+                disconnect_timeout=1.0,
+            ) as ws:
+                yield ws
+            return
+        parts = urlsplit(url)
+        resource = parts.path + (f"?{parts.query}" if parts.query else "")
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(self.open_timeout):
+                stream = await self.dial(url)
+                # trio-websocket types its stream as TCP or TLS; it uses only the Stream API
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery, stream, parts.netloc, resource, extra_headers=_bearer(self.token)  # type: ignore[arg-type]
+                )
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(1.0):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+
+    def _resend_unacknowledged(self) -> None:
+        """The connection is gone: what it did not acknowledge goes back in the queue, in
+        front of anything newer, for the next connection to send first (§2)."""
+        for item in self.unacknowledged.take_all():
+            self.queue.requeue(item)
 
     async def _read(self, ws: trio_websocket.WebSocketConnection, outcome: _Attempt, greeted: trio.Event) -> None:
         while True:
@@ -525,6 +623,8 @@ class RealtimeClient:
         raw = message.get("data")
         data: Message = raw if isinstance(raw, dict) else {}
         reply_to = data.get("reply_to")
+        if not (kind == "error" and data.get("code") == "RATE_LIMIT"):  # that one is requeued
+            self.unacknowledged.answered(reply_to)
         if kind == "connection":
             self.server, self.resumed = data, bool(data.get("resumed"))
             self.connections += 1
@@ -532,6 +632,9 @@ class RealtimeClient:
             self.connected = outcome.greeted = True
             greeted.set()
             self._notify()
+        elif kind == "error" and data.get("code") == "DUPLICATE" and self.unacknowledged.was_resent(reply_to):
+            self.already_accepted += 1
+            return  # our resend of a message the server had accepted: an acknowledgement (§7)
         elif kind == "error":
             self._on_error(data, outcome)
         elif kind == "pong" and isinstance(reply_to, str) and reply_to in self._ping_waiters:
@@ -554,6 +657,7 @@ class RealtimeClient:
             self._pause_until = max(self._pause_until, trio.current_time() + wait)
             dropped = self._sent.pop(str(data.get("reply_to")), None)
             if dropped is not None:  # without reply_to we cannot tell which one it was
+                self.unacknowledged.answered(dropped.id)
                 self.queue.requeue(dropped)
 
     async def _write(self, ws: trio_websocket.WebSocketConnection, greeted: trio.Event) -> None:
@@ -570,6 +674,9 @@ class RealtimeClient:
                     continue
                 await ws.send_message(item.text)
                 self.queue.done(item)
+                self.unacknowledged.written(item)
+                if item.writes > 1:
+                    self.resent += 1
                 self._remember(item)
         except trio_websocket.ConnectionClosed:
             return  # the reader sees the close and reports it
@@ -600,17 +707,21 @@ class RealtimeClient:
     async def send(self, type: str, data: Message | None = None, id: str | None = None) -> str:
         """Queue a message (sent at once when connected, after reconnecting otherwise).
 
-        Every message gets an ``id`` so replies and refusals can be matched to it; the id
-        is returned. Raises :class:`QueueFull` at the queue bound and ``ValueError`` for a
-        message larger than the server accepts (it would be closed with 1009).
+        Every message gets an ``id`` (a UUID unless given) so replies and refusals can be
+        matched to it; the id is returned. A message of :data:`ACKNOWLEDGED_TYPES` is sent
+        again after a reconnect until a reply names it (§2). Raises :class:`QueueFull` at
+        the queue bound and ``ValueError`` for a message larger than the server accepts (it
+        would be closed with 1009).
         """
         self._raise_if_finished()
-        id = id or self._new_id("m")
+        id = id or self.new_id()
         text = orjson.dumps({"type": type, "data": data or {}, "id": id}).decode()
         limit = self.server.get("max_message_bytes")
         if isinstance(limit, int) and len(text.encode()) > limit:
             raise ValueError(f"mensagem de {len(text.encode())} bytes excede o limite de {limit}")
-        self.queue.put(Outgoing(next(self._seq), id, text))
+        if len(self.queue) + len(self.unacknowledged) >= self.queue.limit:
+            raise QueueFull(f"fila de envio cheia ({self.queue.limit} mensagens sem resposta)")
+        self.queue.put(Outgoing(next(self._seq), id, text, type in ACKNOWLEDGED_TYPES))
         await trio.lowlevel.checkpoint()
         return id
 
@@ -660,9 +771,11 @@ class RealtimeClient:
         """Send ``text`` and yield this turn's messages, through ``chat_complete`` and the
         ``typing`` false after it. Messages of anything else that arrive meanwhile are kept
         for :meth:`messages`, so nothing is lost. ``trio.TooSlowError`` after ``timeout``.
+        A connection lost meanwhile is survived: the message is resent if unacknowledged,
+        and a ``DUPLICATE`` means the server has it, so the turn is awaited on the stream.
         """
         data: Message = {"message": text, **({"context": context} if context else {})}
-        id = await self.send("chat", data, self._new_id("c"))
+        id = await self.send("chat", data)
         deadline = trio.current_time() + timeout
         completed = False
         while True:
@@ -683,8 +796,8 @@ class RealtimeClient:
             kind, data = message.get("type"), message.get("data") or {}
             if kind == "chat_complete":
                 completed = True
-            elif kind == "error" and data.get("code") != "RATE_LIMIT":
-                return  # refused (the client resends after RATE_LIMIT itself)
+            elif kind == "error" and data.get("code") not in ("RATE_LIMIT", "DUPLICATE"):
+                return  # refused (the client resends after RATE_LIMIT itself; DUPLICATE: accepted)
             elif completed and kind == "typing" and data.get("isTyping") is False:
                 return
 

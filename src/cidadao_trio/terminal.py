@@ -312,6 +312,8 @@ class ChatView:
         if code == "HISTORY_GAP":
             self.screen.line("Parte do histórico não pôde ser recuperada; segue um resumo das investigações.")
             return
+        if code == "DUPLICATE":
+            return  # the server already has this message: its answer follows on the stream (§7)
         self.screen.line(f"Erro ({code}): {data.get('message', '')}")
         if code != "RATE_LIMIT":  # the client resends rate-limited messages by itself
             self._end_turn(data.get("reply_to"))
@@ -396,7 +398,6 @@ async def run_chat(args: argparse.Namespace) -> int:
 
 async def _converse(client: RealtimeClient, view: ChatView, screen: Screen) -> None:
     """Read stdin line by line; each message waits for its answer before the next prompt."""
-    sent = 0
     while True:
         line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
         if not line:
@@ -406,8 +407,7 @@ async def _converse(client: RealtimeClient, view: ChatView, screen: Screen) -> N
             continue
         if text.lower() in EXIT_WORDS:
             return
-        sent += 1
-        id = f"cli-{sent}"
+        id = client.new_id()  # unique in the session across runs of this CLI (§2: its idempotency key)
         view.expect(id)
         await client.send("chat", {"message": text}, id=id)
         with trio.move_on_after(TURN_TIMEOUT) as waited:
