@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -35,7 +36,15 @@ HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("BAD_REQUEST", "Requisição HTTP malformada."),
     401: ("UNAUTHORIZED", "Autenticação necessária."),
     404: ("NOT_FOUND", "Recurso não encontrado."),
+    403: ("FORBIDDEN", "Acesso negado."),
     405: ("METHOD_NOT_ALLOWED", "Método não permitido: use GET ou HEAD."),
+    408: ("REQUEST_TIMEOUT", "O corpo da requisição não chegou a tempo."),
+    409: ("CONFLICT", "A requisição conflita com o estado atual."),
+    411: ("LENGTH_REQUIRED", "Envie o corpo com Content-Length ou em partes (chunked)."),
+    413: ("PAYLOAD_TOO_LARGE", "Corpo da requisição grande demais."),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "O corpo deve ser JSON (application/json)."),
+    422: ("UNPROCESSABLE", "A requisição não pôde ser processada."),
+    429: ("RATE_LIMIT", "Requisições demais; tente novamente em instantes."),
     426: ("UPGRADE_REQUIRED", "Este caminho fala WebSocket: envie um pedido de Upgrade (versão 13)."),
     431: ("HEADERS_TOO_LARGE", "Cabeçalho da requisição grande demais."),
     503: ("UNAVAILABLE", "Serviço indisponível no momento; tente novamente."),
@@ -54,6 +63,19 @@ def error_response(status: int, message: str | None = None, headers: tuple[tuple
     """The JSON error body of §1, ``{"error": CODE, "message": ...}``; nothing from the request."""
     code, default = HTTP_ERRORS[status]
     return HttpResponse(status, orjson.dumps({"error": code, "message": message or default}), JSON, headers)
+
+
+def json_error(
+    status: int, code: str, message: str, *, retry_after: float | None = None, **members: object
+) -> HttpResponse:
+    """An error body with a protocol code (§7) of its own, e.g. 429 ``OVERLOADED``; with
+    ``retry_after`` also a ``Retry-After`` header (whole seconds, rounded up)."""
+    body: dict[str, object] = {"error": code, "message": message, **members}
+    headers: tuple[tuple[str, str], ...] = ()
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+        headers = (("retry-after", str(max(1, math.ceil(retry_after)))),)
+    return HttpResponse(status, orjson.dumps(body), JSON, headers)
 
 
 class BadRequest(Exception):
@@ -93,11 +115,12 @@ class RequestHead:
         """A HEAD request: answered like GET, without the body."""
         return self.method == "HEAD"
 
-    def method_refusal(self) -> HttpResponse | None:
-        """405 for anything but GET and HEAD (the only methods these routes serve)."""
-        if self.method in ("GET", "HEAD"):
+    def method_refusal(self, allowed: tuple[str, ...] = ("GET", "HEAD")) -> HttpResponse | None:
+        """405 for a method the route does not serve (GET and HEAD, unless it says)."""
+        if self.method in allowed:
             return None
-        return error_response(405, headers=(("allow", "GET, HEAD"),))
+        message = f"Método não permitido: use {' ou '.join(allowed)}."
+        return error_response(405, message, headers=(("allow", ", ".join(allowed)),))
 
     def upgrade_refusal(self) -> HttpResponse | None:
         """On a WebSocket path, why this request cannot be upgraded (RFC 6455 §4.2.1), if so."""
@@ -151,6 +174,41 @@ async def read_head(stream: trio.abc.ReceiveStream, parser: h11.Connection) -> R
                 parser.trailing_data[0],
             )
         raise BadRequest(400)  # not an HTTP request
+
+
+async def read_body(
+    stream: trio.abc.Stream, parser: h11.Connection, head: RequestHead, limit: int, timeout: float
+) -> bytes:
+    """The request's body, after its head: at most ``limit`` bytes (else 413), whole
+    within ``timeout`` seconds (else 408). Answers ``Expect: 100-continue`` (curl sends
+    it for bodies over 1 KiB and waits a second for it otherwise)."""
+    declared = head.header(b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BadRequest(413)  # refused before a byte of it is read
+    if parser.they_are_waiting_for_100_continue:
+        await stream.send_all(parser.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+    body = bytearray()
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError:
+                raise BadRequest(400) from None
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(RECEIVE_CHUNK * 16)
+                if not data:
+                    raise BadRequest(400)  # closed before the body ended
+                parser.receive_data(bytes(data))
+                continue
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > limit:
+                    raise BadRequest(413)
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            raise BadRequest(400)
+    raise BadRequest(408)
 
 
 async def send_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -38,9 +38,12 @@ from .frontdoor import (
     send_response,
 )
 from .http_api import HttpApi, HttpResponse
+from .sse import ChatPosts, SseService
 from .transport import WebSocket, accept_websocket
 
 log = logging.getLogger(__name__)
+
+Handoff = Callable[[], Awaitable[None]]  # a request served past the handshake deadline (SSE, POST)
 
 
 class Server:
@@ -68,9 +71,17 @@ class Server:
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
         self._idle.set()
+        self.sse = SseService(
+            settings, self.gate, self.admission, self.metrics, lambda: self.hub, self._open_connections,
+            lambda: self.draining,
+        )
+        self.chat_posts = ChatPosts(settings, self.gate, self.metrics, lambda: self.hub)
+
+    def _open_connections(self) -> int:
+        return len(self.connections) + len(self.sse.streams)
 
     def _outbox_bytes(self) -> float:
-        return sum(c.outbox.pending_bytes for c in self.connections)
+        return sum(c.outbox.pending_bytes for c in (*self.connections, *self.sse.streams))
 
     def _investigations_by_status(self) -> dict[str, int]:
         return dict(Counter(r.status for r in self._app.engine.records.values())) if self._app else {}
@@ -141,12 +152,14 @@ class Server:
         self._accepting.cancel()
         for connection in list(self.connections):
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        self.sse.close_all()
         deadline = trio.current_time() + self.settings.drain_timeout
         if self._app is not None:
             await self._app.turns.finish(deadline)
             await self._app.engine.hand_over(deadline)
         with trio.move_on_at(deadline):
             await self._idle.wait()
+            await self.sse.wait_idle()
 
     # --- one TCP connection --------------------------------------------------------------
 
@@ -162,25 +175,35 @@ class Server:
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         ws = None
+        handoff: Handoff | None = None
+        head: RequestHead | None = None
         with trio.move_on_after(self.settings.handshake_timeout):
-            head = await self._route(stream)
-            if head is None:
+            routed = await self._route(stream)
+            if routed is None:
                 return
-            settings = self.settings
-            ws = await accept_websocket(
-                stream,
-                head,
-                settings.max_message_bytes,
-                settings.deflate_min_size if settings.deflate else None,
-            )
+            if isinstance(routed, RequestHead):
+                head = routed
+                settings = self.settings
+                ws = await accept_websocket(
+                    stream,
+                    head,
+                    settings.max_message_bytes,
+                    settings.deflate_min_size if settings.deflate else None,
+                )
+            else:
+                handoff = routed
+        if handoff is not None:
+            await handoff()  # its own deadlines: a stream has none, a POST's body has one
+            return
         if ws is None:
             log.info("handshake timeout")
             return
         assert head is not None  # ws exists only once the head was read
         await self._run_websocket(ws, head, _peer_address(stream))
 
-    async def _route(self, stream: trio.abc.Stream) -> RequestHead | None:
-        """Answer plain HTTP here; return the head of a WebSocket upgrade to accept.
+    async def _route(self, stream: trio.abc.Stream) -> RequestHead | Handoff | None:
+        """Answer plain HTTP here; return the head of a WebSocket upgrade to accept, or
+        what serves an event stream (§10) or a POST (§8, §10) past the handshake deadline.
 
         Error bodies are JSON and never echo the request (§1); HEAD gets GET's answer
         without the body.
@@ -193,6 +216,13 @@ class Server:
             return None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
+        if self.sse.matches(head) and head.method_refusal() is None:
+            return lambda: self.sse.serve(stream, parser, head)
+        if self.chat_posts.matches(head):
+            if (refused := head.method_refusal(("POST",))) is not None:
+                await _respond_quietly(stream, parser, refused)
+                return None
+            return lambda: self._answer_post(stream, parser, head)
         answer = head.method_refusal()
         if answer is None:
             websocket_path = CHAT_PATH.fullmatch(head.path) or INVESTIGATION_PATH.fullmatch(head.path)
@@ -201,6 +231,10 @@ class Server:
             await _respond_quietly(stream, parser, answer, head_only=head.head_only)
             return None
         return head
+
+    async def _answer_post(self, stream: trio.abc.Stream, parser: h11.Connection, head: RequestHead) -> None:
+        answer = await self.chat_posts.handle(stream, parser, head)
+        await _respond_quietly(stream, parser, answer)
 
     async def _run_websocket(self, ws: WebSocket, head: RequestHead, address: str) -> None:
         connection = Connection(
@@ -241,7 +275,7 @@ class Server:
         settings = self.settings
         if self.draining:
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
-        elif len(self.connections) >= settings.max_connections:
+        elif self._open_connections() >= settings.max_connections:
             connection.close(
                 CloseCode.TRY_AGAIN_LATER, "server overloaded", ErrorCode.OVERLOADED,
                 retry_after=settings.overload_retry_after,
