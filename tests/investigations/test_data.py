@@ -22,6 +22,7 @@ import attrs
 import orjson
 import pytest
 
+from cidadao_trio.investigations import sample as sample_module
 from cidadao_trio.investigations.categories import CATALOGUE, categorize, parse_quantity
 from cidadao_trio.investigations.cnpj import (
     cnpj_check_digits,
@@ -201,14 +202,12 @@ def test_sample_does_not_depend_on_hash_randomization() -> None:
         "import hashlib; from cidadao_trio.investigations.sample import generate_sample; "
         "print(hashlib.sha256(repr(generate_sample(4, size=2200)).encode()).hexdigest())"
     )
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-            env={**os.environ, "PYTHONHASHSEED": hashseed},
-        ).stdout.strip()
-        for hashseed in ("1", "2")
-    }  # fmt: skip
-    assert digests == {_digest(generate_sample(4, size=2200))}
+    other_seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"  # not this process's
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONHASHSEED": other_seed},
+    ).stdout.strip()  # fmt: skip
+    assert elsewhere == _digest(generate_sample(4, size=2200))
 
 
 def test_size_is_exact_and_too_small_is_refused() -> None:
@@ -295,16 +294,24 @@ def test_the_sample_read_back_from_the_cache_is_the_generated_one_and_a_bad_cach
     sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    generated: list[Sample] = []
+
+    def generate() -> Sample:  # counted, and instant: generating is the other tests' subject
+        generated.append(sample)
+        return sample
+
+    monkeypatch.setattr(sample_module, "generate_sample", generate)
     load_default_sample.cache_clear()
     try:
-        assert load_default_sample() == sample  # generated, then written
+        assert load_default_sample() == sample and len(generated) == 1  # generated, then written
         (cached,) = (tmp_path / "cidadao-trio").glob("sample-*.json")
         load_default_sample.cache_clear()
-        again = load_default_sample()  # read back
+        again = load_default_sample()  # read back, not generated
+        assert len(generated) == 1
         assert again == sample and again.contracts[0].signed_on == sample.contracts[0].signed_on
         cached.write_bytes(cached.read_bytes()[:1000])  # cut short
         load_default_sample.cache_clear()
-        assert load_default_sample() == sample  # unreadable: generated again and rewritten
+        assert load_default_sample() == sample and len(generated) == 2  # unreadable: generated again
         assert orjson.loads(cached.read_bytes())["contracts"][0]["id"] == sample.contracts[0].id
     finally:
         load_default_sample.cache_clear()

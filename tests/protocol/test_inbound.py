@@ -333,25 +333,25 @@ def _check(text: str | bytes) -> None:
         assert result.type in {"chat", "typing", "subscribe", "unsubscribe", "cancel", "ping", "auth"}
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_parse_arbitrary_text(text: str) -> None:
     _check(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary())
 def test_parse_arbitrary_bytes(raw: bytes) -> None:
     _check(raw)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_parse_arbitrary_json_values(value: Any) -> None:
     _check(orjson.dumps(value).decode())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(envelopes)
 def test_parse_arbitrary_envelopes(value: dict[str, Any]) -> None:
     _check(orjson.dumps(value))
