@@ -19,6 +19,7 @@ from ..metrics import Metrics
 from ..protocol.ids import PATH_ID
 from ..session.access import Gatekeeper
 from .frontdoor import JSON, HttpResponse, RequestHead, error_response
+from .sdk_files import JAVASCRIPT, sdk_module
 
 MARKDOWN = "text/markdown; charset=utf-8"
 HTML = "text/html; charset=utf-8"
@@ -55,6 +56,11 @@ class HttpApi:
             return HttpResponse(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
         if head.path in ("/", "/index.html"):
             return HttpResponse(200, CONSOLE, HTML)
+        if (module := sdk_module(head.path)) is not None:  # the JavaScript SDK (issue 18)
+            return HttpResponse(200, module, JAVASCRIPT)
+        if head.path == "/api/v1/info":  # what a page needs before connecting (issue 18)
+            origin = self.engine.data_origin
+            return _json(200, {"auth": "required" if self.gate.required else "optional", "data_origin": origin})
         if head.path == KEYS:
             return await self._keys()
         if (match := REPORT.fullmatch(head.path)) is not None:
