@@ -18,8 +18,10 @@ from cidadao_trio.agents.base import AgentRequest, StreamedReply
 from cidadao_trio.agents.router import AgentRouter
 from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.local import LocalBroker
+from cidadao_trio.protocol.events import ChatComplete, UserMessage
 from cidadao_trio.records.base import OpenTurn, TurnRecord
 from cidadao_trio.records.local import StoreRecords
+from cidadao_trio.session.claims import claim_key
 from cidadao_trio.session.turns import INTERRUPTED_REPLY, Turn, TurnQueue, TurnRunner
 
 from ..harness import ListSink
@@ -130,13 +132,15 @@ async def test_turns_a_restart_cut_end_failed_except_another_nodes(
 ) -> None:
     r = await rig(nursery, node="a")
     records = r.runner.records
+    for asked in ("q1", "q2"):  # both accepted: echoed in the session stream
+        await r.broker.publish(session_stream("s1"), UserMessage(content="Olá", reply_to=asked))
     await records.begin_turn(OpenTurn("s1", "k1", TurnRecord("drummond", "Carlos Drummond de Andrade", "q1", "a")))
     await records.begin_turn(OpenTurn("s1", "k2", TurnRecord("zumbi", "Zumbi dos Palmares", "q2", "b")))
     await r.broker.flush()  # a read sees what is committed
     shared = TurnRunner(r.broker, records, AgentRouter(converse=r.agent), nursery, "a", shared_store=True)
     assert await shared.end_interrupted() == 1  # node b may still be answering q2
     await r.broker.flush()
-    (kind, data), = messages(r.sink)
+    (kind, data), = completions(r.sink)
     assert kind == "chat_complete" and data["status"] == "failed" and data["reply_to"] == "q1"
     assert data["content"] == INTERRUPTED_REPLY and data["agent_id"] == "drummond"
     await r.broker.flush()
@@ -145,3 +149,57 @@ async def test_turns_a_restart_cut_end_failed_except_another_nodes(
     assert await alone.end_interrupted() == 1  # one node: nobody else can be answering it
     await r.broker.flush()
     assert await records.open_turns() == []
+
+
+def completions(sink: ListSink) -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, data) for kind, data in messages(sink) if kind == "chat_complete"]
+
+
+async def test_a_queued_turn_is_recorded_open_from_its_acceptance(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Queued behind another, a turn already has its record (a crash then leaves it for the
+    restart to end); a cancelled or drained queued turn's record goes with it."""
+    r = await rig(nursery)
+    turns = [Turn("5 partes", {}, "long"), Turn("1 parte", {}, "cancelled"), Turn("1 parte", {}, "drained")]
+    for turn in turns:
+        await r.runner.open("s1", turn)
+        r.runner.submit(r.queue, turn)
+    await trio.sleep(1.5)
+    await r.broker.flush()
+    open_turns = {t.record.reply_to: t for t in await r.runner.records.open_turns()}
+    assert set(open_turns) == {"long", "cancelled", "drained"}
+    assert open_turns["drained"].record.agent_id == "drummond"  # the conversational agent ends it
+    assert await r.runner.cancel(r.queue, "cancelled")
+    cut = await r.runner.finish(trio.current_time())  # the drain's deadline is now
+    await r.broker.flush()
+    assert cut == 2
+    assert [(d["reply_to"], d["status"]) for _, d in completions(r.sink)] == [
+        ("cancelled", "cancelled"), ("drained", "failed"), ("long", "failed"),
+    ]
+    assert await r.runner.records.open_turns() == []
+
+
+async def test_a_turn_cut_before_its_echo_lets_its_id_go_and_one_cut_after_its_end_is_not_ended_twice(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The restart reads the session stream: no echo of q1 (the crash came between the claim
+    and the echo) — its claim is forgotten, so the client's resend is run, and nothing is
+    published; q2's chat_complete is there (the crash came before its record was ended) —
+    no second one."""
+    r = await rig(nursery, node="a")
+    records = r.runner.records
+    assert await records.accept_message("s1", claim_key("q1"), 60)
+    await r.broker.publish(session_stream("s1"), UserMessage(content="Olá", reply_to="q2"))
+    await r.broker.publish(session_stream("s1"), ChatComplete(
+        status="completed", agent_id="drummond", agent_name="D", content="Oi", reply_to="q2"
+    ))
+    for key, asked in (("k1", "q1"), ("k2", "q2")):
+        await records.begin_turn(OpenTurn("s1", key, TurnRecord("drummond", "D", asked, "a")))
+    await r.broker.flush()
+    restarted = TurnRunner(r.broker, records, AgentRouter(converse=r.agent), nursery, "a")
+    assert await restarted.end_interrupted() == 0
+    await r.broker.flush()
+    assert [d["reply_to"] for _, d in completions(r.sink)] == ["q2"]
+    assert await records.open_turns() == []
+    assert await records.accept_message("s1", claim_key("q1"), 60)  # the resend is accepted

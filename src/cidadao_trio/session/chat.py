@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import attrs
-import orjson
 import trio
 
 from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
@@ -22,6 +21,7 @@ from ..protocol.inbound import (
     Typing,
     Unsubscribe,
 )
+from .claims import claim_key
 from .debounce import TypingDebounce
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
@@ -72,7 +72,7 @@ class ChatEndpoint:
         return await self.hub.claim_anonymous(self.session, client)
 
     async def close(self, client: Participant) -> None:
-        self.hub.broker.detach(self.stream, client.outbox)
+        self.hub.close_stream(client, self.stream)
         if self._session is not None:
             self._session.members.discard(client)
             self._session.connections -= 1
@@ -92,13 +92,9 @@ class ChatEndpoint:
                         self.hub.settings.overload_retry_after,
                     )
                     return
-                async with self._once(client, reply_to) as accepted:
-                    if accepted:
-                        await broker.publish(
-                            self.stream, UserMessage(content=text, reply_to=reply_to), origin=client.id
-                        )
-                        shared = self.session.owner_key == ANONYMOUS_OWNER
-                        self.hub.runner.submit(queue, Turn(text, context, reply_to, client.principal, shared))
+                await self._chat(client, Turn(
+                    text, context, reply_to, client.principal, self.session.owner_key == ANONYMOUS_OWNER
+                ))
             case Typing(is_typing=is_typing):
                 if self.typing.allow(trio.current_time()):
                     await broker.publish(self.stream, UserTyping(is_typing=is_typing), origin=client.id)
@@ -126,6 +122,26 @@ class ChatEndpoint:
                     if accepted:
                         await self.hub.runner.cancel(self.session.turns, target)
 
+    async def _chat(self, client: Participant, turn: Turn) -> None:
+        """Accept a chat turn: recorded open, its id claimed, its message echoed, queued —
+        in that order, each write behind the one before, so a crash between any two leaves
+        the open record for the restart to settle (``TurnRunner.end_interrupted``): with its
+        echo in the stream it ends failed, without, its claim is let go for the resend."""
+        runner = self.hub.runner
+        await runner.open(self.session_id, turn)
+        queued = False
+        try:
+            async with self._once(client, turn.reply_to) as accepted:
+                if accepted:
+                    echo = UserMessage(content=turn.message, reply_to=turn.reply_to)
+                    await self.hub.broker.publish(self.stream, echo, origin=client.id)
+                    runner.submit(self.session.turns, turn)
+                    queued = True
+        finally:
+            if not queued:  # a DUPLICATE, or the store refused: no turn
+                with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
+                    await runner.close(self.session_id, turn)
+
     @asynccontextmanager
     async def _once(self, client: Participant, message_id: ReplyTo) -> AsyncIterator[bool]:
         """Run a message's effect once per client ``id`` (§2): yields False, after answering
@@ -135,7 +151,7 @@ class ChatEndpoint:
         if message_id is None:
             yield True
             return
-        key = orjson.dumps(message_id).decode()  # 1 and "1" are different ids
+        key = claim_key(message_id)
         records = self.hub.records
         if not await records.accept_message(self.session_id, key, self.hub.settings.history_seconds):
             client.error(ErrorCode.DUPLICATE, reply_to=message_id)

@@ -3,6 +3,12 @@
 Turns run in a server-level nursery, not in the connection that asked: a reply keeps
 streaming into the session stream when the asking tab closes, and a reconnecting client
 resumes it from its cursor.
+
+A turn is recorded open (``Records.begin_turn``) from before its message's id is claimed
+until its ``chat_complete``, queued or answering, so that whatever a crash cuts is settled
+by the next start of its node (:meth:`TurnRunner.end_interrupted`): a turn whose message
+the session stream shows ends ``failed``; one whose message never got there had its claim
+let go, so the client's resend runs (§2).
 """
 
 from __future__ import annotations
@@ -10,19 +16,21 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
+import orjson
 import trio
 
 from ..agents.base import Agent, AgentRequest
 from ..agents.router import AgentRouter
 from ..auth import Principal
-from ..broker.base import Broker, StoreUnavailable, session_stream
+from ..broker.base import Broker, Delivery, StoreUnavailable, session_stream
 from ..protocol.events import AgentTyping, ChatComplete, ReplyChunk
 from ..protocol.inbound import ReplyTo
 from ..records.base import OpenTurn, Records, TurnRecord
+from .claims import claim_key
 from .follow import follow
 from .relay import relay
 
@@ -36,6 +44,7 @@ class Turn:
     reply_to: ReplyTo
     principal: Principal = attrs.field(factory=Principal.anonymous)
     shared_session: bool = True
+    key: str = attrs.field(factory=lambda: secrets.token_hex(8), kw_only=True)  # its open-turn record
 
 
 @attrs.define(eq=False)
@@ -61,10 +70,33 @@ class TurnQueue:
 INTERRUPTED_REPLY = "A resposta foi interrompida porque o servidor reiniciou. Envie a pergunta de novo."
 
 
+@attrs.frozen
+class SessionLog:
+    """What a session stream shows of its turns: the messages echoed and the turns ended,
+    by ``reply_to`` (as JSON text: 1 and "1" differ)."""
+
+    echoed: frozenset[str]
+    ended: frozenset[str]
+
+    @classmethod
+    def read(cls, deliveries: Iterable[Delivery]) -> SessionLog:
+        echoed, ended = set(), set()
+        for delivery in deliveries:
+            if '"reply_to"' not in delivery.text:
+                continue
+            message = orjson.loads(delivery.text)
+            data = message.get("data") or {}
+            if message.get("type") == "chat" and data.get("role") == "user":
+                echoed.add(claim_key(data.get("reply_to")))
+            elif message.get("type") == "chat_complete":
+                ended.add(claim_key(data.get("reply_to")))
+        return cls(frozenset(echoed), frozenset(ended))
+
+
 @attrs.define(eq=False)
 class TurnRunner:
-    """Answers turns; each is recorded open while it runs (``Records.begin_turn``), so a
-    turn a crash cut is ended as failed by the next start of its node."""
+    """Answers turns; each is recorded open from its acceptance (:meth:`open`) to its end,
+    so a turn a crash cut, queued or answering, is settled by the next start of its node."""
 
     broker: Broker
     records: Records
@@ -92,6 +124,7 @@ class TurnRunner:
                 queue.pending.remove(turn)
                 converse = self.agents.converse
                 await self._complete(queue.session_id, turn, converse, "failed", INTERRUPTED_REPLY, [], None)
+                await self.close(queue.session_id, turn)
                 cut += 1
             if queue.current_scope is not None:
                 queue.current_scope.cancel()
@@ -103,22 +136,56 @@ class TurnRunner:
         return cut
 
     async def end_interrupted(self) -> int:
-        """End, as failed, every turn a crash or restart of this node cut (§7)."""
-        ended = 0
+        """Settle every turn a crash or restart of this node cut, queued or answering (§7):
+        one whose message the session stream shows ends with ``chat_complete`` failed (once:
+        not if its end is there already); one whose message never reached the stream is
+        forgotten with its id's claim, so the client's resend is run (§2). Returns how many
+        ended failed."""
+        interrupted: dict[str, list[OpenTurn]] = {}
         for turn in await self.records.open_turns():
-            record = turn.record
-            if turn.turn_key in self._begun or (self.shared_store and record.node != self.node):
+            if turn.turn_key in self._begun or (self.shared_store and turn.record.node != self.node):
                 continue  # live: this process (begun while the store was down) or another node
-            interrupted = ChatComplete(
-                status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
-                content=INTERRUPTED_REPLY, reply_to=record.reply_to,
+            interrupted.setdefault(turn.session_id, []).append(turn)
+        ended = forgotten = 0
+        for session_id, turns in interrupted.items():
+            stream = session_stream(session_id)
+            shown = SessionLog.read(await self.broker.retained(stream))
+            for turn in turns:
+                record, key = turn.record, claim_key(turn.record.reply_to)
+                if record.reply_to is not None and key not in shown.echoed:
+                    await self.records.forget_message(session_id, key)  # cut before its echo
+                    forgotten += 1
+                elif record.reply_to is None or key not in shown.ended:
+                    await self.broker.publish(stream, ChatComplete(
+                        status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
+                        content=INTERRUPTED_REPLY, reply_to=record.reply_to,
+                    ))
+                    ended += 1
+                await self.records.end_turn(session_id, turn.turn_key)
+        if ended or forgotten:
+            log.info(
+                "ended %d chat turns interrupted by a restart; forgot %d messages cut before their echo",
+                ended, forgotten,
             )
-            await self.broker.publish(session_stream(turn.session_id), interrupted)
-            await self.records.end_turn(turn.session_id, turn.turn_key)
-            ended += 1
-        if ended:
-            log.info("ended %d chat turns interrupted by a restart", ended)
         return ended
+
+    async def open(self, session_id: str, turn: Turn) -> None:
+        """Record ``turn`` open before its message's id is claimed and echoed: a crash at
+        any point after this leaves a record for :meth:`end_interrupted` to settle. Until an
+        agent is chosen, the one that ends it is the conversational agent."""
+        converse = self.agents.converse
+        self._begun.add(turn.key)
+        record = TurnRecord(converse.agent_id, converse.agent_name, turn.reply_to, self.node)
+        try:
+            await self.records.begin_turn(OpenTurn(session_id, turn.key, record))
+        except BaseException:
+            self._begun.discard(turn.key)
+            raise
+
+    async def close(self, session_id: str, turn: Turn) -> None:
+        """The turn's record goes: it ended, or it was never accepted (DUPLICATE, refused)."""
+        await self.records.end_turn(session_id, turn.key)
+        self._begun.discard(turn.key)
 
     def submit(self, queue: TurnQueue, turn: Turn) -> None:
         queue.pending.append(turn)
@@ -135,6 +202,7 @@ class TurnRunner:
         for turn in [t for t in queue.pending if queue.matches(t, reply_to) and reply_to is not None]:
             queue.pending.remove(turn)
             await self._complete(queue.session_id, turn, self.agents.converse, "cancelled", "", [], None)
+            await self.close(queue.session_id, turn)
             found = True
         if queue.current is not None and queue.current_scope is not None and queue.matches(queue.current, reply_to):
             queue.current_scope.cancel()
@@ -165,10 +233,9 @@ class TurnRunner:
         )
         request = await self.agents.prepare(request, self.broker)  # recent turns, followed investigations
         agent = self.agents.route(request)
-        turn_key = secrets.token_hex(8)
-        self._begun.add(turn_key)
-        begun = TurnRecord(agent.agent_id, agent.agent_name, turn.reply_to, self.node)
-        await self.records.begin_turn(OpenTurn(queue.session_id, turn_key, begun))
+        self._begun.add(turn.key)
+        begun = TurnRecord(agent.agent_id, agent.agent_name, turn.reply_to, self.node)  # who answers it now
+        await self.records.begin_turn(OpenTurn(queue.session_id, turn.key, begun))
         await self._typing(stream, agent, True)
         reply = agent.reply(request)
         parts: list[str] = []
@@ -196,8 +263,7 @@ class TurnRunner:
         investigation = reply.investigation_id if status == "completed" else None
         with trio.CancelScope(shield=True):
             await self._complete(queue.session_id, turn, agent, status, "".join(parts), suggested, investigation)
-            await self.records.end_turn(queue.session_id, turn_key)
-            self._begun.discard(turn_key)
+            await self.close(queue.session_id, turn)
             if investigation is not None:
                 await follow(self.broker, queue.session_id, investigation)
             await self._typing(stream, agent, False)
