@@ -6,7 +6,9 @@ are the records repository's (``records.base.Records``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -58,6 +60,37 @@ class Sink(Protocol):
     """Where live deliveries go; ``offer`` never blocks (a slow sink cannot stall a producer)."""
 
     def offer(self, delivery: Delivery) -> None: ...
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class FanOut:
+    """The sinks offered to in the open :func:`fan_out` block, to flush at its end
+    (process-wide: the block never awaits, so it holds the offers of one synchronous step)."""
+
+    depth: ClassVar[int] = 0
+    offered: ClassVar[list[Flushable]] = []
+
+
+@contextmanager
+def fan_out() -> Iterator[None]:
+    """Offers made in this block reach their consumers at its end, one flush per sink.
+
+    A broker offers each committed window inside it, so a connection gets every message
+    of the window in one write (and full ``batch`` frames) and no task is woken per
+    delivery (``session.outbox.Outbox`` lists itself here). The block must not await.
+    """
+    FanOut.depth += 1
+    try:
+        yield
+    finally:
+        FanOut.depth -= 1
+        if FanOut.depth == 0:
+            offered, FanOut.offered = FanOut.offered, []
+            for sink in offered:
+                sink.flush()
 
 
 @attrs.frozen

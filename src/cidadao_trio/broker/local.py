@@ -55,7 +55,7 @@ from ..store.base import (
     Trim,
 )
 from .allocator import give_back
-from .base import Attachment, Delivery, Sink, StoreUnavailable
+from .base import Attachment, Delivery, Sink, StoreUnavailable, fan_out
 
 log = logging.getLogger(__name__)
 
@@ -274,15 +274,16 @@ class LocalBroker:
             self.healthy = True
             log.warning("store accepts writes again; queued messages committed")
         committed: dict[str, _Stream] = {}
-        for item in window:
-            for stream, delivery in item.offers:
-                if delivery.durable:
-                    stream.committed = _offset(delivery.id)
-                    committed[stream.key] = stream
-                for sink in list(stream.sinks):
-                    sink.offer(delivery)
-            if item.done is not None:
-                item.done.set()
+        with fan_out():  # each connection then gets the whole window in one write
+            for item in window:
+                for stream, delivery in item.offers:
+                    if delivery.durable:
+                        stream.committed = _offset(delivery.id)
+                        committed[stream.key] = stream
+                    for sink in list(stream.sinks):
+                        sink.offer(delivery)
+                if item.done is not None:
+                    item.done.set()
         for stream in committed.values():  # what was just committed may leave memory now
             self._shed(stream)
         self._fit()
@@ -303,15 +304,30 @@ class LocalBroker:
             try:
                 for key in wanted:
                     await self._stream(key)
-                with trio.move_on_after(WRITE_SLOT_TIMEOUT if bounded else math.inf) as waited:
-                    await self._slots.acquire()
-                if waited.cancelled_caught:
-                    raise StoreUnavailable(self._failure or "the store is not keeping up", RETRY_AFTER)
+                await self._take_slot(bounded)
             finally:
                 self._pinned.subtract(wanted)
             if all(k in self._streams for k in self._wanted(keys, follow_links)):
                 return
             self._slots.release()
+
+    async def _take_slot(self, bounded: bool) -> None:
+        """A write slot; waits (a schedule point) only when the queue is full.
+
+        A burst published by one task without yielding is one window: one commit, and
+        one write with every message of it per connection (full ``batch`` frames). A
+        cancelled publisher still stops here.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()
+            return
+        except trio.WouldBlock:
+            pass
+        with trio.move_on_after(WRITE_SLOT_TIMEOUT if bounded else math.inf) as waited:
+            await self._slots.acquire()
+        if waited.cancelled_caught:
+            raise StoreUnavailable(self._failure or "the store is not keeping up", RETRY_AFTER)
 
     def _wanted(self, keys: Iterable[str], follow_links: bool) -> list[str]:
         wanted = list(keys)

@@ -1,9 +1,18 @@
-"""One WebSocket connection: its own nursery with a reader, a writer, a heartbeat and a guard.
+"""One WebSocket connection: two tasks, its reader and its writer, in its own nursery.
 
-Cancelling the connection's scope stops all four; whatever ended it (idle, heartbeat,
-slow consumer, protocol abuse, a bug, server shutdown) records a :class:`CloseIntent`
-first, and :meth:`Connection.finish` turns that into an optional final ``error`` and a
-close frame, under a short shielded deadline so a dead peer cannot hold us.
+Deliveries need no task: at the end of a committed window the broker flushes each
+outbox it offered to (``session.outbox.fan_out``), and a connection whose socket is free
+writes everything pending right there, in one non-blocking send from the publishing task
+(several frames in one ``writev``; with ``batch=1``, as few ``batch`` frames as the
+64-message / 64 KiB limits allow). The writer task wakes only for what that could not do:
+a socket that would block (it waits for writability), offers made outside a window, and
+the connection's timers (heartbeat, slow consumer, token expiry), which are deadlines of
+its wait rather than tasks of their own.
+
+Cancelling the connection's scope stops both; whatever ended it (idle, heartbeat, slow
+consumer, protocol abuse, a bug, server shutdown) records a :class:`CloseIntent` first,
+and :meth:`Connection.finish` turns that into an optional final ``error`` and a close
+frame, under a short shielded deadline so a dead peer cannot hold us.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -62,6 +72,19 @@ class _BatchFrames:
         if len(self._recent) > self._size:
             self._recent.popitem(last=False)
         return text, frame
+
+    def frames(self, items: list[Delivery]) -> list[bytes]:
+        """``items`` in as few frames as the limits allow (a lone message keeps its own frame)."""
+        out: list[bytes] = []
+        start, count = 0, len(items)
+        while start < count:
+            end, size = start + 1, items[start].size
+            while end < count and end - start < BATCH_MAX_MESSAGES and size + items[end].size <= BATCH_MAX_BYTES:
+                size += items[end].size
+                end += 1
+            out.append(items[start].frame if end - start == 1 else self.frame(items[start:end])[1])
+            start = end
+        return out
 
 
 _batches = _BatchFrames()
@@ -143,7 +166,8 @@ class Connection(Participant):
             settings.outbox_bytes,
             hard_messages=2 * settings.outbox_messages + settings.history_messages,
             hard_bytes=4 * settings.outbox_bytes,
-            on_full_changed=self._attention_needed,
+            on_full_changed=self._wake_writer,
+            deliver=self._deliver,
         )
         self.limiter = RateLimiter.per_window(
             settings.rate_messages,
@@ -157,8 +181,10 @@ class Connection(Participant):
         self._scope = trio.CancelScope()
         self._auth_wait = trio.CancelScope()  # the first-message wait, cancelled by close()
         self._pending: str | bytes | None = None  # a first message read while authenticating
-        self._attention = trio.Event()  # wakes _guard: fullness changed, token renewed
         self._token_deadline = float("inf")  # trio time of the token's exp
+        self._lingers = batch and settings.batch_linger > 0  # the writer gathers before it sends
+        self._pong_deadline = math.inf  # a ping is out: its pong is due by then
+        self._closing: trio.CancelScope | None = None  # the writer's wait, bounded by _closes_at
 
     # --- Participant, as the session layer sees it --------------------------------------
 
@@ -300,7 +326,7 @@ class Connection(Participant):
         self._use(fresh)
         claimed = await endpoint.upgraded(self) if upgrading else False
         self._acknowledge_token(reply_to, claimed)
-        self._attention.set()
+        self._wake_writer()  # its token deadline moved
 
     def _use(self, principal: Principal) -> None:
         self.principal = principal
@@ -327,7 +353,6 @@ class Connection(Participant):
                     return
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write)
-                    nursery.start_soon(self._guard)
                     await endpoint.open(self)
                     await self._read(endpoint)
                     nursery.cancel_scope.cancel()
@@ -408,68 +433,102 @@ class Connection(Participant):
         if idle_scope.cancelled_caught:
             self.close(CloseCode.NORMAL, "idle timeout")
 
-    async def _write(self) -> None:
+    # --- writing -----------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        """The outbox's flush at the end of a committed window, in the publishing task:
+        write everything pending now if the socket is free, else leave it to the writer."""
+        if self.intent is not None:
+            return
+        ws = self.ws
+        if self._lingers or not ws.free:
+            self.outbox.wake()
+            return
+        try:
+            if not ws.send_frames_nowait(self._frames()):
+                self.outbox.wake()  # the kernel is full: the writer finishes once it is writable
+        except ConnectionClosed:
+            self._scope.cancel()
+
+    def _frames(self) -> list[bytes]:
+        """Take everything pending as frames: one per message, or ``batch`` frames."""
+        items = self.outbox.take_all()
+        if not items:
+            return []
+        message_out = self.metrics.message_out
+        for item in items:
+            message_out(item.type)
+        frames = _batches.frames(items) if self.batch and len(items) > 1 else [item.frame for item in items]
+        self.metrics.frames_out.inc(len(frames))
+        return frames
+
+    def _wake_writer(self) -> None:
+        """Fullness changed or the token was renewed: the writer's deadlines moved."""
+        self.outbox.wake()
+        if self._closing is not None:
+            self._closing.deadline = self._closes_at()
+
+    def _closes_at(self) -> float:
+        """When a timer closes the connection: slow consumer, token expiry, missing pong."""
         outbox = self.outbox
+        if outbox.overflowed:
+            return -math.inf
+        since = outbox.full_since
+        full = since + self.settings.slow_consumer_timeout if since is not None else math.inf
+        return min(full, self._token_deadline, self._pong_deadline)
+
+    async def _write(self) -> None:
+        """What a delivery could not do at once, and every timer of the connection.
+
+        Woken by an offer outside a fan-out window, a socket that would block, a change
+        of the outbox's fullness or a renewed token; otherwise parked until the next
+        deadline. Heartbeat: a ping every ``heartbeat_interval``; no pong
+        ``heartbeat_timeout`` later drops the connection (1011). Slow consumer: an outbox
+        full for ``slow_consumer_timeout`` (or past its hard ceiling) closes 1013, even
+        while a write waits for the socket (the wait's deadline moves with the outbox).
+        Token expiry: ``TOKEN_EXPIRED`` + 1008 at ``exp`` unless an ``auth`` renewed it.
+        """
+        settings = self.settings
+        outbox = self.outbox
+        ws = self.ws
+        next_ping = trio.current_time() + settings.heartbeat_interval
+        pong: trio.Event | None = None
         while True:
-            await outbox.wait_ready()
-            linger = self.settings.batch_linger
-            if self.batch and linger > 0 and len(outbox) < BATCH_MAX_MESSAGES:
-                await trio.sleep(linger)  # gather before sending: fuller frames
-            items = outbox.take(BATCH_MAX_MESSAGES if self.batch else 1, BATCH_MAX_BYTES)
-            if len(items) > 1:
-                _, frame = _batches.frame(items)
-            else:
-                frame = items[0].frame
-            for item in items:
-                self.metrics.message_out(item.type)
-            self.metrics.frames_out.inc()
+            now = trio.current_time()
+            if pong is not None and pong.is_set():
+                pong, self._pong_deadline = None, math.inf
+            if now >= self._closes_at():
+                if outbox.overflowed or now >= self._closes_at_full():
+                    self.metrics.slow_consumers.inc()
+                    self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+                elif now >= self._token_deadline:
+                    self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
+                else:
+                    self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
+                return
             try:
-                await self.ws.send_frames((frame,))
+                if now >= next_ping:
+                    next_ping = now + settings.heartbeat_interval
+                    if pong is None and not ws.writing:  # a stalled peer is the slow-consumer rule's
+                        self._pong_deadline = now + settings.heartbeat_timeout
+                        with trio.move_on_at(self._pong_deadline):
+                            pong = await ws.ping()
+                        continue
+                with trio.move_on_at(self._closes_at()) as self._closing:
+                    with trio.move_on_at(next_ping):
+                        await outbox.wait_ready()
+                    if self._lingers and len(outbox) < BATCH_MAX_MESSAGES:
+                        await trio.sleep(settings.batch_linger)  # gather before sending: fuller frames
+                    if ws.writing:
+                        await ws.send_frames(())  # first what the kernel did not take earlier
+                    frames = self._frames()
+                    if frames:
+                        await ws.send_frames(frames)
+                self._closing = None
             except ConnectionClosed:
                 self._scope.cancel()
                 return
 
-    async def _guard(self) -> None:
-        """Every rarely-firing timer of the connection, in one task (memory per connection).
-
-        Heartbeat: a ping every ``heartbeat_interval``; no pong ``heartbeat_timeout`` later
-        drops the connection (1011). Slow consumer: an outbox full for
-        ``slow_consumer_timeout`` (or past its hard ceiling) closes 1013. Token expiry:
-        ``TOKEN_EXPIRED`` + 1008 at ``exp`` unless an ``auth`` message renewed it.
-        """
-        settings = self.settings
-        next_ping = trio.current_time() + settings.heartbeat_interval
-        pong: trio.Event | None = None
-        pong_deadline = float("inf")
-        while True:
-            now = trio.current_time()
-            since = self.outbox.full_since
-            full_deadline = since + settings.slow_consumer_timeout if since is not None else float("inf")
-            if self.outbox.overflowed or now >= full_deadline:
-                self.metrics.slow_consumers.inc()
-                self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-                return
-            if now >= self._token_deadline:
-                self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
-                return
-            if pong is not None and pong.is_set():
-                pong, pong_deadline = None, float("inf")
-            if now >= pong_deadline:
-                self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
-                return
-            if now >= next_ping:
-                next_ping = now + settings.heartbeat_interval
-                if pong is None and not self.ws.writing:  # a stalled send is the guard's
-                    with trio.move_on_after(settings.heartbeat_timeout):
-                        try:
-                            pong = await self.ws.ping()
-                        except ConnectionClosed:
-                            return
-                    pong_deadline = now + settings.heartbeat_timeout
-            wake_at = min(full_deadline, self._token_deadline, pong_deadline, next_ping)
-            with trio.move_on_at(wake_at):
-                await self._attention.wait()
-            self._attention = trio.Event()
-
-    def _attention_needed(self) -> None:
-        self._attention.set()
+    def _closes_at_full(self) -> float:
+        since = self.outbox.full_since
+        return since + self.settings.slow_consumer_timeout if since is not None else math.inf

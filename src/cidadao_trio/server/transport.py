@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import os
+from collections import deque
 from collections.abc import Sequence
 
 import attrs
@@ -66,32 +68,43 @@ GONE = (trio.BrokenResourceError, trio.ClosedResourceError)  # what a stream rai
 class WholeFrameStream(trio.abc.Stream):
     """The connection's stream for writing: no write ever starts inside a frame.
 
-    Every write passes here under one lock: control frames (pings, pongs, close) and the
-    data frames. On plain TCP each write is counted byte by byte, so when one is
-    cancelled midway (a slow consumer closed while the kernel buffer was full) its unsent
-    tail is kept and the next write sends it first: a close frame follows a complete
-    frame, or, if the tail cannot leave before the close deadline, the stream is closed
-    with no close frame at all (PROTOCOL.md §5). Other streams keep trio's own contract:
-    a TLS stream whose write was cancelled is broken and ends in that same TCP drop;
-    in-memory streams write whole chunks.
+    Every byte written goes through here: control frames (pings, pongs, close) and the
+    data frames. On plain TCP the bytes the kernel has not taken yet wait in one queue of
+    whole frames (the first possibly partly sent), and every write goes to its end, so a
+    write cancelled midway (a slow consumer closed while the kernel buffer was full)
+    loses nothing and splits nothing: the next write finishes the frame first, and a
+    close frame follows complete frames or, if they cannot leave before the close
+    deadline, the stream is closed with no close frame at all (PROTOCOL.md §5). Other
+    streams keep trio's own contract: a TLS stream whose write was cancelled is broken and
+    ends in that same TCP drop; in-memory streams write whole chunks.
+
+    The fan-out writes without a task: :meth:`send_frames_nowait` hands frames to the
+    kernel from the caller's task (one ``os.writev`` on the socket trio already keeps
+    non-blocking); only when the kernel does not take everything does a task wait, in
+    :meth:`send_frames`, for writability (``trio.lowlevel.wait_writable``).
     """
 
     def __init__(self, inner: trio.abc.Stream, sock: trio.socket.SocketType | None) -> None:
         self._inner = inner
         self._socket = sock
         self._lock = trio.Lock()
-        self._tail = memoryview(b"")  # what a cancelled or partial write left unsent
+        self._queued: deque[memoryview] = deque()  # accepted, not yet in the kernel: whole frames
         self.close_started = False  # a close frame went (or is going) out: no data after it
 
     @property
     def counts_bytes(self) -> bool:
-        """Plain TCP: writes are tracked to the byte and may go out without a reschedule."""
+        """Plain TCP: writes are tracked to the byte and may go out without a task."""
         return self._socket is not None
 
     @property
     def writing(self) -> bool:
-        """A write is under way or left a frame unfinished (the peer is not reading)."""
-        return self._lock.locked() or bool(self._tail)
+        """A write is under way or left bytes queued (the peer is not reading)."""
+        return self._lock.locked() or bool(self._queued)
+
+    @property
+    def free(self) -> bool:
+        """Plain TCP with nothing being written: :meth:`send_frames_nowait` may be called."""
+        return self._socket is not None and not self._queued and not self._lock.locked()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await self._inner.receive_some(max_bytes)
@@ -100,68 +113,92 @@ class WholeFrameStream(trio.abc.Stream):
         """Write one or more whole control frames; a close frame ends the data frames."""
         if data[:1] == bytes((CLOSE_FRAME_START,)):
             self.close_started = True
+        if self._socket is None:
+            async with self._lock:
+                await self._inner.send_all(data)
+            return
+        self._queued.append(memoryview(bytes(data)))
         async with self._lock:
-            await self._write(bytes(data))
+            await self._drain()
 
     async def send_data_frame(self, frame: bytes) -> None:
         await self.send_frames((frame,))
 
     async def send_frames(self, frames: Sequence[bytes]) -> None:
-        """Write whole data frames; raise ``ClosedResourceError`` once a close began.
-
-        The fan-out hot path: when nothing else is being written, the frames go out with
-        one plain ``os.write``/``os.writev`` and no trio reschedule; only what the kernel
-        did not take waits for the socket (parking this task, not the caller's peers).
-        """
+        """Write whole data frames (none: finish what is queued); ``ClosedResourceError``
+        once a close began. Cancel-safe on TCP: what did not go stays queued, whole."""
         if self.close_started:
             raise trio.ClosedResourceError("the close handshake has begun")
-        if self._socket is None or self.writing:
-            async with self._lock:
-                if self.close_started:
-                    raise trio.ClosedResourceError("the close handshake has begun")
-                await self._write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._socket is None:
+            if frames:
+                async with self._lock:
+                    if self.close_started:
+                        raise trio.ClosedResourceError("the close handshake has begun")
+                    await self._inner.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
             return
-        self._lock.acquire_nowait()
-        try:
-            self._tail = self._write_nowait(frames)
-            await self._send_tail()
-        finally:
-            self._lock.release()
+        if frames:
+            if self.free:
+                if self.send_frames_nowait(frames):
+                    return
+            else:
+                self._queued.extend(map(memoryview, frames))
+        if self._queued:
+            async with self._lock:
+                await self._drain()
 
-    def _write_nowait(self, frames: Sequence[bytes]) -> memoryview:
-        """Hand ``frames`` to the kernel without blocking; return what it did not take."""
+    def send_frames_nowait(self, frames: Sequence[bytes]) -> bool:
+        """Hand whole data frames to the kernel now, from the caller's task (only when
+        :attr:`free`). True if it took every byte; else the rest is queued, in order, for
+        :meth:`send_frames` (the connection's writer task) to finish once writable."""
+        if self.close_started:
+            raise trio.ClosedResourceError("the close handshake has begun")
+        assert self.free, "only a free TCP stream writes from the caller's task"
+        sent = self._write_nowait(frames)
+        if len(frames) == 1:
+            if sent == len(frames[0]):
+                return True
+            self._queued.append(memoryview(frames[0])[sent:])
+            return False
+        for index, frame in enumerate(frames):
+            if sent < len(frame):
+                self._queued.append(memoryview(frame)[sent:])
+                self._queued.extend(map(memoryview, frames[index + 1 :]))
+                return False
+            sent -= len(frame)
+        return True
+
+    def _write_nowait(self, buffers: Sequence[bytes | memoryview]) -> int:
+        """One ``os.write``/``os.writev`` of ``buffers``; the bytes the kernel took (0 if none)."""
         assert self._socket is not None
         fd = self._socket.fileno()
         if fd < 0:
             raise trio.ClosedResourceError("socket was already closed")
         try:
-            sent = os.write(fd, frames[0]) if len(frames) == 1 else os.writev(fd, frames[:IOV_MAX])
-        except BlockingIOError:
-            sent = 0
+            if len(buffers) == 1:
+                return os.write(fd, buffers[0])
+            return os.writev(fd, buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX])
+        except (BlockingIOError, InterruptedError):
+            return 0
         except OSError as exc:
             raise trio.BrokenResourceError(exc) from exc
-        if len(frames) == 1:
-            return memoryview(frames[0])[sent:]
-        if sent == sum(map(len, frames)):
-            return memoryview(b"")
-        return memoryview(b"".join(frames))[sent:]
 
-    async def _write(self, data: bytes) -> None:
-        if self._socket is None:
-            await self._inner.send_all(data)
-            return
-        await self._send_tail()  # finish the frame a cancelled write left behind
-        self._tail = memoryview(data)
-        await self._send_tail()
-
-    async def _send_tail(self) -> None:
+    async def _drain(self) -> None:
+        """Send the queue (under the lock), waiting for writability whenever the kernel is full."""
         assert self._socket is not None
-        while self._tail:
-            try:
-                sent = await self._socket.send(self._tail)  # cancel-safe: exact count
-            except OSError as exc:
-                raise trio.BrokenResourceError(exc) from exc
-            self._tail = self._tail[sent:]
+        queued = self._queued
+        while queued:
+            offered = list(itertools.islice(queued, IOV_MAX))
+            sent = self._write_nowait(offered)
+            full = sent < sum(map(len, offered))  # the kernel's buffer is full
+            while sent:
+                head = queued[0]
+                if sent < len(head):
+                    queued[0] = head[sent:]
+                    break
+                sent -= len(head)
+                queued.popleft()
+            if full:
+                await trio.lowlevel.wait_writable(self._socket)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -269,8 +306,14 @@ class WebSocket:
 
     # --- sending ---------------------------------------------------------------------
 
+    @property
+    def free(self) -> bool:
+        """Open, on plain TCP, and nothing being written: :meth:`send_frames_nowait` may write."""
+        return self._wire.free and self.closed is None and self._parser.state is ConnectionState.OPEN
+
     async def send_frames(self, frames: Sequence[bytes]) -> None:
-        """Write pre-built text frames (``protocol.frames.text_frame``), whole and in order.
+        """Write pre-built text frames (``protocol.frames.text_frame``), whole and in order;
+        with none, finish what an earlier write left queued.
 
         With permessage-deflate, a frame whose payload is ``min_size`` or more is deflated
         for this connection first; every other frame goes out as the shared bytes.
@@ -281,6 +324,19 @@ class WebSocket:
             frames = [self._deflated(frame) for frame in frames]
         try:
             await self._wire.send_frames(frames)
+        except GONE:
+            raise ConnectionClosed(self.closed or LOST) from None
+
+    def send_frames_nowait(self, frames: Sequence[bytes]) -> bool:
+        """:meth:`send_frames` from the caller's task, without blocking (only when :attr:`free`).
+
+        False if the kernel did not take every byte: the rest is queued, whole and in
+        order, and ``send_frames(())`` (the connection's writer task) finishes it.
+        """
+        if self._deflate is not None:
+            frames = [self._deflated(frame) for frame in frames]
+        try:
+            return self._wire.send_frames_nowait(frames)
         except GONE:
             raise ConnectionClosed(self.closed or LOST) from None
 

@@ -10,6 +10,12 @@ at once past the hard ceiling, ``hard_messages``/``hard_bytes``, so memory stays
 Replayed history (a resume, events copied on subscribe, a digest) is offered inside
 :meth:`Outbox.replaying`: those deliveries are never coalesced or dropped, so a replay
 stays contiguous; the hard ceiling includes the stream retention, so a whole replay fits.
+
+Fan-out without a task wake-up per delivery: a broker offers a committed window inside
+``broker.base.fan_out``; each outbox offered to there is flushed once at the end, through its
+``deliver`` hook (a connection writes everything pending in one non-blocking send from
+the publishing task), so nothing is woken per message. Offers outside a window, and
+outboxes without a hook, wake the consumer's task through :meth:`Outbox.wait_ready`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from ..broker.base import Delivery
+from ..broker.base import Delivery, FanOut
 from ..protocol.events import DROPPABLE_TYPES
 
 HARD_LIMIT_FACTOR = 2
@@ -46,6 +52,10 @@ class Outbox:
     # Told when fullness changes (full, drained, overflowed, a replay moved): lets a
     # connection watch several timers in one task.
     on_full_changed: Callable[[], None] = attrs.field(default=lambda: None, kw_only=True)
+    # Writes what is pending now, from the caller's task (a connection whose socket is
+    # free); None: wake whoever waits in wait_ready instead.
+    deliver: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
+    _in_window: bool = attrs.field(default=False, init=False)  # already listed in the open fan_out
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
     dropped: int = attrs.field(default=0, init=False)
     coalesced: int = attrs.field(default=0, init=False)
@@ -109,8 +119,27 @@ class Outbox:
     def _append(self, delivery: Delivery) -> None:
         self._queue.append(delivery)
         self._bytes += delivery.size
-        self._ready.set()
+        if FanOut.depth:
+            if not self._in_window:
+                self._in_window = True
+                FanOut.offered.append(self)
+        else:
+            self._ready.set()
         self._update_fullness()
+
+    def flush(self) -> None:
+        """Hand what is pending to the consumer now: its ``deliver`` hook, else a wake-up."""
+        self._in_window = False
+        if not self._queue:
+            return
+        if self.deliver is not None:
+            self.deliver()
+        else:
+            self._ready.set()
+
+    def wake(self) -> None:
+        """Wake the consumer's task (in :meth:`wait_ready`) even with nothing queued."""
+        self._ready.set()
 
     def _make_room(self, incoming: Delivery) -> None:
         """Drop typing, and keep only the latest pending message of each coalesce key."""
@@ -152,14 +181,26 @@ class Outbox:
             taken.append(self._queue.popleft())
             size += head.size
         self._bytes -= size
-        if not self._queue and self._ready.is_set():  # never strand a waiter on an old event
-            self._ready = trio.Event()
         replay_progressed = False
         if self._protected:
             for delivery in taken:
                 if id(delivery) in self._protected:
                     self._protected.discard(id(delivery))
                     replay_progressed = True
+        return self._taken(taken, replay_progressed)
+
+    def take_all(self) -> list[Delivery]:
+        """Pop every pending delivery (a connection writes them in one send)."""
+        taken = list(self._queue)
+        self._queue.clear()
+        self._bytes = 0
+        replay_progressed = bool(self._protected)
+        self._protected.clear()
+        return self._taken(taken, replay_progressed)
+
+    def _taken(self, taken: list[Delivery], replay_progressed: bool) -> list[Delivery]:
+        if not self._queue and self._ready.is_set():  # never strand a waiter on an old event
+            self._ready = trio.Event()
         self._update_fullness()
         if replay_progressed and self._full_since is not None:
             self._full_since = trio.current_time()  # a replay that moves is paused, not stuck
