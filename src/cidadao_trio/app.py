@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ from .records.local import StoreRecords
 from .records.response_cache import RecordsResponseCache
 from .records.signing_key import ServerKey
 from .session.hub import Hub
+from .session.presence import LocalTally, PresenceBoard, Tally
 from .session.turns import TurnRunner
 from .store.base import MemoryStore, Store
 from .store.sqlite import SqliteStore
@@ -107,6 +108,17 @@ def _redis(broker: Broker) -> RedisBroker:
     return broker
 
 
+def open_presence(settings: Settings, broker: Broker, node: str) -> PresenceBoard:
+    """Counts of this node alone, or, in Redis, of every node whose heartbeat is recent (§9)."""
+    tally: Tally = LocalTally()
+    if not isinstance(broker, LocalBroker):
+        from .broker.presence_redis import RedisTally
+
+        timeout = settings.heartbeat_interval + settings.heartbeat_timeout  # a dead node's clients, too
+        tally = RedisTally(_redis(broker), timeout, node=node)
+    return PresenceBoard(broker, tally, settings.presence_interval)
+
+
 def node_name(settings: Settings) -> str:
     return settings.node_name or f"{socket.gethostname()}:{settings.port}"
 
@@ -154,9 +166,13 @@ async def open_app(
                 await turns.end_interrupted()
             else:  # Redis unreachable at start: run anyway (/readyz: 503), end them once it is back
                 services.start_soon(turns.end_interrupted)
-            hub = Hub(settings, broker, turns, metrics, records, lookup=engine.lookup)
+            presence = open_presence(settings, broker, node)
+            await services.start(presence.run)
+            hub = Hub(settings, broker, turns, metrics, records, lookup=engine.lookup, presence=presence)
             yield App(settings, metrics, broker, records, engine, turns, hub)
             with trio.CancelScope(shield=True), trio.move_on_after(settings.drain_timeout):
+                with trio.move_on_after(1.0), suppress(Exception):  # else other nodes wait for the timeout
+                    await presence.withdraw()
                 await broker.flush()
             services.cancel_scope.cancel()
     finally:

@@ -43,6 +43,7 @@ class Settings:
     node_name: str = _setting("", "this server's name among several (default: host:port)")
     data_dir: str = _setting("data", "directory of the sqlite store")
     typing_debounce: float = _setting(1.0, "min seconds between relayed typing per connection")
+    presence_interval: float = _setting(1.0, "min seconds between presence counts per investigation or session")
     outbox_messages: int = _setting(256, "per-connection outbox bound, in messages")
     outbox_bytes: int = _setting(1024 * 1024, "per-connection outbox bound, in bytes")
     batch_linger: float = _setting(0.0, "seconds a batch=1 writer waits to fill a batch (0: what is queued)")

@@ -255,13 +255,44 @@ class Error(Event):
     retry_after: float | None = _optional()
 
 
+# --- presence (§9): counts, never names; sent by session/presence.py ---------------------
+
+
+@attrs.frozen(kw_only=True)
+class Watching(Event):
+    """How many connections follow an investigation, on every node."""
+
+    type: ClassVar[str] = "presence"
+    durable: ClassVar[bool] = False
+    investigation_id: str
+    watching: int
+
+    def coalesce_key(self) -> str | None:
+        return f"presence:investigation:{self.investigation_id}"  # a full outbox keeps the latest
+
+
+@attrs.frozen(kw_only=True)
+class SessionConnections(Event):
+    """How many connections a chat session has open (tabs, a phone), on every node."""
+
+    type: ClassVar[str] = "presence"
+    durable: ClassVar[bool] = False
+    session_id: str
+    connections: int
+
+    def coalesce_key(self) -> str | None:
+        return f"presence:session:{self.session_id}"
+
+
 DURABLE_KINDS: tuple[type[Event], ...] = (
     UserMessage, ReplyChunk, ChatComplete, Subscribed, Unsubscribed,
     InvestigationProgress, AnomalyDetected, AgentFinding, ReportReady, InvestigationFailed,
 )
-EPHEMERAL_KINDS: tuple[type[Event], ...] = (AgentTyping, UserTyping, Pong, AuthOk, Connected, Error)
-# Envelopes around other messages or counts, built where they are sent (§3, §9).
-OTHER_TYPES = frozenset({"batch", "presence"})
+EPHEMERAL_KINDS: tuple[type[Event], ...] = (
+    AgentTyping, UserTyping, Pong, AuthOk, Connected, Error, Watching, SessionConnections,
+)
+# Envelopes around other messages, built where they are sent (§5).
+OTHER_TYPES = frozenset({"batch"})
 
 DURABLE_TYPES = frozenset(kind.type for kind in DURABLE_KINDS)
 DROPPABLE_TYPES = frozenset(kind.type for kind in (*DURABLE_KINDS, *EPHEMERAL_KINDS) if kind.droppable)

@@ -18,6 +18,7 @@ from ..protocol.events import Connected
 from ..records.base import Records
 from .digest import read_digest
 from .participant import Participant
+from .presence import PresenceBoard
 from .turns import TurnQueue, TurnRunner
 
 
@@ -57,6 +58,10 @@ class Hub:
     records: Records  # who owns each session
     sessions: dict[str, ChatSession] = attrs.field(factory=dict)
     lookup: Callable[[str], Awaitable[Visibility | None]] = _nothing
+    # who is connected where, in counts (§9); app.py runs its ticker
+    presence: PresenceBoard = attrs.field(
+        default=attrs.Factory(lambda hub: PresenceBoard(hub.broker), takes_self=True), kw_only=True
+    )
 
     async def session(self, session_id: str) -> ChatSession:
         session = self.sessions.get(session_id)
@@ -135,3 +140,12 @@ class Hub:
                     client.outbox.offer(delivery)
         with client.outbox.replaying():  # nor is a replay (the hard ceiling includes retention)
             await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
+        await self.presence.join(client, stream)  # counted once live (its counts come after the replay)
+
+    def close_stream(self, client: Participant, stream: str) -> None:
+        """The client leaves ``stream``: no more deliveries, no longer counted (§9).
+
+        Every endpoint's ``close`` calls this, whether or not ``open_stream`` finished.
+        """
+        self.broker.detach(stream, client.outbox)
+        self.presence.leave(client, stream)

@@ -46,7 +46,7 @@ class WatchEndpoint:
         return False  # an investigation's visibility is set when it starts
 
     async def close(self, client: Participant) -> None:
-        self.hub.broker.detach(self.stream, client.outbox)
+        self.hub.close_stream(client, self.stream)
 
     async def handle(self, client: Participant, message: ClientMessage) -> None:
         """Receive-only: ping and auth are answered by the connection; the rest is refused."""
