@@ -571,6 +571,8 @@ def detect_duplicate_contracts(
             continue
         group.sort(key=lambda c: (c.signed_on, c.id))
         tokens = [object_tokens(c.object) for c in group]
+        numbers = [_numbers(t) for t in tokens]  # once each: a busy supplier has many pairs
+        values = [_value(c) for c in group]
         for i, first in enumerate(group):
             if len(tokens[i]) < min_tokens:
                 continue
@@ -583,10 +585,10 @@ def detect_duplicate_contracts(
                     continue
                 if first.bidding and first.bidding == second.bidding:
                     continue  # siblings of one licitação / ata
-                v1, v2 = _value(first), _value(second)
+                v1, v2 = values[i], values[j]
                 if max(v1, v2) <= 0 or abs(v1 - v2) / max(v1, v2) > max_value_gap:
                     continue
-                if _numbers(tokens[i]) != _numbers(tokens[j]):
+                if numbers[i] != numbers[j]:
                     continue  # 809 vs 763 resmas, lote 1 vs lote 2: two purchases
                 sim = jaccard(tokens[i], tokens[j])
                 if sim >= min_similarity:
