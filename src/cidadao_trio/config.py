@@ -94,6 +94,10 @@ class Settings:
         16, "connections from one address still settling who they are, before OVERLOADED"
     )
     allowed_origins: str = _setting("", "comma-separated Origin allow-list (empty: any)")
+    api_keys: str | None = attrs.field(  # never shown: repr=False
+        default=None, repr=False,
+        metadata={"help": "comma-separated keys of the server API for backends (§8); prefer the env var"},
+    )
     max_connections_per_principal: int = _setting(20, "connections per user before OVERLOADED")
     rate_messages: int = _setting(100, "client messages allowed per rate window")
     rate_window: float = _setting(60.0, "rate window, seconds")

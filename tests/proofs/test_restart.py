@@ -68,7 +68,7 @@ async def test_a_report_from_the_server_verifies_with_its_published_key(autojump
         markdown = (await http_get(server, f"{path}/report?format=markdown"))[1].decode()
         html = (await http_get(server, f"{path}/report?format=html"))[1].decode()
     served = json.loads(report[1])
-    verdict = verify(served, events=json.loads(events), trusted=load_public(keys))
+    verdict = verify(served, events=json.loads(events)["events"], trusted=load_public(keys))  # §8 page
     assert verdict.ok, verdict.lines
     assert served["markdown"] == markdown and "### Como verificar" in markdown
     assert "<h3>Como verificar</h3>" in html and "<code>cidadao-trio verify" in html

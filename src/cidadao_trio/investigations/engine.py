@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -41,6 +41,7 @@ from ..protocol.events import (
     InvestigationProgress,
     ReportReady,
 )
+from ..protocol.published import to_event
 from ..records.base import Records, Run, StoredReport
 from .analysis import Finding, pattern_findings
 from .dataset import data_origin
@@ -63,7 +64,8 @@ T = TypeVar("T")
 LEASE_TTL = 15.0  # seconds; renewed every third of it
 RECORD_PATIENCE = 5.0  # seconds a run's last record write may take on the way out (§7's 5 s)
 
-__all__ = ["EngineBusy", "Investigation", "InvestigationEngine", "InvestigationStatus", "Scope"]
+__all__ = ["EngineBusy", "Investigation", "InvestigationEngine", "InvestigationStatus", "PublishRefused", "Scope"]
+EXTERNAL_SCOPE = "investigação externa"
 
 Status = InvestigationStatus
 ZUMBI = ("zumbi", "Zumbi dos Palmares")
@@ -73,6 +75,10 @@ DETECTION_SPAN = (phase_progress(Status.ANOMALY_DETECTION), phase_progress(Statu
 
 class EngineBusy(Exception):
     """Too many investigations are open; the caller asks the citizen to come back later."""
+
+
+class PublishRefused(Exception):
+    """Events for an investigation that takes none (§8's 409): it ended, or this server runs it."""
 
 
 class Scope(Protocol):
@@ -126,6 +132,7 @@ class InvestigationEngine:
         self._all_let_go = trio.Event()
         self._detected: dict[str, list[Anomaly]] = {}
         self._nursery: trio.Nursery | None = None
+        self._external_locks: dict[str, trio.Lock] = {}  # one batch at a time per investigation
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -158,7 +165,7 @@ class InvestigationEngine:
                 continue  # started by this process while the store was unreachable
             self.records[record.id] = record
             ours = not self._shared_store or record.node == self._node  # not another node's
-            if record.finished or not ours:
+            if record.finished or not ours or record.external:  # a backend's runs on, wherever it is
                 continue
             run = runs.get(record.id)
             if run is None:
@@ -252,6 +259,70 @@ class InvestigationEngine:
         if isinstance(scope, Filters):  # a scope the records can keep: resumable
             await self.repository.begin_run(Run(record.id, scope), self._node, self.lease_ttl)
         return record
+
+    # --- investigations run by a backend (§8) -----------------------------------------
+
+    async def open_external(self, title: str, owner_key: str, public: bool) -> Investigation:
+        """An investigation a backend runs and publishes the events of: an id from the same
+        per-year counter, status ``running``, no run to resume (it is not walked here)."""
+        record = Investigation(
+            await self._next_id(), title, EXTERNAL_SCOPE, owner_key, public,
+            status=Status.RUNNING, node=self._node, external=True,
+        )
+        self.records[record.id] = record
+        await self._save(record)
+        return record
+
+    async def publish_external(self, investigation_id: str, events: Sequence[Mapping[str, Any]]) -> list[str] | None:
+        """Publish a backend's checked events (``protocol.published``) on the investigation's
+        stream, chained like the engine's own (§11, ``dataset_sha256`` null), the record
+        following them; ``report_ready`` seals and keeps the report and ends it. Returns the
+        durable ids (not yet flushed), or None for an unknown investigation."""
+        lock = self._external_locks.setdefault(investigation_id, trio.Lock())
+        async with lock:
+            try:
+                return await self._publish_external(investigation_id, events)
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._external_locks.pop(investigation_id, None)
+
+    async def _publish_external(self, investigation_id: str, events: Sequence[Mapping[str, Any]]) -> list[str] | None:
+        record = await self.repository.investigation(investigation_id)  # another node may have published
+        if record is None:
+            return None
+        if not record.external:
+            raise PublishRefused("Esta investigação é conduzida por este servidor; não aceita eventos externos.")
+        if record.finished:
+            raise PublishRefused("A investigação já terminou; não aceita mais eventos.")
+        self.prover.forget(investigation_id)  # its chain continues from the stored mark and the stream
+        stream = investigation_stream(investigation_id)
+        url = f"/api/v1/investigations/{investigation_id}/report?format=markdown"
+        ids: list[str] = []
+        for checked in events:
+            published = to_event(
+                checked, records=record.records_processed, anomalies=record.anomalies_detected, url=url
+            )
+            event = published.event
+            record = _followed(record, event)
+            if isinstance(event, ReportReady):
+                sealed = await self.prover.seal_published(
+                    record, _external_report(record), published.report or _external_markdown(record)
+                )
+                await self.repository.save_report(record.id, StoredReport(sealed.json, sealed.markdown))
+                self.records[record.id] = record
+                await self._save(record)  # finished before report_ready is seen
+                delivery = await self.broker.publish(stream, attrs.evolve(event, proof=sealed.proof))
+            else:
+                if isinstance(event, InvestigationFailed):
+                    self.records[record.id] = record
+                    await self._save(record)
+                delivery = await self.prover.publish(record, event)
+                record = attrs.evolve(record, chain=self.prover.mark(record))
+            ids.append(delivery.id)
+        self.records[record.id] = record
+        await self._save(record)
+        self.prover.forget(investigation_id)
+        return ids
 
     def cancel(self, investigation_id: str) -> bool:
         scope = self._cancels.get(investigation_id)
@@ -470,6 +541,41 @@ class InvestigationEngine:
 
     async def _save(self, record: Investigation) -> None:
         await self.repository.save_investigation(record)
+
+
+def _followed(record: Investigation, event: Event) -> Investigation:
+    """An external investigation's record after one of its events."""
+    now = utc_timestamp()
+    match event:
+        case InvestigationProgress():
+            status = record.status if event.status == Status.COMPLETED else Status(event.status)
+            return attrs.evolve(
+                record, status=status, progress=event.progress, records_processed=event.records_processed,
+                anomalies_detected=event.anomalies_detected, updated_at=now,
+            )
+        case AnomalyDetected():
+            return attrs.evolve(record, anomalies_detected=record.anomalies_detected + 1, updated_at=now)
+        case ReportReady():
+            summary = dict(event.summary)
+            return attrs.evolve(record, status=Status.COMPLETED, progress=100, summary=summary, updated_at=now)
+        case InvestigationFailed():
+            return attrs.evolve(record, status=Status.FAILED, reason=event.reason, updated_at=now)
+    return attrs.evolve(record, updated_at=now)
+
+
+def _external_report(record: Investigation) -> dict[str, Any]:
+    """The JSON report of an investigation run elsewhere: what this server knows of it."""
+    return {
+        "investigation_id": record.id, "title": record.title, "origin": "external",
+        "generated_at": record.updated_at, "summary": dict(record.summary or {}),
+    }
+
+
+def _external_markdown(record: Investigation) -> str:
+    """The Markdown served when the backend published none."""
+    rows = "".join(f"| {name} | {value} |\n" for name, value in (record.summary or {}).items())
+    intro = f"Investigação {record.id}, conduzida por um sistema externo."
+    return f"# {record.title}\n\n{intro}\n\n| | |\n|---|---|\n{rows}"
 
 
 def _detect(contracts: Sequence[Contract]) -> dict[str, list[Anomaly]]:

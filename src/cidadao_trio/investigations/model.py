@@ -94,6 +94,7 @@ class InvestigationStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    RUNNING = "running"  # run by a backend through the server API (§8): its phases are its own
 
     @property
     def finished(self) -> bool:
@@ -121,6 +122,7 @@ PHASES: Mapping[InvestigationStatus, Phase] = {
     InvestigationStatus.COMPLETED: Phase(100, "concluída"),
     InvestigationStatus.FAILED: Phase(None, "falhou"),
     InvestigationStatus.CANCELLED: Phase(None, "cancelada"),
+    InvestigationStatus.RUNNING: Phase(0, "em andamento"),
 }
 
 _ENDINGS = frozenset({InvestigationStatus.COMPLETED, InvestigationStatus.FAILED, InvestigationStatus.CANCELLED})
@@ -152,6 +154,7 @@ class Investigation:
     reason: str | None = None
     node: str = ""  # the server that runs it (several share a Redis store)
     chain: ChainMark | None = None  # its events' hash chain so far (§11); None in older records
+    external: bool = False  # run by a backend, its events published through the server API (§8)
 
     @property
     def finished(self) -> bool:

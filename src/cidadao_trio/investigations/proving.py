@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -100,6 +101,16 @@ class Prover:
         chain = self._chains.get(record.id) or await self._recover(record)
         signer = await self.key.signer()
         sealed = seal(signer, record.id, chain.mark, dataset_sha256, report.as_json(), report.as_markdown())
+        self.forget(record.id)
+        return sealed
+
+
+    async def seal_published(self, record: Investigation, report: Mapping[str, Any], markdown: str) -> Sealed:
+        """An investigation run by a backend (§8): its report as published, no dataset
+        this server read (``dataset_sha256`` null), over every event published so far."""
+        chain = self._chains.get(record.id) or await self._recover(record)
+        signer = await self.key.signer()
+        sealed = seal(signer, record.id, chain.mark, None, report, markdown)
         self.forget(record.id)
         return sealed
 

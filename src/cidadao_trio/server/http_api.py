@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 import attrs
@@ -16,8 +17,10 @@ from ..investigations.model import Investigation, public_view
 from ..investigations.report import Report, render_html
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
+from ..protocol.envelope import DurableId
 from ..protocol.ids import PATH_ID
 from ..session.access import Gatekeeper
+from .backend_api import BACKEND, ApiKeys
 from .frontdoor import JSON, HttpResponse, RequestHead, error_response
 from .sdk_files import JAVASCRIPT, sdk_module
 
@@ -29,6 +32,18 @@ INVESTIGATION = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})")
 REPORT = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/report")
 EVENTS = re.compile(rf"/api/v1/investigations/(?P<id>{PATH_ID})/events")
 KEYS = "/api/v1/keys"
+MAX_PAGE = 1000  # events of one history page (§8)
+
+
+def _integer(raw: str | None, default: int) -> int | None:
+    """A query parameter as an integer >= 0 (its default when absent), None if it is not one."""
+    if raw is None:
+        return default
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+async def _nobody(investigation_id: str) -> int:
+    return 0
 
 
 def _json(status: int, payload: object) -> HttpResponse:
@@ -45,6 +60,9 @@ class HttpApi:
     engine: InvestigationEngine
     not_ready: Callable[[], str | None]  # why the server is not ready, or None
     metrics: Metrics
+    api_keys: ApiKeys = attrs.field(factory=lambda: ApiKeys(()))  # the server API's (§8): see every investigation
+
+    watching: Callable[[str], Awaitable[int]] = attrs.field(default=_nobody, kw_only=True)  # §9
 
     async def handle(self, head: RequestHead) -> HttpResponse:
         if head.path == "/healthz":
@@ -72,6 +90,8 @@ class HttpApi:
         return error_response(404)
 
     def _principal(self, head: RequestHead) -> Principal | HttpResponse:
+        if self.api_keys.configured and self.api_keys.match(head) is not None:
+            return BACKEND
         token = head.query.get("token") or bearer_token(head.headers)
         if token is None and self.gate.required:
             return _error(401, "Autenticação necessária.")
@@ -98,7 +118,7 @@ class HttpApi:
         record = await self._visible(head, investigation_id)
         if isinstance(record, HttpResponse):
             return record
-        return _json(200, public_view(record))
+        return _json(200, {**public_view(record), "watching": await self.watching(investigation_id)})
 
     async def _keys(self) -> HttpResponse:
         """The public key that signs reports (§11), as a JWKS."""
@@ -106,12 +126,26 @@ class HttpApi:
         return _json(200, {"keys": [signer.jwk()]})
 
     async def _events(self, head: RequestHead, investigation_id: str) -> HttpResponse:
-        """What the investigation's stream retains, oldest first: ``verify --events`` reads it."""
+        """The investigation stream's history by offset (§8), oldest first: ``{"epoch",
+        "events", "next_after", "complete"}``; ``complete`` once the page reaches the end of
+        an investigation that ended (nothing more will come). ``verify --events`` reads it."""
         record = await self._visible(head, investigation_id)
         if isinstance(record, HttpResponse):
             return record
-        retained = await self.engine.broker.retained(investigation_stream(investigation_id))
-        return HttpResponse(200, ("[" + ",".join(d.text for d in retained if d.durable) + "]").encode(), JSON)
+        after, limit = _integer(head.query.get("after"), 0), _integer(head.query.get("limit"), MAX_PAGE)
+        if after is None or limit is None or not 1 <= limit <= MAX_PAGE:
+            return _error(400, f"Use after=N (N >= 0) e limit=L (1 a {MAX_PAGE}).")
+        stream = investigation_stream(investigation_id)
+        retained = await self.engine.broker.retained(stream)
+        epoch = (DurableId.parse(await self.engine.broker.last_id(stream)) or DurableId("", 0)).epoch
+        later = [(at, d) for d in retained if d.durable and (at := DurableId.parse(d.id)) and at.offset > after]
+        page = later[:limit]
+        next_after = page[-1][0].offset if page else after
+        complete = len(page) == len(later) and record.finished
+        text = ",".join(d.text for _, d in page)
+        body = f'{{"epoch":{orjson.dumps(epoch).decode()},"events":[{text}],"next_after":{next_after},'
+        body += f'"complete":{"true" if complete else "false"}}}'
+        return HttpResponse(200, body.encode(), JSON)
 
     async def _report(self, head: RequestHead, investigation_id: str) -> HttpResponse:
         record = await self._visible(head, investigation_id)
@@ -125,7 +159,17 @@ class HttpApi:
             return _error(404, "O relatório ainda não está pronto.")
         if form == "json":
             return HttpResponse(200, stored.json.encode(), JSON)
+        if form == "html" and record.external:  # a backend's Markdown, shown as it was written
+            return HttpResponse(200, _markdown_page(record.title, stored.markdown).encode(), HTML)
         if form == "html":
             page = render_html(Report.from_json(orjson.loads(stored.json)))
             return HttpResponse(200, page.encode(), HTML)
         return HttpResponse(200, stored.markdown.encode(), MARKDOWN)
+
+
+def _markdown_page(title: str, markdown: str) -> str:
+    """An external investigation's report for a browser: its Markdown, escaped, as text."""
+    return (
+        f'<!doctype html><html lang="pt-BR"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>'
+        f'<body><pre style="white-space: pre-wrap">{html.escape(markdown)}</pre></body></html>'
+    )

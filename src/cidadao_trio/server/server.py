@@ -27,6 +27,7 @@ from ..session.chat import ChatEndpoint
 from ..session.hub import Hub
 from ..session.watch import WatchEndpoint
 from .admission import Admission
+from .backend_api import ApiKeys, BackendApi
 from .connection import Connection, Endpoint
 from .frontdoor import (
     CHAT_PATH,
@@ -67,6 +68,8 @@ class Server:
         self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
         self.draining = False
         self._http: HttpApi | None = None
+        self._backend: BackendApi | None = None
+        self.api_keys = ApiKeys.parse(settings.api_keys)
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
@@ -111,7 +114,12 @@ class Server:
             self.settings, metrics=self.metrics, broker=self.broker, records=self.records, dataset=self._dataset
         ) as app:
             self._app = app
-            self._http = HttpApi(self.gate, app.engine, self._not_ready, self.metrics)
+            self._http = HttpApi(
+                self.gate, app.engine, self._not_ready, self.metrics, self.api_keys, watching=app.hub.presence.watching
+            )
+            self._backend = BackendApi(
+                self.api_keys, app.engine, app.broker, app.records, self.settings.handshake_timeout
+            )
             async with trio.open_nursery() as connections:
                 self._nursery = connections
                 try:
@@ -218,6 +226,8 @@ class Server:
             return None
         if self.sse.matches(head) and head.method_refusal() is None:
             return lambda: self.sse.serve(stream, parser, head)
+        if head.method == "POST" and BackendApi.matches(head):
+            return lambda: self._answer_backend(stream, parser, head)
         if self.chat_posts.matches(head):
             if (refused := head.method_refusal(("POST",))) is not None:
                 await _respond_quietly(stream, parser, refused)
@@ -234,6 +244,11 @@ class Server:
 
     async def _answer_post(self, stream: trio.abc.Stream, parser: h11.Connection, head: RequestHead) -> None:
         answer = await self.chat_posts.handle(stream, parser, head)
+        await _respond_quietly(stream, parser, answer)
+
+    async def _answer_backend(self, stream: trio.abc.Stream, parser: h11.Connection, head: RequestHead) -> None:
+        assert self._backend is not None
+        answer = await self._backend.handle(stream, parser, head)
         await _respond_quietly(stream, parser, answer)
 
     async def _run_websocket(self, ws: WebSocket, head: RequestHead, address: str) -> None:
