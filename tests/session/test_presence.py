@@ -1,0 +1,165 @@
+"""Presence (PROTOCOL.md §9): counts of tabs per session and watchers per investigation,
+debounced, never naming anyone. In-process servers and virtual time; the board's
+debounce on its own with fake participants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from cidadao_trio.auth import Principal, mint_token
+from cidadao_trio.broker.base import investigation_stream, session_stream
+from cidadao_trio.broker.local import LocalBroker
+from cidadao_trio.protocol.events import Subscribed
+from cidadao_trio.session.outbox import Outbox
+from cidadao_trio.session.presence import PresenceBoard
+
+from ..harness import connect, http_get, receive, register_investigation, running_server, send
+
+INV = "INV-2026-001"
+SECRET = "test-secret-with-at-least-32-bytes!!"
+
+
+async def next_presence(ws: Any) -> dict[str, Any]:
+    """The next ``presence`` message (others pass by), within a virtual-time deadline."""
+    with trio.fail_after(5):
+        while True:
+            message = await receive(ws)
+            if message["type"] == "presence":
+                assert message["id"].startswith("e-")  # ephemeral: never stored, never a cursor
+                return message
+
+
+async def quiet(ws: Any, seconds: float = 3.0) -> list[dict[str, Any]]:
+    """Whatever arrives within ``seconds`` (virtual): nothing, if the count did not move."""
+    got = []
+    with trio.move_on_after(seconds):
+        while True:
+            got.append(await receive(ws))
+    return got
+
+
+async def test_a_sessions_tabs_are_counted_up_and_down(autojump_clock: trio.testing.MockClock) -> None:
+    async with running_server() as server:
+        async with connect(server, "/api/v1/ws/chat/s1") as one:
+            assert (await receive(one))["type"] == "connection"
+            assert [m for m in await quiet(one) if m["type"] == "presence"] == []  # alone: nothing to tell
+            async with connect(server, "/api/v1/ws/chat/s1") as two:
+                assert (await receive(two))["type"] == "connection"
+                assert (await next_presence(one))["data"] == {"session_id": "s1", "connections": 2}
+                assert (await next_presence(two))["data"] == {"session_id": "s1", "connections": 2}
+                async with connect(server, "/api/v1/ws/chat/s1") as three:
+                    assert (await next_presence(three))["data"]["connections"] == 3
+                    assert (await next_presence(one))["data"]["connections"] == 3
+                    assert (await next_presence(two))["data"]["connections"] == 3
+                assert (await next_presence(one))["data"] == {"session_id": "s1", "connections": 2}
+                assert (await next_presence(two))["data"]["connections"] == 2
+                async with connect(server, "/api/v1/ws/chat/other") as elsewhere:  # another session
+                    assert (await receive(elsewhere))["type"] == "connection"
+                    assert [m for m in await quiet(one) if m["type"] == "presence"] == []
+            assert (await next_presence(one))["data"] == {"session_id": "s1", "connections": 1}
+
+
+async def test_watchers_of_an_investigation_on_both_endpoints_never_named(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A watcher on the investigation endpoint and a signed-in chat session subscribed to it
+    are two watchers; the message and the status route carry counts, not who."""
+    async with running_server(jwt_secret=SECRET) as server:
+        register_investigation(server, INV)
+        token = mint_token(SECRET, "maria.da.silva")
+        async with connect(server, f"/api/v1/ws/investigations/{INV}") as watcher:
+            assert (await receive(watcher))["type"] == "connection"
+            status, body = await http_get(server, f"/api/v1/investigations/{INV}")
+            assert status == 200 and json.loads(body)["watching"] == 1
+            async with connect(server, f"/api/v1/ws/chat/s1?token={token}") as chat:
+                assert (await receive(chat))["type"] == "connection"
+                await send(chat, "subscribe", {"investigation_id": INV}, id="sub")
+                seen = await next_presence(watcher)
+                assert seen["data"] == {"investigation_id": INV, "watching": 2}
+                told = await next_presence(chat)  # the subscriber is told too
+                assert told["data"] == {"investigation_id": INV, "watching": 2}
+                for raw in (json.dumps(seen), json.dumps(told)):
+                    assert "maria" not in raw and "user:" not in raw
+                status, body = await http_get(server, f"/api/v1/investigations/{INV}")
+                assert status == 200 and json.loads(body)["watching"] == 2
+                await send(chat, "unsubscribe", {"investigation_id": INV}, id="unsub")
+                assert (await next_presence(watcher))["data"] == {"investigation_id": INV, "watching": 1}
+                await send(chat, "subscribe", {"investigation_id": INV}, id="again")
+                assert (await next_presence(watcher))["data"]["watching"] == 2
+            assert (await next_presence(watcher))["data"]["watching"] == 1  # the tab closed
+        with trio.fail_after(5):
+            while json.loads((await http_get(server, f"/api/v1/investigations/{INV}"))[1])["watching"]:
+                await trio.sleep(0.5)
+
+
+@attrs.define(eq=False)
+class Tab:
+    """What the board needs of a connection: an id and an outbox."""
+
+    id: int
+    principal: Principal = attrs.field(factory=Principal.anonymous)
+    outbox: Outbox = attrs.field()
+
+    @outbox.default
+    def _outbox(self) -> Outbox:
+        return Outbox(self.id, 256, 1 << 20)
+
+    def counts(self) -> list[dict[str, Any]]:
+        return [json.loads(d.text)["data"] for d in self.outbox.take(10_000, 1 << 30) if d.type == "presence"]
+
+
+async def test_ten_joins_within_a_second_are_at_most_two_messages_the_last_one_right(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    board = PresenceBoard(broker, interval=1.0)
+    await nursery.start(board.run)
+    stream = investigation_stream(INV)
+    first, second = Tab(1), Tab(2)
+    await board.join(first, stream)
+    await board.join(second, stream)
+    await trio.sleep(1.5)
+    assert first.counts() == [{"investigation_id": INV, "watching": 2}]
+    assert second.counts() == [{"investigation_id": INV, "watching": 2}]
+    tabs = [Tab(10 + n) for n in range(10)]
+    for tab in tabs:  # ten tabs within 0.9 s
+        await board.join(tab, stream)
+        await trio.sleep(0.09)
+    await trio.sleep(3)
+    got = first.counts()
+    assert 1 <= len(got) <= 2 and got[-1] == {"investigation_id": INV, "watching": 12}
+    assert tabs[-1].counts()[-1]["watching"] == 12
+    for tab in tabs:
+        board.leave(tab, stream)
+    board.leave(tab, stream)  # twice: harmless
+    await trio.sleep(3)
+    assert first.counts()[-1] == {"investigation_id": INV, "watching": 2}
+    assert await board.watching(INV) == 2
+
+
+async def test_a_subscription_made_elsewhere_reaches_the_count_through_the_session_stream(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """A session's follows are read from its stream: a ``subscribed`` published by any
+    connection (any node) adds the session's tabs here to the investigation's watchers."""
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    board = PresenceBoard(broker)
+    await nursery.start(board.run)
+    watcher, tab = Tab(1), Tab(2)
+    await board.join(watcher, investigation_stream(INV))
+    await board.join(tab, session_stream("s1"))
+    await broker.publish(session_stream("s1"), Subscribed(investigation_id=INV, message="m"))
+    await broker.flush()
+    await trio.sleep(2)
+    assert watcher.counts() == [{"investigation_id": INV, "watching": 2}]
+    assert tab.counts() == [{"investigation_id": INV, "watching": 2}]
+    board.leave(tab, session_stream("s1"))
+    await trio.sleep(2)
+    assert watcher.counts() == [{"investigation_id": INV, "watching": 1}]
