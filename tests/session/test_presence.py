@@ -11,7 +11,7 @@ import attrs
 import trio
 import trio.testing
 
-from cidadao_trio.auth import Principal, mint_token
+from cidadao_trio.auth import mint_token
 from cidadao_trio.broker.base import investigation_stream, session_stream
 from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.events import Subscribed
@@ -102,7 +102,6 @@ class Tab:
     """What the board needs of a connection: an id and an outbox."""
 
     id: int
-    principal: Principal = attrs.field(factory=Principal.anonymous)
     outbox: Outbox = attrs.field()
 
     @outbox.default

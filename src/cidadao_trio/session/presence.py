@@ -31,16 +31,23 @@ import attrs
 import orjson
 import trio
 
-from ..broker.base import Broker, Delivery, investigation_stream, session_stream
+from ..broker.base import Broker, Delivery, fan_out, investigation_stream, session_stream
 from ..protocol.envelope import encode, ephemeral_id
 from ..protocol.events import Event, SessionConnections, Subscribed, Unsubscribed, Watching
-from .participant import Participant
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 INVESTIGATION = investigation_stream("")
 SESSION = session_stream("")
 FOLLOW_CHANGES = frozenset({Subscribed.type, Unsubscribed.type})
+
+
+class Counted(Protocol):
+    """What the board needs of a participant: where its counts go."""
+
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 class Tally(Protocol):
@@ -102,11 +109,11 @@ class PresenceBoard:
     broker: Broker
     tally: Tally = attrs.field(factory=LocalTally)
     interval: float = 1.0  # at most one message per topic per interval (§9: one a second)
-    _members: dict[str, set[Participant]] = attrs.field(factory=dict, init=False)  # stream -> attached
+    _members: dict[str, set[Counted]] = attrs.field(factory=dict, init=False)  # stream -> attached
     _follows: dict[str, set[str]] = attrs.field(factory=dict, init=False)  # session -> investigations
     _watches: dict[str, _FollowWatch] = attrs.field(factory=dict, init=False)
     # topic -> its audience, each with the last total it was told
-    _audience: dict[str, dict[Participant, int]] = attrs.field(factory=dict, init=False)
+    _audience: dict[str, dict[Counted, int]] = attrs.field(factory=dict, init=False)
     _reported: dict[str, int] = attrs.field(factory=dict, init=False)  # topic -> count the tally has
     _dirty: set[str] = attrs.field(factory=set, init=False)
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -114,7 +121,7 @@ class PresenceBoard:
 
     # --- participants come and go ----------------------------------------------------
 
-    async def join(self, client: Participant, stream: str) -> None:
+    async def join(self, client: Counted, stream: str) -> None:
         """Count ``client``, attached to ``stream``, from now on."""
         members = self._members.setdefault(stream, set())
         first = not members
@@ -131,7 +138,7 @@ class PresenceBoard:
             for member in self._members.get(stream, ()):
                 self._enter(investigation, member)
 
-    def leave(self, client: Participant, stream: str) -> None:
+    def leave(self, client: Counted, stream: str) -> None:
         """Stop counting ``client`` (harmless if it never joined)."""
         members = self._members.get(stream)
         if members is None or client not in members:
@@ -162,11 +169,11 @@ class PresenceBoard:
             for member in members:
                 self._exit(investigation, member)
 
-    def _enter(self, topic: str, client: Participant) -> None:
+    def _enter(self, topic: str, client: Counted) -> None:
         self._audience.setdefault(topic, {}).setdefault(client, 1)  # it knows it is there
         self._touch(topic)
 
-    def _exit(self, topic: str, client: Participant) -> None:
+    def _exit(self, topic: str, client: Counted) -> None:
         audience = self._audience.get(topic)
         if audience is not None and audience.pop(client, None) is not None:
             self._touch(topic)
@@ -224,8 +231,10 @@ class PresenceBoard:
             if not self._audience.get(topic, True):
                 del self._audience[topic]
         topics = sorted(self._audience) if self.tally.shared else sorted(t for t in dirty if t in self._audience)
-        for topic, total in (await self.tally.totals(topics)).items():
-            self._tell(topic, total)
+        totals = await self.tally.totals(topics)
+        with fan_out():  # each connection told of all its topics in one write
+            for topic, total in totals.items():
+                self._tell(topic, total)
 
     def _everything(self) -> dict[str, int]:
         return {topic: len(audience) for topic, audience in self._audience.items() if audience}
