@@ -162,3 +162,22 @@ async def test_a_subscription_made_elsewhere_reaches_the_count_through_the_sessi
     board.leave(tab, session_stream("s1"))
     await trio.sleep(2)
     assert watcher.counts() == [{"investigation_id": INV, "watching": 1}]
+
+
+async def test_an_sse_subscriber_is_a_watcher_like_any_other(autojump_clock: trio.testing.MockClock) -> None:
+    """An EventSource (§10) goes through the same endpoints: it counts and it is told."""
+    async with running_server() as server:
+        register_investigation(server, INV)
+        async with connect(server, f"/api/v1/ws/investigations/{INV}") as watcher:
+            assert (await receive(watcher))["type"] == "connection"
+            browser, served = trio.testing.memory_stream_pair()
+            server.spawn(served)
+            await browser.send_all(f"GET /api/v1/sse/investigations/{INV} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert (await next_presence(watcher))["data"] == {"investigation_id": INV, "watching": 2}
+            text = ""
+            with trio.fail_after(5):
+                while '"watching":2' not in text:
+                    text += (await browser.receive_some()).decode()
+            assert "event: presence" in text
+            await trio.aclose_forcefully(browser)
+            assert (await next_presence(watcher))["data"] == {"investigation_id": INV, "watching": 1}
