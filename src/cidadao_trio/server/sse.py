@@ -98,6 +98,14 @@ def sse_batch(items: list[Delivery]) -> bytes:
     return (head + "event: batch\ndata: " + text + "\n\n").encode()
 
 
+_STREAM_HEADERS = [
+    ("content-type", EVENT_STREAM),
+    ("cache-control", "no-store"),
+    ("connection", "close"),
+    ("x-accel-buffering", "no"),  # nginx: pass events through as they come
+]
+
+
 @attrs.frozen
 class _Ending:
     reason: str
@@ -286,7 +294,18 @@ class SseService:
         await self._idle.wait()
 
     async def serve(self, stream: trio.abc.Stream, parser: h11.Connection, head: RequestHead) -> None:
-        """Refuse with an HTTP status, or answer 200 and stream until the end."""
+        """Refuse with an HTTP status, or answer 200 and stream until the end.
+
+        A draining server answers 200 and ends at once, as a WebSocket is closed 1001: an
+        ``EventSource`` gives up for good on any other status, but reconnects after an end
+        (``retry:``), to another node or to this one restarted."""
+        if self.draining():
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                await stream.send_all(parser.send(h11.Response(status_code=200, headers=_STREAM_HEADERS)))
+                if not head.head_only:
+                    await stream.send_all(parser.send(h11.Data(data=f"retry: {RETRY_MS}\n\n".encode())) or b"")
+                await stream.send_all(parser.send(h11.EndOfMessage()) or b"")
+            return
         admitted = await self._admit(head)
         if isinstance(admitted, HttpResponse):
             await _respond(stream, parser, admitted, head_only=head.head_only)
@@ -303,9 +322,6 @@ class SseService:
 
     async def _admit(self, head: RequestHead) -> tuple[SseStream, Endpoint] | HttpResponse:
         settings = self.settings
-        if self.draining():
-            return refusal(ErrorCode.UNAVAILABLE, "O servidor está sendo reiniciado; reconecte em instantes.",
-                           retry_after=settings.overload_retry_after)
         if self.open_connections() >= settings.max_connections:
             return json_error(503, str(ErrorCode.OVERLOADED), DEFAULT_MESSAGES[ErrorCode.OVERLOADED],
                               retry_after=settings.overload_retry_after)
@@ -344,14 +360,8 @@ class SseService:
     async def _stream(
         self, stream: trio.abc.Stream, parser: h11.Connection, sse: SseStream, endpoint: Endpoint
     ) -> None:
-        headers = [
-            ("content-type", EVENT_STREAM),
-            ("cache-control", "no-store"),
-            ("connection", "close"),
-            ("x-accel-buffering", "no"),  # nginx: pass events through as they come
-        ]
         try:
-            await stream.send_all(parser.send(h11.Response(status_code=200, headers=headers, reason=b"OK")))
+            await stream.send_all(parser.send(h11.Response(status_code=200, headers=_STREAM_HEADERS, reason=b"OK")))
             await stream.send_all(parser.send(h11.Data(data=f"retry: {RETRY_MS}\n\n".encode())) or b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await endpoint.close(sse)
