@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 import attrs
@@ -26,7 +26,7 @@ from .debounce import TypingDebounce
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
 from .participant import Participant
-from .turns import Turn
+from .turns import Resend, Turn
 
 
 @attrs.define(eq=False)
@@ -130,30 +130,43 @@ class ChatEndpoint:
         runner = self.hub.runner
         await runner.open(self.session_id, turn)
         queued = False
+
+        async def settle() -> bool:  # a resend: its node may be gone, leaving it open
+            nonlocal queued
+            outcome = await runner.take_over(self.session.turns, turn)
+            queued = outcome is Resend.QUEUED
+            return outcome is Resend.FREED
+
         try:
-            async with self._once(client, turn.reply_to) as accepted:
+            async with self._once(client, turn.reply_to, settle) as accepted:
                 if accepted:
                     echo = UserMessage(content=turn.message, reply_to=turn.reply_to)
                     await self.hub.broker.publish(self.stream, echo, origin=client.id)
                     runner.submit(self.session.turns, turn)
                     queued = True
         finally:
-            if not queued:  # a DUPLICATE, or the store refused: no turn
+            if not queued:  # a DUPLICATE, or the store refused: no turn here
                 with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
                     await runner.close(self.session_id, turn)
 
     @asynccontextmanager
-    async def _once(self, client: Participant, message_id: ReplyTo) -> AsyncIterator[bool]:
+    async def _once(
+        self, client: Participant, message_id: ReplyTo, settle: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncIterator[bool]:
         """Run a message's effect once per client ``id`` (§2): yields False, after answering
         ``DUPLICATE``, for an id the session already accepted, here or on another node. The
         id is kept as long as the session's history; an effect that fails lets it go, so a
-        resend after ``UNAVAILABLE`` is executed."""
+        resend after ``UNAVAILABLE`` is executed. ``settle``, asked when the id is taken,
+        says whether it let the id go (the node that took it died before using it)."""
         if message_id is None:
             yield True
             return
         key = claim_key(message_id)
         records = self.hub.records
-        if not await records.accept_message(self.session_id, key, self.hub.settings.history_seconds):
+        ttl = self.hub.settings.history_seconds
+        if not await records.accept_message(self.session_id, key, ttl) and not (
+            settle is not None and await settle() and await records.accept_message(self.session_id, key, ttl)
+        ):
             client.error(ErrorCode.DUPLICATE, reply_to=message_id)
             yield False
             return

@@ -9,10 +9,18 @@ until its ``chat_complete``, queued or answering, so that whatever a crash cuts 
 by the next start of its node (:meth:`TurnRunner.end_interrupted`): a turn whose message
 the session stream shows ends ``failed``; one whose message never got there had its claim
 let go, so the client's resend runs (§2).
+
+Several nodes on one Redis: a node with open turns keeps a liveness record fresh
+(``Records.cache``, ``lease`` seconds). A resend that reaches another node while the
+node that accepted it is dead is settled there at once (:meth:`TurnRunner.take_over`):
+run afresh if it was never echoed, answered here if it was only queued, ended failed if
+its answer was cut — so a message resent after a kill is answered exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import secrets
 from collections import deque
@@ -76,21 +84,36 @@ class SessionLog:
     by ``reply_to`` (as JSON text: 1 and "1" differ)."""
 
     echoed: frozenset[str]
+    started: frozenset[str]  # an agent's reply has begun streaming
     ended: frozenset[str]
 
     @classmethod
     def read(cls, deliveries: Iterable[Delivery]) -> SessionLog:
-        echoed, ended = set(), set()
+        echoed: set[str] = set()
+        started: set[str] = set()
+        ended: set[str] = set()
         for delivery in deliveries:
             if '"reply_to"' not in delivery.text:
                 continue
             message = orjson.loads(delivery.text)
             data = message.get("data") or {}
-            if message.get("type") == "chat" and data.get("role") == "user":
-                echoed.add(claim_key(data.get("reply_to")))
+            if message.get("type") == "chat":
+                (echoed if data.get("role") == "user" else started).add(claim_key(data.get("reply_to")))
             elif message.get("type") == "chat_complete":
                 ended.add(claim_key(data.get("reply_to")))
-        return cls(frozenset(echoed), frozenset(ended))
+        return cls(frozenset(echoed), frozenset(started), frozenset(ended))
+
+
+class Resend(enum.Enum):
+    """What :meth:`TurnRunner.take_over` made of a resent chat its session had accepted."""
+
+    DUPLICATE = "duplicate"  # its node is alive, or the turn was ended: nothing more to do
+    FREED = "freed"  # it never reached the stream: its claim was let go, run it as new
+    QUEUED = "queued"  # accepted and echoed, never begun: queued here, its record kept
+
+
+def _alive_key(node: str) -> str:
+    return f"turns-alive:{node}"
 
 
 @attrs.define(eq=False)
@@ -104,10 +127,12 @@ class TurnRunner:
     nursery: trio.Nursery
     node: str = ""  # turns begun here; several nodes share a Redis store
     shared_store: bool = False
+    lease: float = 15.0  # shared store: a node silent this long has left its turns to others
     _begun: set[str] = attrs.field(factory=set, init=False)  # turn keys this process runs
     _working: set[TurnQueue] = attrs.field(factory=set, init=False)  # queues with a worker
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)  # set while none works
     _stopping: bool = attrs.field(default=False, init=False)  # a cut turn ends failed, not cancelled
+    _beating: bool = attrs.field(default=False, init=False)  # the liveness record is being renewed
 
     def __attrs_post_init__(self) -> None:
         self._idle.set()
@@ -177,10 +202,65 @@ class TurnRunner:
         self._begun.add(turn.key)
         record = TurnRecord(converse.agent_id, converse.agent_name, turn.reply_to, self.node)
         try:
+            if self.shared_store and not self._beating:
+                await self.records.cache(_alive_key(self.node), self.node, self.lease)
+                self._beating = True
+                self.nursery.start_soon(self._beat)
             await self.records.begin_turn(OpenTurn(session_id, turn.key, record))
         except BaseException:
             self._begun.discard(turn.key)
             raise
+
+    async def _beat(self) -> None:
+        """Keep this node's liveness record fresh while it has open turns (then it lapses)."""
+        try:
+            while self._begun:
+                await trio.sleep(self.lease / 3)
+                with contextlib.suppress(StoreUnavailable):  # the broker logs it; the next beat retries
+                    await self.records.cache(_alive_key(self.node), self.node, self.lease)
+        finally:
+            self._beating = False
+
+    async def take_over(self, queue: TurnQueue, turn: Turn) -> Resend:
+        """A chat resent with an id its session had accepted (§2), on a shared store: if the
+        node that accepted it is gone (its liveness record lapsed) and left the turn open,
+        settle it here so the resend is answered exactly once. Of two nodes trying, one
+        does (an atomic claim); ``turn`` is the resend, with its record already open."""
+        if not self.shared_store or turn.reply_to is None:
+            return Resend.DUPLICATE
+        key = claim_key(turn.reply_to)
+        orphan = next((
+            t for t in await self.records.open_turns()
+            if t.session_id == queue.session_id and claim_key(t.record.reply_to) == key
+            and t.turn_key not in self._begun
+        ), None)
+        if orphan is None:
+            return Resend.DUPLICATE
+        if orphan.record.node != self.node and await self.records.cached(_alive_key(orphan.record.node)):
+            return Resend.DUPLICATE  # its node is alive and answering it
+        if not await self.records.accept_message(queue.session_id, f"take-over:{key}", self.lease):
+            return Resend.DUPLICATE  # another node is settling it
+        stream = session_stream(queue.session_id)
+        shown = SessionLog.read(await self.broker.retained(stream))
+        await self.records.end_turn(queue.session_id, orphan.turn_key)
+        if key not in shown.echoed:
+            await self.records.forget_message(queue.session_id, key)
+            log.info("session %s: a message accepted on %s but never echoed is run here", queue.session_id,
+                     orphan.record.node)
+            return Resend.FREED
+        if key in shown.ended:
+            return Resend.DUPLICATE
+        if key in shown.started:
+            record = orphan.record
+            await self.broker.publish(stream, ChatComplete(
+                status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
+                content=INTERRUPTED_REPLY, reply_to=record.reply_to,
+            ))
+            log.info("session %s: a turn cut on %s ended failed", queue.session_id, record.node)
+            return Resend.DUPLICATE
+        self.submit(queue, turn)
+        log.info("session %s: a turn queued on %s is answered here", queue.session_id, orphan.record.node)
+        return Resend.QUEUED
 
     async def close(self, session_id: str, turn: Turn) -> None:
         """The turn's record goes: it ended, or it was never accepted (DUPLICATE, refused)."""
