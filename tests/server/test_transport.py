@@ -22,10 +22,15 @@ import wsproto.events as ev
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason as Code
 
-from cidadao_trio.protocol.frames import text_frame
+from cidadao_trio.broker.base import Delivery
+from cidadao_trio.protocol.frames import frame_payload, text_frame
+from cidadao_trio.server.connection import BATCH_MAX_BYTES, BATCH_MAX_MESSAGES, BatchFrames
 from cidadao_trio.server.extensions import BoundedDeflate
 from cidadao_trio.server.frontdoor import new_parser, read_head
 from cidadao_trio.server.transport import ConnectionClosed, WebSocket, accept_websocket
+
+from ..harness import register_investigation, tcp_server
+from ..messages import message
 
 LIMIT = 1024
 
@@ -108,7 +113,7 @@ async def test_fragments_with_a_ping_between_them_are_one_message() -> None:
     assert await ws.receive_message() == b"\x00\x01"
 
 
-async def test_a_partly_received_message_survives_a_cancelled_read() -> None:
+async def test_a_partly_received_message_survives_a_cancelled_read(autojump_clock: trio.testing.MockClock) -> None:
     ws, peer, _ = await open_pair()
     await peer.send(ev.TextMessage("meia ", message_finished=False))
     with trio.move_on_after(1) as waited:
@@ -380,6 +385,99 @@ async def test_a_frame_that_cannot_be_finished_ends_tcp_without_a_close_frame(
             await ws.send_frames((frame,))
 
 
+# --- writes from the publishing task (no task per delivery) -------------------------------
+
+
+def small_frames(count: int) -> list[bytes]:
+    return [text_frame(json.dumps({"n": n}).encode()) for n in range(count)]
+
+
+async def receive_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
+    data = b""
+    with trio.fail_after(30):
+        while len(data) < size:
+            chunk = await sock.recv(65536)
+            assert chunk, "the stream ended early"
+            data += chunk
+    return data
+
+
+async def test_frames_go_out_in_one_nonblocking_send_from_the_callers_task() -> None:
+    frames = small_frames(40)
+    async with socket_websocket() as (ws, peer):
+        assert ws.free
+        assert ws.send_frames_nowait(frames)  # no await: written before we ever yield
+        assert ws.free and not ws.writing
+        assert await receive_exactly(peer, sum(map(len, frames))) == b"".join(frames)
+
+
+async def test_what_the_kernel_did_not_take_is_finished_by_the_writer_whole_and_in_order() -> None:
+    frames = small_frames(5) + [big_frame(7)] + small_frames(5)
+    async with socket_websocket() as (ws, peer):
+        assert not ws.send_frames_nowait(frames)  # 300 KB into a 4 KB buffer: a partial write
+        assert ws.writing and not ws.free
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.send_frames, ())  # the writer task: nothing new, finish the rest
+            received = await receive_exactly(peer, sum(map(len, frames)))
+    assert received == b"".join(frames) and ws.free
+
+
+async def test_a_socket_that_would_block_parks_the_writer_until_it_is_writable() -> None:
+    first, then = big_frame(8), small_frames(3)
+    async with socket_websocket() as (ws, peer):
+        assert not ws.send_frames_nowait((first,))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.send_frames, ())
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws.writing  # parked on writability: the peer reads nothing yet
+            nursery.start_soon(ws.send_frames, then)  # queued behind the unfinished frame
+            await trio.testing.wait_all_tasks_blocked()
+            assert not ws.free
+            received = await receive_exactly(peer, len(first) + sum(map(len, then)))
+    assert received == first + b"".join(then)
+
+
+async def test_a_cancelled_write_keeps_its_frames_for_the_next(autojump_clock: trio.testing.MockClock) -> None:
+    first, second = big_frame(9), small_frames(2)
+    async with socket_websocket() as (ws, peer):
+        with trio.move_on_after(1) as stalled:
+            await ws.send_frames((first, *second))
+        assert stalled.cancelled_caught and ws.writing
+        later = small_frames(1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.send_frames, later)
+            received = await receive_exactly(peer, len(first) + sum(map(len, second + later)))
+    assert received == first + b"".join(second + later)
+
+
+async def test_close_during_a_partial_nowait_write_completes_the_frame_then_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    frame = big_frame(10)
+    async with socket_websocket() as (ws, peer), trio.open_nursery() as nursery:
+        assert not ws.send_frames_nowait((frame,))
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            received.append(await read_to_eof(peer))
+
+        nursery.start_soon(reader)
+        with trio.move_on_after(2):
+            await ws.close(1013, "slow consumer")
+    close = b"\x88\x0f" + struct.pack("!H", 1013) + b"slow consumer"
+    assert received[0] == frame + close
+
+
+async def test_no_data_frame_after_the_close_frame_began(autojump_clock: trio.testing.MockClock) -> None:
+    async with socket_websocket() as (ws, peer):
+        with trio.move_on_after(0.5):
+            await ws.close(1000, "bye")
+        assert not ws.free
+        with pytest.raises(ConnectionClosed):
+            ws.send_frames_nowait(small_frames(1))
+        await peer.recv(65536)
+
+
 async def test_a_parked_writer_on_a_lockstep_stream_keeps_frames_whole() -> None:
     """Streams that cannot count bytes (TLS, test streams): writes are serialized whole."""
     client, server = trio.testing.lockstep_stream_pair()
@@ -422,3 +520,81 @@ def test_no_private_attribute_of_another_library() -> None:
         ours = set(re.findall(r"self\.(_\w+)(?:: [^=]+)? = ", source)) | set(re.findall(r"def (_\w+)", source))
         inherited = set(re.findall(r"self\.(_\w+)", source)) - ours  # e.g. a base class's self._decompressor
         assert inherited == set(), f"{module.__name__}: {inherited}"
+
+
+# --- through the server: a burst to TCP subscribers ----------------------------------------
+
+
+def count_tasks() -> int:
+    """Every live task of this run (the task tree from the root, public trio API)."""
+    count, pending = 0, [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is not None:
+            count += 1
+            for nursery in task.child_nurseries:
+                pending.extend(nursery.child_tasks)
+    return count
+
+
+async def tcp_peer(port: int, target: str) -> Peer:
+    """A wsproto client on a real loopback socket (no task of its own), past the greeting."""
+    peer = Peer(await trio.open_tcp_stream("127.0.0.1", port))
+    request = ev.Request(host="localhost", target=f"/api/v1/ws/investigations/{target}")
+    await peer.stream.send_all(peer.ws.send(request))
+    with trio.fail_after(10):
+        assert isinstance(await peer.next_event(), ev.AcceptConnection)
+        greeting = await peer.until(ev.TextMessage)
+    assert json.loads(greeting.data)["type"] == "connection"  # type: ignore[attr-defined]
+    return peer
+
+
+async def frames_until(peer: Peer, messages: int) -> list[dict[str, object]]:
+    """Whole frames (one TextMessage each) until ``messages`` messages have arrived."""
+    frames: list[dict[str, object]] = []
+    counted = 0
+    with trio.fail_after(10):
+        while counted < messages:
+            event = await peer.until(ev.TextMessage)
+            frame = json.loads(event.data)  # type: ignore[attr-defined]
+            frames.append(frame)
+            counted += frame["data"]["count"] if frame["type"] == "batch" else 1
+    return frames
+
+
+async def test_a_burst_reaches_tcp_subscribers_in_full_batches_with_two_tasks_each() -> None:
+    async with tcp_server() as (server, port):
+        register_investigation(server, "INV-B")
+        idle = count_tasks()
+        batched, plain = await tcp_peer(port, "INV-B?batch=1"), await tcp_peer(port, "INV-B")
+        assert count_tasks() - idle <= 2 * 2  # a reader and a writer per connection, no more
+        for n in range(150):  # no yield between publishes: one committed window
+            await server.broker.publish(
+                "investigation:INV-B", message("anomaly_detected", {"investigation_id": "INV-B", "n": n}))
+        batches = await frames_until(batched, 150)
+        singles = await frames_until(plain, 150)
+        for peer in (batched, plain):
+            await peer.stream.aclose()
+    assert [b["type"] for b in batches] == ["batch"] * 3
+    assert [b["data"]["count"] for b in batches] == [64, 64, 22]  # type: ignore[index]
+    members = [m for b in batches for m in b["data"]["messages"]]  # type: ignore[index]
+    assert [m["data"]["n"] for m in members] == list(range(150))
+    assert [s["data"]["n"] for s in singles] == list(range(150))  # type: ignore[index]
+
+
+def test_batch_frames_fill_to_the_message_and_byte_limits() -> None:
+    def delivery(n: int, pad: int = 0) -> Delivery:
+        return Delivery("anomaly_detected", json.dumps({"n": n, "pad": "x" * pad}), f"e-{n}", True)
+
+    batches = BatchFrames()
+    small = [delivery(n) for n in range(BATCH_MAX_MESSAGES * 2 + 1)]
+    frames = batches.frames(small)
+    assert len(frames) == 2 + 1 and frames[2] == small[-1].frame  # a lone message keeps its frame
+    assert batches.frames(small)[0] is frames[0]  # the same run: built once, shared
+    large = [delivery(n, pad=20_000) for n in range(7)]  # three fit in 64 KiB
+    counts = [json.loads(frame_text(f))["data"]["count"] for f in batches.frames(large)[:2]]
+    assert counts == [3, 3] and 3 * large[0].size <= BATCH_MAX_BYTES < 4 * large[0].size
+
+
+def frame_text(frame: bytes) -> str:
+    return bytes(frame_payload(frame)).decode()

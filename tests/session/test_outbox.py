@@ -10,7 +10,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cidadao_trio.broker.base import Delivery
+from cidadao_trio.broker.base import Delivery, fan_out
 from cidadao_trio.session.outbox import HARD_LIMIT_FACTOR, Outbox
 
 from ..messages import message
@@ -529,9 +529,9 @@ def test_outbox_policy_property(ops: list[tuple], max_messages: int, max_bytes: 
 
 
 def test_a_batch_frame_is_built_once_for_the_same_run_of_messages() -> None:
-    from cidadao_trio.server.connection import _BatchFrames
+    from cidadao_trio.server.connection import BatchFrames
 
-    cache = _BatchFrames(size=2)
+    cache = BatchFrames(size=2)
     items = [Delivery("chat", '{"n":1}', "e-1", True), Delivery("chat", '{"n":2}', "e-2", True)]
     text, frame = cache.frame(items)
     again_text, again_frame = cache.frame(list(items))
@@ -623,3 +623,64 @@ async def test_live_messages_taken_do_not_restart_the_timer(autojump_clock: trio
     await trio.sleep(8)
     outbox.take(1)
     assert outbox.full_since == started  # a slow live consumer is still timed
+
+
+# --- fan-out windows: one flush per outbox, no wake-up per delivery -------------------------
+
+
+async def test_offers_in_a_fan_out_window_are_flushed_once_each_at_its_end() -> None:
+    flushed: list[tuple[str, list[str]]] = []
+    a = Outbox(1, deliver=lambda: flushed.append(("a", labels(a.take_all()))))
+    b = Outbox(2, deliver=lambda: flushed.append(("b", labels(b.take_all()))))
+    with fan_out():
+        for n in range(3):
+            a.offer(make(label=f"m{n}"))
+            b.offer(make(label=f"m{n}"))
+            with fan_out():  # a nested window flushes with the outermost
+                a.offer(make(label=f"x{n}"))
+        assert flushed == [] and len(a) == 6 and len(b) == 3
+    assert flushed == [("a", ["m0", "x0", "m1", "x1", "m2", "x2"]), ("b", ["m0", "m1", "m2"])]
+    with fan_out():
+        a.offer(make(label="again"))
+    assert flushed[-1] == ("a", ["again"])  # listed again in the next window
+
+
+async def test_a_window_wakes_no_waiter_until_it_ends_and_without_a_hook_wakes_once() -> None:
+    outbox = Outbox(1)
+    woke: list[int] = []
+
+    async def consumer() -> None:
+        await outbox.wait_ready()
+        woke.append(len(outbox))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        await trio.testing.wait_all_tasks_blocked()
+        with fan_out():
+            for n in range(5):
+                outbox.offer(make(label=f"m{n}"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert woke == [5]  # one wake-up for the whole window
+
+
+async def test_outside_a_window_an_offer_wakes_the_consumer_and_take_all_empties() -> None:
+    delivered: list[int] = []
+    outbox = Outbox(1, deliver=lambda: delivered.append(1))
+    outbox.offer(make(label="direct"))
+    assert delivered == []  # not a committed window: the consumer's task takes it
+    with trio.fail_after(1):
+        await outbox.wait_ready()
+    assert labels(outbox.take_all()) == ["direct"] and len(outbox) == 0 and outbox.pending_bytes == 0
+    with fan_out():
+        pass
+    assert delivered == []  # nothing offered: no flush
+
+
+async def test_take_all_ends_a_replays_fullness_pause(autojump_clock: trio.testing.MockClock) -> None:
+    outbox = Outbox(1, max_messages=2)
+    with outbox.replaying():
+        for n in range(4):
+            outbox.offer(make(label=f"r{n}"))
+    assert outbox.full_since is not None
+    assert labels(outbox.take_all()) == ["r0", "r1", "r2", "r3"]
+    assert outbox.full_since is None

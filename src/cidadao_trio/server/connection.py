@@ -53,7 +53,7 @@ CLOSE_GRACE_SECONDS = 2.0
 _connection_ids = itertools.count(1)
 
 
-class _BatchFrames:
+class BatchFrames:
     """Subscribers of one stream usually take the same run of messages in one batch: the
     ``batch`` envelope and its frame are then built once, not once per connection."""
 
@@ -87,7 +87,7 @@ class _BatchFrames:
         return out
 
 
-_batches = _BatchFrames()
+_batches = BatchFrames()
 
 
 class Endpoint(Protocol):
