@@ -112,7 +112,7 @@ class InvestigationEngine:
         self.repository = repository  # their records and reports
         self.dataset: Sequence[Contract] = ()
         self.data_origin = "memory"  # "sample" while the bundled synthetic sample is loaded
-        self.ready = trio.Event()  # the dataset is loaded and scanned
+        self.ready = trio.Event()  # the dataset is loaded
         self._load_dataset = load_dataset
         self.source = source  # None: investigate the loaded dataset; else fetch each scope's contracts
         self._in_thread = in_thread
@@ -130,7 +130,8 @@ class InvestigationEngine:
         self._letting_go: set[str] = set()  # stopped to be resumed elsewhere (drain, a lease lost)
         self._handing_over = False
         self._all_let_go = trio.Event()
-        self._detected: dict[str, list[Anomaly]] = {}
+        self._detected: dict[str, list[Anomaly]] | None = None  # the dataset's, once scanned
+        self._scanning = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._external_locks: dict[str, trio.Lock] = {}  # one batch at a time per investigation
 
@@ -148,11 +149,9 @@ class InvestigationEngine:
             task_status.started()  # serve at once; investigations wait for the data
             if self._in_thread:
                 # Abandoned on cancel: a signal during start-up must not wait for a big file.
-                self.dataset, self._detected = await trio.to_thread.run_sync(
-                    self._load_and_scan, abandon_on_cancel=True
-                )
+                self.dataset = await trio.to_thread.run_sync(self._load, abandon_on_cancel=True)
             else:  # a dataset given in memory; also keeps virtual clocks free of threads
-                self.dataset, self._detected = self._load_and_scan()
+                self.dataset = self._load()
             self.ready.set()
             await trio.sleep_forever()
 
@@ -234,10 +233,18 @@ class InvestigationEngine:
         self._cancels[record.id] = trio.CancelScope()
         self._nursery.start_soon(self._investigate, record, run.scope)
 
-    def _load_and_scan(self) -> tuple[Sequence[Contract], dict[str, list[Anomaly]]]:
+    def _load(self) -> Sequence[Contract]:
         dataset = self._load_dataset()
         self.data_origin = data_origin(dataset)
-        return dataset, {detector.__name__: detector(dataset) for detector in ALL_DETECTORS}
+        return dataset
+
+    async def _scanned(self) -> dict[str, list[Anomaly]]:
+        """Every detector over the whole dataset (its peers), run by the first investigation
+        that needs it: a server never asked does not pay for it (~0.4 s of CPU on the sample)."""
+        async with self._scanning:
+            if self._detected is None:
+                self._detected = await self.compute(_detect, self.dataset)
+            return self._detected
 
     async def start(self, scope: Scope, owner_key: str, public: bool, title: str | None = None) -> Investigation:
         """Open a new investigation and start it; returns at once with its record."""
@@ -411,7 +418,7 @@ class InvestigationEngine:
         await self.ready.wait()
         if self.source is None:
             contracts = [c for c in self.dataset if scope.matches(c)]
-            detected, origin, coverage = self._detected, self.data_origin, list[Finding]()
+            detected, origin, coverage = await self._scanned(), self.data_origin, list[Finding]()
             record = await self._advance(
                 record, Status.DATA_RETRIEVAL,
                 f"{len(contracts)} contratos encontrados para {record.scope}." + _origin_note(self.data_origin),
@@ -579,7 +586,7 @@ def _external_markdown(record: Investigation) -> str:
 
 
 def _detect(contracts: Sequence[Contract]) -> dict[str, list[Anomaly]]:
-    """Every detector over fetched contracts (peers: the same fetch)."""
+    """Every detector over ``contracts``, each other's peers (the dataset, or one fetch)."""
     return {detector.__name__: detector(contracts) for detector in ALL_DETECTORS}
 
 
