@@ -125,6 +125,35 @@ describe("against one server", () => {
     assert.equal(parseId(ids[0]).offset, 1, "the whole stream, from its first event");
     watcher.close();
   });
+
+  test("after repeated WebSocket failures the client falls back to SSE, and chats over it", async () => {
+    let tried = 0;
+    class Blocked { // a proxy that refuses every upgrade: the browser sees only 1006
+      constructor() {
+        tried += 1;
+        this.readyState = 0;
+        setTimeout(() => this.onclose?.({ code: 1006, reason: "" }), 0);
+      }
+      send() { throw new Error("never open"); }
+      close() {}
+    }
+    const client = new CidadaoRealtime("chat", sid("sse"), { ...FAST, url: server.url, WebSocket: Blocked,
+      storage: memoryStorage(), sseAfterFailures: 3, token: jwt({ sub: "davi", exp: hour() }) });
+    opened.push(client);
+    const open = next(client, "state", (d) => d.state === "open");
+    client.connect();
+    assert.equal((await open).transport, "sse");
+    assert.equal(tried, 3);
+    const ids = record(client);
+    const echoed = next(client, "chat", (m) => m.data.role === "user");
+    const completed = next(client, "chat_complete");
+    const queued = client.sendChat("Olá");
+    assert.equal((await echoed).data.reply_to, queued);
+    const done = await completed;
+    assert.equal(done.data.status, "completed");
+    assert.equal(client.pending.length, 0);
+    assertContiguous(ids);
+  });
 });
 
 test("resume across a server restart: no gap, no duplicate; a message sent while down is delivered once", async () => {
