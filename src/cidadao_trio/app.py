@@ -166,6 +166,8 @@ async def open_app(
                 await turns.end_interrupted()
             else:  # Redis unreachable at start: run anyway (/readyz: 503), end them once it is back
                 services.start_soon(turns.end_interrupted)
+            if shared:  # a dead node's open turns are settled by the others
+                services.start_soon(turns.watch)
             presence = open_presence(settings, broker, node)
             await services.start(presence.run)
             hub = Hub(settings, broker, turns, metrics, records, lookup=engine.lookup, presence=presence)

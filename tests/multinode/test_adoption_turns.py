@@ -161,10 +161,41 @@ async def test_a_dead_nodes_turns_are_settled_once_by_their_resends(redis: Redis
                 again = await resend(ws, "q1") + await resend(ws, "q0")
             stored = await history(b, session)
     assert answers(while_alive, "q1") == answers(while_alive, "q0") == [("error", "DUPLICATE")]
-    assert answers(settled, "q1") == [("error", "DUPLICATE"), ("chat_complete", "completed")]
-    assert answers(settled, "q0") == [("error", "DUPLICATE"), ("chat_complete", "failed")]
+    # the error goes straight to the connection, the ending through the stream: either first
+    assert sorted(answers(settled, "q1")) == [("chat_complete", "completed"), ("error", "DUPLICATE")]
+    assert sorted(answers(settled, "q0")) == [("chat_complete", "failed"), ("error", "DUPLICATE")]
     assert answers(again, "q1") == answers(again, "q0") == [("error", "DUPLICATE")]
     assert answers(stored, "q1") == [("chat", "user"), ("chat_complete", "completed")]
     assert answers(stored, "q0") == [("chat", "user"), ("chat_complete", "failed")]
     complete = next(m for m in stored if m["type"] == "chat_complete" and m["data"]["reply_to"] == "q1")
     assert complete["data"]["agent_name"] == "Carlos Drummond de Andrade" and complete["data"]["content"]
+
+
+async def test_a_silent_nodes_turns_are_settled_without_a_resend(redis: RedisProcess) -> None:
+    """What nobody resends is settled by the others' watch (``end_abandoned``, run here at
+    once rather than after its period): q0 cut mid-answer and q1 queued end failed, q2's
+    claim (never echoed) is let go, so its resend runs; a live node's turn is left alone."""
+    session = "s-silent"
+    with trio.fail_after(LIMIT):
+        b = node(redis.url, node_name="b", store="redis", redis_url=redis.url)
+        async with b.running():
+            async with node_a(redis.url) as (a, a_life):
+                queue = TurnQueue(session, 4)
+                await a.accept(session, "q0", queue=queue)
+                await a.accept(session, "q1", queue=queue)
+                await a.accept(session, "q2", echo=False)
+                await b.broker.flush()
+                assert await b.hub.runner.end_abandoned() == 0  # A is alive
+                a_life.cancel()
+            await lapsed(b)
+            assert await b.hub.runner.end_abandoned() == 2
+            assert await b.hub.runner.end_abandoned() == 0  # settled once
+            async with connect(b, f"/api/v1/ws/chat/{session}") as ws:
+                await receive(ws)
+                await send(ws, "chat", {"message": "Olá"}, id="q2")
+                await receive_until(ws, lambda m: m["type"] == "chat_complete")
+            stored = await history(b, session)
+            left = [t for t in await b.records.open_turns() if t.session_id == session]
+    assert answers(stored, "q0") == answers(stored, "q1") == [("chat", "user"), ("chat_complete", "failed")]
+    assert answers(stored, "q2") == [("chat", "user"), ("chat_complete", "completed")]
+    assert left == []

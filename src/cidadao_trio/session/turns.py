@@ -110,6 +110,7 @@ class Resend(enum.Enum):
     DUPLICATE = "duplicate"  # its node is alive, or the turn was ended: nothing more to do
     FREED = "freed"  # it never reached the stream: its claim was let go, run it as new
     QUEUED = "queued"  # accepted and echoed, never begun: queued here, its record kept
+    FAILED = "failed"  # its answer was cut: ended with chat_complete failed here
 
 
 def _alive_key(node: str) -> str:
@@ -161,38 +162,83 @@ class TurnRunner:
         return cut
 
     async def end_interrupted(self) -> int:
-        """Settle every turn a crash or restart of this node cut, queued or answering (§7):
-        one whose message the session stream shows ends with ``chat_complete`` failed (once:
-        not if its end is there already); one whose message never reached the stream is
-        forgotten with its id's claim, so the client's resend is run (§2). Returns how many
-        ended failed."""
-        interrupted: dict[str, list[OpenTurn]] = {}
+        """Settle every turn a crash or restart of this node cut, queued or answering (§7;
+        see :meth:`_settle`). Returns how many ended failed."""
+        mine = [
+            turn for turn in await self.records.open_turns()
+            if turn.turn_key not in self._begun  # else live: begun here while the store was down
+            and (not self.shared_store or turn.record.node == self.node)  # else another node's
+        ]
+        return await self._settle_all(mine, "a restart")
+
+    async def end_abandoned(self) -> int:
+        """Shared store: settle the open turns of every other node gone silent (its
+        liveness record lapsed), so their citizens need not wait for that node's restart."""
+        silent: dict[str, bool] = {}
+        gone = []
         for turn in await self.records.open_turns():
-            if turn.turn_key in self._begun or (self.shared_store and turn.record.node != self.node):
-                continue  # live: this process (begun while the store was down) or another node
-            interrupted.setdefault(turn.session_id, []).append(turn)
-        ended = forgotten = 0
-        for session_id, turns in interrupted.items():
-            stream = session_stream(session_id)
-            shown = SessionLog.read(await self.broker.retained(stream))
-            for turn in turns:
-                record, key = turn.record, claim_key(turn.record.reply_to)
-                if record.reply_to is not None and key not in shown.echoed:
-                    await self.records.forget_message(session_id, key)  # cut before its echo
-                    forgotten += 1
-                elif record.reply_to is None or key not in shown.ended:
-                    await self.broker.publish(stream, ChatComplete(
-                        status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
-                        content=INTERRUPTED_REPLY, reply_to=record.reply_to,
-                    ))
-                    ended += 1
-                await self.records.end_turn(session_id, turn.turn_key)
+            node = turn.record.node
+            if node == self.node or turn.turn_key in self._begun:
+                continue
+            if node not in silent:
+                silent[node] = not await self._alive(node)
+            if silent[node]:
+                gone.append(turn)
+        return await self._settle_all(gone, "their node went silent")
+
+    async def watch(self) -> None:
+        """Shared store: :meth:`end_abandoned` every ``lease`` seconds, for as long as the node runs."""
+        while True:
+            await trio.sleep(self.lease)
+            with contextlib.suppress(StoreUnavailable):  # the broker logs it; the next round retries
+                await self.end_abandoned()
+
+    async def _alive(self, node: str) -> bool:
+        return node != self.node and await self.records.cached(_alive_key(node)) is not None
+
+    async def _settle_all(self, turns: list[OpenTurn], why: str) -> int:
+        by_session: dict[str, list[OpenTurn]] = {}
+        for turn in turns:
+            by_session.setdefault(turn.session_id, []).append(turn)
+        outcomes = []
+        for session_id, group in by_session.items():
+            shown = SessionLog.read(await self.broker.retained(session_stream(session_id)))
+            outcomes += [await self._settle(turn, shown) for turn in group]
+        ended, forgotten = outcomes.count(Resend.FAILED), outcomes.count(Resend.FREED)
         if ended or forgotten:
-            log.info(
-                "ended %d chat turns interrupted by a restart; forgot %d messages cut before their echo",
-                ended, forgotten,
-            )
+            log.info("ended %d chat turns, forgot %d messages cut before their echo: %s", ended, forgotten, why)
         return ended
+
+    async def _settle(
+        self, turn: OpenTurn, shown: SessionLog, resend: tuple[TurnQueue, Turn] | None = None
+    ) -> Resend | None:
+        """End an open turn whose node can no longer answer it, as its session stream shows
+        it: never echoed, its id's claim is let go, so the client's resend runs (§2);
+        echoed, never begun and ``resend`` at hand, the resend is answered here; otherwise,
+        unless its ``chat_complete`` is there already, it ends failed (§7). The stream is
+        written before the record goes, so a crash in between settles it again, the same
+        way. None: another node is settling it (one claim per turn on a shared store)."""
+        session_id, record = turn.session_id, turn.record
+        if self.shared_store and not await self.records.accept_message(
+            session_id, f"settle:{turn.turn_key}", self.lease
+        ):
+            return None
+        key = claim_key(record.reply_to)
+        outcome = Resend.DUPLICATE
+        if record.reply_to is not None and key not in shown.echoed:
+            await self.records.forget_message(session_id, key)
+            outcome = Resend.FREED
+        elif resend is not None and key not in shown.started | shown.ended:
+            self.submit(*resend)
+            outcome = Resend.QUEUED
+        elif record.reply_to is None or key not in shown.ended:
+            await self.broker.publish(session_stream(session_id), ChatComplete(
+                status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
+                content=INTERRUPTED_REPLY, reply_to=record.reply_to,
+            ))
+            outcome = Resend.FAILED
+        await self.records.end_turn(session_id, turn.turn_key)
+        return outcome
 
     async def open(self, session_id: str, turn: Turn) -> None:
         """Record ``turn`` open before its message's id is claimed and echoed: a crash at
@@ -224,8 +270,8 @@ class TurnRunner:
     async def take_over(self, queue: TurnQueue, turn: Turn) -> Resend:
         """A chat resent with an id its session had accepted (§2), on a shared store: if the
         node that accepted it is gone (its liveness record lapsed) and left the turn open,
-        settle it here so the resend is answered exactly once. Of two nodes trying, one
-        does (an atomic claim); ``turn`` is the resend, with its record already open."""
+        settle it here (:meth:`_settle`), so the resend is answered exactly once. ``turn``
+        is the resend, its own record already open."""
         if not self.shared_store or turn.reply_to is None:
             return Resend.DUPLICATE
         key = claim_key(turn.reply_to)
@@ -234,33 +280,14 @@ class TurnRunner:
             if t.session_id == queue.session_id and claim_key(t.record.reply_to) == key
             and t.turn_key not in self._begun
         ), None)
-        if orphan is None:
-            return Resend.DUPLICATE
-        if orphan.record.node != self.node and await self.records.cached(_alive_key(orphan.record.node)):
-            return Resend.DUPLICATE  # its node is alive and answering it
-        if not await self.records.accept_message(queue.session_id, f"take-over:{key}", self.lease):
-            return Resend.DUPLICATE  # another node is settling it
-        stream = session_stream(queue.session_id)
-        shown = SessionLog.read(await self.broker.retained(stream))
-        await self.records.end_turn(queue.session_id, orphan.turn_key)
-        if key not in shown.echoed:
-            await self.records.forget_message(queue.session_id, key)
-            log.info("session %s: a message accepted on %s but never echoed is run here", queue.session_id,
-                     orphan.record.node)
-            return Resend.FREED
-        if key in shown.ended:
-            return Resend.DUPLICATE
-        if key in shown.started:
-            record = orphan.record
-            await self.broker.publish(stream, ChatComplete(
-                status="failed", agent_id=record.agent_id, agent_name=record.agent_name,
-                content=INTERRUPTED_REPLY, reply_to=record.reply_to,
-            ))
-            log.info("session %s: a turn cut on %s ended failed", queue.session_id, record.node)
-            return Resend.DUPLICATE
-        self.submit(queue, turn)
-        log.info("session %s: a turn queued on %s is answered here", queue.session_id, orphan.record.node)
-        return Resend.QUEUED
+        if orphan is None or await self._alive(orphan.record.node):
+            return Resend.DUPLICATE  # answered, or its node is alive and answering it
+        shown = SessionLog.read(await self.broker.retained(session_stream(queue.session_id)))
+        outcome = await self._settle(orphan, shown, (queue, turn))
+        if outcome is not None:
+            log.info("session %s: a resend of a turn left by %s: %s", queue.session_id, orphan.record.node,
+                     outcome.value)
+        return outcome if outcome in (Resend.FREED, Resend.QUEUED) else Resend.DUPLICATE
 
     async def close(self, session_id: str, turn: Turn) -> None:
         """The turn's record goes: it ended, or it was never accepted (DUPLICATE, refused)."""
