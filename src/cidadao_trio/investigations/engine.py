@@ -301,7 +301,8 @@ class InvestigationEngine:
             raise PublishRefused("Esta investigação é conduzida por este servidor; não aceita eventos externos.")
         if record.finished:
             raise PublishRefused("A investigação já terminou; não aceita mais eventos.")
-        self.prover.forget(investigation_id)  # its chain continues from the stored mark and the stream
+        if self.prover.mark(record) != record.chain:  # another node published since: continue from
+            self.prover.forget(investigation_id)  # the stored mark and the stream, not from ours
         stream = investigation_stream(investigation_id)
         url = f"/api/v1/investigations/{investigation_id}/report?format=markdown"
         ids: list[str] = []
@@ -328,7 +329,6 @@ class InvestigationEngine:
             ids.append(delivery.id)
         self.records[record.id] = record
         await self._save(record)
-        self.prover.forget(investigation_id)
         return ids
 
     def cancel(self, investigation_id: str) -> bool:

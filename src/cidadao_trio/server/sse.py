@@ -89,6 +89,33 @@ def sse_event(delivery: Delivery) -> bytes:
     return (head + "data: " + delivery.text + "\n\n").encode()
 
 
+def http_chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (RFC 9112 §7.1), what h11 would write for it."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+class _Chunks:
+    """The subscribers of one stream write the same deliveries: each one's SSE event, framed
+    as a chunk, is built once for all of them, not once per connection."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._recent: OrderedDict[int, tuple[Delivery, bytes]] = OrderedDict()
+        self._size = size
+
+    def chunk(self, delivery: Delivery) -> bytes:
+        hit = self._recent.get(id(delivery))
+        if hit is not None and hit[0] is delivery:
+            return hit[1]
+        chunk = http_chunk(sse_event(delivery))
+        self._recent[id(delivery)] = (delivery, chunk)
+        if len(self._recent) > self._size:
+            self._recent.popitem(last=False)
+        return chunk
+
+
+_chunks = _Chunks()
+
+
 def sse_batch(items: list[Delivery]) -> bytes:
     """A ``batch`` envelope as one event, its ``id:`` the last durable member's (resume
     from there loses none of the members)."""
@@ -198,6 +225,14 @@ class SseStream(Participant):
     async def _send(self, stream: trio.abc.Stream, parser: h11.Connection, data: bytes) -> None:
         await stream.send_all(parser.send(h11.Data(data=data)) or b"")
 
+    async def _send_shared(self, stream: trio.abc.Stream, parser: h11.Connection, items: list[Delivery]) -> None:
+        """Deliveries as their shared chunks on HTTP/1.1 (h11 keeps no count of chunked bytes)."""
+        if parser.their_http_version == b"1.1":
+            chunks = [_chunks.chunk(item) for item in items]
+            await stream.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        else:  # HTTP/1.0: the body ends with the connection; h11 frames it
+            await self._send(stream, parser, b"".join(sse_event(item) for item in items))
+
     async def _write(self, stream: trio.abc.Stream, parser: h11.Connection) -> None:
         """The only task that writes: so an event is never cut by the end of the stream."""
         outbox = self.outbox
@@ -205,20 +240,25 @@ class SseStream(Participant):
         next_ping = trio.current_time() + heartbeat
         try:
             while self.ending is None:
-                with trio.move_on_at(next_ping) as self._waiting:  # close() cancels it too
-                    await outbox.wait_ready()
-                if trio.current_time() >= next_ping:
-                    next_ping = trio.current_time() + heartbeat
+                if not len(outbox):  # a scope only to wait: a backlog is written without one
+                    with trio.move_on_at(next_ping) as self._waiting:  # close() cancels it too
+                        await outbox.wait_ready()
+                now = trio.current_time()
+                if now >= next_ping:
+                    next_ping = now + heartbeat
                     await self._send(stream, parser, PING)
                 if self.ending is not None:
                     break
                 if not len(outbox):
                     continue
-                items = outbox.take(BATCH_MAX_MESSAGES if self.batch else 1, BATCH_MAX_BYTES)
-                data = sse_batch(items) if len(items) > 1 else sse_event(items[0])
+                # What is pending goes out in one write: each its own event (batch=1: one batch).
+                items = outbox.take(BATCH_MAX_MESSAGES, BATCH_MAX_BYTES)
                 for item in items:
                     self.metrics.message_out(item.type)
-                await self._send(stream, parser, data)
+                if self.batch and len(items) > 1:
+                    await self._send(stream, parser, sse_batch(items))
+                else:
+                    await self._send_shared(stream, parser, items)
             with trio.move_on_after(CLOSE_GRACE_SECONDS):
                 if self.ending.final is not None:
                     await self._send(stream, parser, self.ending.final)
