@@ -1,6 +1,7 @@
 """``python -m benchmarks SCENARIO [options]``: the real-time benchmark suite (issue 6).
 
-Scenarios: connections, fanout, chat, mixed, profile, soak (issue 21; not part of ``all``), and
+Scenarios: connections, fanout, chat, mixed, profile, soak (issue 21; not part of ``all``), sse and
+publish (issue 17: ``benchmarks/sse.py``, ``benchmarks/publish.py``; not part of ``all``), and
 ``all`` (every one of them with modest defaults, < 10 minutes on 2 cores). Each writes
 ``benchmarks/results/<name>.json`` (summary), ``<name>-raw.json`` (every run) and ``<name>.md``,
 and prints the table.
@@ -182,6 +183,13 @@ def update_readme() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in ("sse", "publish"):  # issue 17's, with options of their own
+        raise_nofile()
+        import importlib
+
+        importlib.import_module(f"benchmarks.{given[0]}").main(given[1:])
+        return 0
     args = vars(build_parser().parse_args(argv))
     raise_nofile()
     name = args.pop("scenario")
