@@ -287,3 +287,16 @@ def test_last_event_id_resumes_across_a_restart(tmp_path: Path) -> None:
     assert seen == before + after
     offsets = [int(i.rsplit("-", 1)[1]) for i in seen]
     assert offsets == list(range(offsets[0], offsets[0] + 4))  # no gap, no duplicate
+
+
+async def test_sse_subscribers_count_in_presence(shared: Shared) -> None:
+    async with httpx.AsyncClient(base_url=shared.url) as client:
+        investigation = await open_investigation(client)
+        path = f"/api/v1/sse/investigations/{investigation}"
+        async with sse(client, path) as first, sse(client, path) as second:
+            await second.next()
+            counts = [(await first.until("presence"))[-1].data["data"]["watching"]]
+            while counts[-1] != 2:  # the counts are debounced (§9): the latest one says 2
+                counts.append((await first.next()).data["data"].get("watching", counts[-1]))
+            status = (await client.get(f"/api/v1/investigations/{investigation}")).json()
+            assert status["watching"] == 2
