@@ -254,8 +254,7 @@ def test_console_is_served_as_self_contained_html(server: ServerProcess) -> None
     status, content_type, body = http_get(server, "/")
     assert status == 200
     assert content_type.startswith("text/html")
-    assert "/api/v1/ws/chat/" in body
-    assert "new WebSocket(" in body
+    assert 'from "/sdk/cidadao-realtime.js"' in body, "the console is a client of the SDK"
     assert EXTERNAL.search(body) is None, "the console must not load external scripts, styles or fonts"
     assert "innerHTML" not in body and "insertAdjacentHTML" not in body and "document.write" not in body
 
@@ -282,7 +281,7 @@ def test_browser_investigation_progress_anomalies_and_report(console: Page, serv
     console.type_and_enter("Investigar contratos do Ministério da Saúde")
     href = console.wait_for("document.querySelector('#investigations article.inv .report a')?.href",
                             "the report link")
-    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/api/v1/investigations/INV-\d{{4}}-\d+/report\?format=markdown",
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/api/v1/investigations/INV-\d{{4}}-\d+/report\?format=html",
                         href), href
     state = console.js("""(() => { const a = document.querySelector('#investigations article.inv');
         return {bar: a.querySelector('[role=progressbar]').getAttribute('aria-valuenow'),
@@ -311,13 +310,13 @@ def test_browser_inserts_server_text_as_text(console: Page) -> None:
 def test_browser_reconnects_resumes_and_restores_after_reload(console: Page) -> None:
     console.type_and_enter("Olá")
     console.wait_for(f"{ASSISTANT_DONE}.length === 1", "the first reply")
-    cursor = console.js("cidadao.state.cursor")
+    cursor = console.js("cidadao.client.lastId")
     assert re.fullmatch(r"[A-Za-z0-9]+-\d+", cursor)
-    assert "batch=1" in console.js("cidadao.state.ws.url")
+    assert "batch=1" in console.js("cidadao.client.ws.url")
     # the socket drops (as on a network loss): the console reconnects by itself with last_id
-    console.js("cidadao.state.ws.close(4000, 'teste')")
+    console.js("cidadao.client.ws.close(4000, 'teste')")
     console.wait_for("document.getElementById('status').textContent.includes('retomada')", "a resumed connection")
-    assert f"last_id={cursor}" in console.js("cidadao.state.ws.url")
+    assert f"last_id={cursor}" in console.js("cidadao.client.ws.url")
     console.type_and_enter("Quais agentes existem?")
     console.wait_for(f"{ASSISTANT_DONE}.length === 2", "the second reply")
     assert console.js("document.querySelectorAll('#log .msg.user').length") == 2  # no duplicate, no gap
