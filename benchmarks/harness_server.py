@@ -41,6 +41,7 @@ import trio
 
 import cidadao_trio
 from cidadao_trio import config
+from cidadao_trio.cli import tune_garbage_collector
 from cidadao_trio.server.server import Server
 
 from . import control
@@ -232,7 +233,9 @@ def routes(server: Server) -> dict[tuple[str, str], control.Route]:
     }
 
 
-async def run(settings: config.Settings, control_port: int, freeze: bool = False) -> None:
+async def run(
+    settings: config.Settings, control_port: int, freeze: bool = False, thresholds: tuple[int, ...] | None = None
+) -> None:
     server = Server(settings, dataset=())
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with server.running():
@@ -240,6 +243,9 @@ async def run(settings: config.Settings, control_port: int, freeze: bool = False
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve_tcp)
                 await nursery.start(control.serve, control_port, routes(server))
+                tune_garbage_collector()  # as `cidadao-trio serve` does once it listens
+                if thresholds is not None:
+                    gc.set_threshold(*thresholds)
                 if freeze:
                     gc.collect()
                     gc.freeze()
@@ -257,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-port", type=int, required=True, help="loopback port of the control API")
     parser.add_argument("--gc-thresholds", default="", metavar="G0,G1,G2",
-                        help="experiment: gc.set_threshold(...) before serving (default: Python's 700,10,10)")
+                        help="experiment: gc.set_threshold(...) before serving (default: serve's 50000,20,100)")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="experiment: gc.freeze() once the server is up (start-up objects leave the GC's scans)")
     add_settings_flags(parser)
@@ -268,9 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile()
-    if args.gc_thresholds:
-        gc.set_threshold(*(int(v) for v in args.gc_thresholds.split(",")))
-    trio.run(run, settings, args.control_port, args.gc_freeze)
+    thresholds = tuple(int(v) for v in args.gc_thresholds.split(",")) if args.gc_thresholds else None
+    trio.run(run, settings, args.control_port, args.gc_freeze, thresholds)
     return 0
 
 
