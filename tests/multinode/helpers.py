@@ -104,13 +104,13 @@ async def greeted(ws: Any) -> dict[str, Any]:
 
 
 def hold_fan_out(broker: RedisBroker) -> trio.Event:
-    """Make the node's fan-out wait before each delivery until the returned event is set."""
+    """Make the node's fan-out wait before each window of deliveries until the returned event is set."""
     gate = trio.Event()
-    deliver = broker._deliver
+    deliver = broker._deliver_window
 
-    async def held(*item: str) -> None:
+    async def held(first: tuple[str, str] | None) -> None:
         await gate.wait()
-        await deliver(*item)
+        await deliver(first)
 
-    broker._deliver = held  # type: ignore[method-assign]
+    broker._deliver_window = held  # type: ignore[method-assign]
     return gate

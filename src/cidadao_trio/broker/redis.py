@@ -32,7 +32,7 @@ from coredis.tokens import PureToken
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.events import Event
-from .base import Attachment, Delivery, Sink
+from .base import Attachment, Delivery, Sink, fan_out
 from .outage import OutageLog, reason
 
 log = logging.getLogger(__name__)
@@ -595,19 +595,45 @@ class RedisBroker:
             self._inbox_send.send_nowait(None)
 
     async def _fan_out(self) -> None:
-        """The only task that offers live messages: one order per stream, no doubles."""
-        async for item in self._inbox:
-            while self._resync:
-                state = self._local.get(self._resync.pop())
-                if state is not None:
-                    await self._catch_up(state)
-            if item is not None:
-                await self._deliver(*item)
+        """The only task that offers live messages: one order per stream, no doubles.
 
-    async def _deliver(self, stream: str, payload: str) -> None:
+        Whatever the inbox holds is offered in one ``fan_out`` window (one write per
+        connection, full ``batch`` frames), so under load the batches grow by themselves;
+        a message that needs a read-back ends the window first (the window cannot await).
+        """
+        async for first in self._inbox:
+            await self._deliver_window(first)
+
+    async def _deliver_window(self, first: tuple[str, str] | None) -> None:
+        """Offer ``first`` and whatever else the inbox holds now, in order."""
+        items = [first]
+        while len(items) < INBOX_SIZE:
+            try:
+                items.append(self._inbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        while self._resync:
+            state = self._local.get(self._resync.pop())
+            if state is not None:
+                await self._catch_up(state)
+        behind: _Local | None = None
+        index = 0
+        while index < len(items):
+            with fan_out():
+                while index < len(items):
+                    item = items[index]
+                    index += 1
+                    if item is not None and (behind := self._deliver(*item)) is not None:
+                        break
+            if behind is not None:
+                await self._catch_up(behind)  # a gap, or another epoch: Redis has the truth
+                behind = None
+
+    def _deliver(self, stream: str, payload: str) -> _Local | None:
+        """Offer one pub/sub message; the stream to read back if it cannot be offered in order."""
         state = self._local.get(stream)
         if state is None:
-            return
+            return None
         epoch, offset_text, type, key, tag, text = payload.split("\n", 5)
         node, _, origin_text = tag.partition(":")
         origin = int(origin_text) if node == self._node else None
@@ -615,17 +641,18 @@ class RedisBroker:
             ephemeral = Delivery(type, text, "", False, origin, key or None)
             for attached in state.sinks:
                 attached.sink.offer(ephemeral)
-            return
+            return None
         offset = int(offset_text)
         if not state.sinks or not state.epoch:  # an attach is reading Redis meanwhile
             state.adopt(epoch)
             state.delivered = max(state.delivered, offset)
             self._notify()
         elif epoch != state.epoch or offset > state.delivered + 1:
-            await self._catch_up(state)  # a gap, or another epoch: Redis has the truth
+            return state
         elif offset == state.delivered + 1:
             state.offer(Delivery(type, text, f"{epoch}-{offset}", True, origin, key or None), offset)
             self._notify()
+        return None
 
     async def _catch_up(self, state: _Local) -> None:
         """Offer what the stream holds past the last offset handled (XRANGE), in order."""
@@ -639,9 +666,10 @@ class RedisBroker:
             return
         if state.sinks and info.first > state.delivered + 1:
             log.warning("%s: offsets %d..%d expired before delivery", state.key, state.delivered + 1, info.first - 1)
-        for offset, delivery in info.deliveries():
-            if offset > state.delivered:
-                state.offer(delivery, offset)
+        with fan_out():
+            for offset, delivery in info.deliveries():
+                if offset > state.delivered:
+                    state.offer(delivery, offset)
         state.delivered = max(state.delivered, info.last)
         self._notify()
 
