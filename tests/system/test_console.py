@@ -23,9 +23,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,6 +281,13 @@ def test_browser_chat_streams_drummonds_reply(console: Page) -> None:
 
 def test_browser_investigation_progress_anomalies_and_report(console: Page, server: ServerProcess) -> None:
     console.type_and_enter("Investigar contratos do Ministério da Saúde")
+    investigation = console.wait_for("document.querySelector('#investigations article.inv')?.dataset.id", "the card")
+    assert console.js("!document.querySelector('article.inv button.stop').hidden"), "offered while it runs"
+    assert "continua" in console.js("document.querySelector('article.inv button.stop').title")
+    # a second person watches the investigation: presence (§9) shows it on the card
+    with connect(server.ws_url(f"/api/v1/ws/investigations/{investigation}"), open_timeout=DEADLINE):
+        console.wait_for("document.querySelector('article.inv .watching')?.dataset.count === '2'", "2 watchers")
+    assert "2 pessoas acompanhando" in console.js("document.querySelector('article.inv .watching').textContent")
     href = console.wait_for("document.querySelector('#investigations article.inv .report a')?.href",
                             "the report link")
     assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/api/v1/investigations/INV-\d{{4}}-\d+/report\?format=html",
@@ -295,7 +304,65 @@ def test_browser_investigation_progress_anomalies_and_report(console: Page, serv
     assert state["findings"] >= 1
     assert any("Zumbi" in who for who in state["who"])
     status, content_type, report = http_get(server, href.split(str(server.port), 1)[1])
-    assert status == 200 and "INV-" in report
+    assert status == 200 and content_type.startswith("text/html") and "INV-" in report
+    # ended: nothing left to stop following
+    assert console.js("document.querySelector('article.inv button.stop').hidden")
+    # the duplicate card names both contracts, each with its value (not "esperado X · observado X")
+    duplicate = console.js("""[...document.querySelectorAll('article.inv .anomaly')]
+        .map(li => li.querySelector('dl').textContent).find(t => t.includes('Contratos'))""")
+    assert duplicate is not None and "esperado" not in duplicate, duplicate
+    assert len(re.findall(r"CT-[\w-]+", duplicate)) >= 2, duplicate
+    # issue 19: the signature is checked in the browser against the server's published key
+    verified = console.wait_for(
+        "document.querySelector('article.inv .verified.ok, article.inv .verified.bad')?.textContent", "the proof check")
+    kid = json.loads(http_get(server, "/api/v1/keys")[2])["keys"][0]["kid"]
+    assert verified.startswith(f"Relatório verificado: assinado pela chave {kid}"), verified
+    if os.environ.get("CIDADAO_CONSOLE_SCREENSHOT"):  # refresh docs/console.png on demand
+        console.screenshot(os.environ["CIDADAO_CONSOLE_SCREENSHOT"])
+
+
+def test_browser_first_screen_offers_examples_and_says_the_data_is_synthetic(
+        console: Page, server: ServerProcess) -> None:
+    info = json.loads(http_get(server, "/api/v1/info")[2])
+    assert info == {"auth": "optional", "data_origin": "sample"}
+    assert console.js("!document.getElementById('sample-notice').hidden"), "the banner shows before any message"
+    assert console.js("document.getElementById('token').placeholder") == "token (opcional)"
+    examples = console.js("[...document.querySelectorAll('#log .examples button.chip')].map(b => b.textContent)")
+    assert "Quais agentes existem?" in examples
+    console.js("[...document.querySelectorAll('#log .examples button.chip')]"
+               ".find(b => b.textContent === 'Quais agentes existem?').click()")
+    console.wait_for(f"{ASSISTANT_DONE}.length === 1", "the reply to the example")
+    users = console.js("[...document.querySelectorAll('#log .msg.user')].map(n => n.textContent)")
+    assert users == ["Quais agentes existem?"]
+    assert console.js("document.querySelector('#log .examples')") is None
+
+
+def test_browser_counts_agree_in_number(console: Page) -> None:
+    """ "1 anomalia", "2 anomalias": the card as a progress event renders it. """
+    def progress(n: int) -> None:
+        event = {"type": "investigation_progress", "id": f"e-t{n}", "data": {
+            "investigation_id": "INV-2026-999", "progress": 40, "status": "anomaly_detection", "message": "Analisando.",
+            "records_processed": n, "anomalies_detected": n}}
+        console.js(f"for (const h of cidadao.client.handlers.get('message')) h({json.dumps(event)})")
+    progress(1)
+    line = console.js("document.querySelector('article.inv[data-id=\"INV-2026-999\"] .phase + .phase').textContent")
+    assert line.endswith("1 registro · 1 anomalia"), line
+    progress(2)
+    line = console.js("document.querySelector('article.inv[data-id=\"INV-2026-999\"] .phase + .phase').textContent")
+    assert line.endswith("2 registros · 2 anomalias"), line
+
+
+def test_console_serves_the_sdk_and_every_module_it_imports(server: ServerProcess) -> None:
+    status, content_type, entry = http_get(server, "/sdk/cidadao-realtime.js")
+    assert status == 200 and content_type.startswith("text/javascript")
+    modules = set(re.findall(r'from "\./([\w-]+\.js)"', entry))
+    assert {"client.js", "proof.js"} <= modules
+    for module in modules:
+        status, content_type, text = http_get(server, f"/sdk/{module}")
+        assert status == 200 and content_type.startswith("text/javascript") and text, module
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        http_get(server, "/sdk/../console.html")
+    assert missing.value.code == 404
 
 
 def test_browser_inserts_server_text_as_text(console: Page) -> None:
@@ -340,3 +407,47 @@ def test_browser_shows_rate_limit_with_retry_after(browser: Page) -> None:
         assert "RATE_LIMIT" in errors and re.search(r"Tente novamente em \d+ s", errors), errors
         assert browser.js("document.getElementById('send').disabled"), "sending waits for retry_after"
         assert browser.js("document.getElementById('status').dataset.state") == "connected"
+
+
+def test_browser_token_field_says_required_under_auth_required(browser: Page) -> None:
+    with serve(store="memory", auth="required", jwt_secret="segredo-de-teste-com-pelo-menos-32-bytes!") as strict:
+        browser.goto(f"http://127.0.0.1:{strict.port}/?session=strict-{uuid.uuid4().hex[:8]}")
+        assert browser.wait_for("document.getElementById('token').placeholder === 'token (obrigatório)'",
+                                "the required token field")
+        assert browser.js("document.getElementById('token').required")
+        assert browser.js("document.getElementById('token-label').textContent") == "Token JWT (obrigatório)"
+
+
+def test_browser_follows_an_investigation_across_a_server_restart(browser: Page, tmp_path: Path) -> None:
+    """SIGTERM in the middle of an investigation: the console explains the close, queues what
+    is typed meanwhile, resumes on the restarted server with no gap and no repeat, and the
+    queued message is answered once."""
+    from .test_sse_browser import free_port, serve_on
+
+    port = free_port()
+    with serve_on(port, tmp_path) as first:
+        browser.goto(f"http://127.0.0.1:{port}/?session=restart-{uuid.uuid4().hex[:8]}")
+        browser.wait_connected()
+        browser.type_and_enter("Investigar contratos do Ministério da Saúde")
+        browser.wait_for("document.querySelectorAll('article.inv .anomaly').length >= 1", "a first anomaly")
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=DEADLINE)
+        status = browser.wait_for(
+            "(t => t.startsWith('Sem conexão') && t)(document.getElementById('status').textContent)",
+            "the close explained")
+        assert "o servidor está reiniciando" in status and "1001" in status, status
+        browser.type_and_enter("Olá")
+        pending = browser.js("document.querySelector('#log .msg.user.pending').textContent")
+        assert "será enviada ao reconectar" in pending, pending
+    with serve_on(port, tmp_path):
+        browser.wait_for("document.getElementById('status').textContent.includes('retomada')", "the resumed session")
+        browser.wait_for("document.querySelector('article.inv .report')?.hidden === false", "the investigation's end",
+                         timeout=DEADLINE * 2)
+        browser.wait_for(f"{ASSISTANT_DONE}.some(r => r.who.includes('Drummond'))", "the answer to the queued message")
+        users = browser.js("[...document.querySelectorAll('#log .msg.user')].map(n => n.textContent)")
+        assert users == ["Investigar contratos do Ministério da Saúde", "Olá"], users
+        assert browser.js("document.querySelectorAll('#log .msg.user.pending').length") == 0
+        assert browser.js("cidadao.state.gaps") == 0
+        assert browser.js("cidadao.client.duplicatesDropped") == 0
+        texts = browser.js("[...document.querySelectorAll('article.inv .anomaly')].map(li => li.textContent)")
+        assert texts and len(texts) == len(set(texts)), texts
