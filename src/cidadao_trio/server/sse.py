@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
 import attrs
@@ -44,8 +44,9 @@ from ..session.participant import Participant
 from ..session.ratelimit import RateLimiter
 from ..session.watch import WatchEndpoint
 from .admission import Admission
-from .connection import BATCH_MAX_BYTES, BATCH_MAX_MESSAGES, CLOSE_GRACE_SECONDS, Endpoint, error_text
+from .connection import BATCH_MAX_MESSAGES, CLOSE_GRACE_SECONDS, Endpoint, error_text
 from .frontdoor import JSON, BadRequest, HttpResponse, RequestHead, json_error, read_body, send_response
+from .transport import WholeFrameStream
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ CHAT_POST = re.compile(rf"/api/v1/chat/(?P<id>{PATH_ID})/messages")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 RETRY_MS = 1000  # how soon an EventSource reconnects after the stream ends
 PING = b": ping\n\n"
+END_CHUNK = b"0\r\n\r\n"  # the last chunk of a chunked body (RFC 9112 §7.1)
 MAX_LIMITERS = 10_000  # rate limiters kept for chat posts (the least recently used go first)
 
 # Negative, so they never meet a WebSocket connection's id (an outbox skips its origin's typing).
@@ -113,7 +115,7 @@ class _Chunks:
         return chunk
 
 
-_chunks = _Chunks()
+_shared_chunks = _Chunks()
 
 
 def sse_batch(items: list[Delivery]) -> bytes:
@@ -140,7 +142,14 @@ class _Ending:
 
 
 class SseStream(Participant):
-    """One open ``text/event-stream`` response, as the session layer sees a connection."""
+    """One open ``text/event-stream`` response, as the session layer sees a connection.
+
+    Like a WebSocket connection (``connection.py``), deliveries need no task: at the end
+    of a committed window the outbox's ``deliver`` hook writes what is pending from the
+    publishing task, in one non-blocking write of shared chunks (``WholeFrameStream``, so
+    no write ever starts inside an event); the writer task wakes only for a socket that
+    would block, offers made outside a window, and the ``: ping`` timer.
+    """
 
     def __init__(self, settings: Settings, metrics: Metrics, principal: Principal, *, batch: bool = False) -> None:
         self.id = next(_stream_ids)
@@ -155,12 +164,16 @@ class SseStream(Participant):
             hard_messages=2 * settings.outbox_messages + settings.history_messages,
             hard_bytes=4 * settings.outbox_bytes,
             on_full_changed=self._wake_guard,
+            deliver=self._deliver,
         )
         self.ending: _Ending | None = None
         self.slow = False  # ended as a slow consumer: nothing more is written
+        self._wire: WholeFrameStream | None = None
+        self._chunked = True  # HTTP/1.1: each write is a chunk; HTTP/1.0: the body ends with the TCP
         self._scope = trio.CancelScope()
         self._waiting = trio.CancelScope()  # the writer's wait, cancelled by close()
         self._attention = trio.Event()
+        self._stalled_since: float | None = None  # the writer waits for the peer to read
 
     # --- Participant --------------------------------------------------------------------
 
@@ -193,17 +206,20 @@ class SseStream(Participant):
             self.ending = _Ending(reason, final)
             log.info("closing event stream: %s", reason, extra={"conn": self.id, "sub": self.principal.sub})
         self._waiting.cancel()
+        self.outbox.wake()
 
     # --- the response -------------------------------------------------------------------
 
-    async def run(self, endpoint: Endpoint, stream: trio.abc.Stream, parser: h11.Connection) -> None:
+    async def run(self, endpoint: Endpoint, stream: trio.abc.Stream, chunked: bool) -> None:
         """Greet, replay and stream until the client leaves or something ends it; never raises."""
+        self._chunked = chunked
+        self._wire = WholeFrameStream(stream, stream.socket if isinstance(stream, trio.SocketStream) else None)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_peer, stream)
                     nursery.start_soon(self._guard)
-                    nursery.start_soon(self._write_then_stop, stream, parser, nursery.cancel_scope)
+                    nursery.start_soon(self._write_then_stop, nursery.cancel_scope)
                     try:  # the writer runs meanwhile: a long replay waits for the client, not for memory
                         await endpoint.open(self)
                     except StoreUnavailable as unavailable:
@@ -218,53 +234,82 @@ class SseStream(Participant):
                 except Exception:
                     log.exception("endpoint cleanup failed", extra={"conn": self.id})
 
-    async def _write_then_stop(self, stream: trio.abc.Stream, parser: h11.Connection, scope: trio.CancelScope) -> None:
-        await self._write(stream, parser)
+    async def _write_then_stop(self, scope: trio.CancelScope) -> None:
+        await self._write()
         scope.cancel()
 
-    async def _send(self, stream: trio.abc.Stream, parser: h11.Connection, data: bytes) -> None:
-        await stream.send_all(parser.send(h11.Data(data=data)) or b"")
+    def _frame(self, data: bytes) -> bytes:
+        return http_chunk(data) if self._chunked else data
 
-    async def _send_shared(self, stream: trio.abc.Stream, parser: h11.Connection, items: list[Delivery]) -> None:
-        """Deliveries as their shared chunks on HTTP/1.1 (h11 keeps no count of chunked bytes)."""
-        if parser.their_http_version == b"1.1":
-            chunks = [_chunks.chunk(item) for item in items]
-            await stream.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        else:  # HTTP/1.0: the body ends with the connection; h11 frames it
-            await self._send(stream, parser, b"".join(sse_event(item) for item in items))
+    def _chunks(self) -> list[bytes]:
+        """Everything pending, each its own event (``batch=1``: in ``batch`` events)."""
+        items = self.outbox.take_all()
+        if not items:
+            return []
+        message_out = self.metrics.message_out
+        for item in items:
+            message_out(item.type)
+        if self.batch and len(items) > 1:
+            groups = [items[i:i + BATCH_MAX_MESSAGES] for i in range(0, len(items), BATCH_MAX_MESSAGES)]
+            return [self._frame(sse_batch(group) if len(group) > 1 else sse_event(group[0])) for group in groups]
+        if self._chunked:
+            return [_shared_chunks.chunk(item) for item in items]
+        return [sse_event(item) for item in items]
 
-    async def _write(self, stream: trio.abc.Stream, parser: h11.Connection) -> None:
-        """The only task that writes: so an event is never cut by the end of the stream."""
+    def _deliver(self) -> None:
+        """The outbox's flush, in the publishing task: write now if the socket is free."""
+        wire = self._wire
+        if self.ending is not None or wire is None or not wire.free:
+            self.outbox.wake()
+            return
+        try:
+            if not wire.send_frames_nowait(self._chunks()):
+                self.outbox.wake()  # the kernel is full: the writer finishes once it is writable
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._scope.cancel()
+
+    async def _write(self) -> None:
+        """The task for what the publishing task could not write, the pings and the end."""
+        wire = self._wire
+        assert wire is not None
         outbox = self.outbox
         heartbeat = self.settings.heartbeat_interval
         next_ping = trio.current_time() + heartbeat
         try:
             while self.ending is None:
-                if not len(outbox):  # a scope only to wait: a backlog is written without one
-                    with trio.move_on_at(next_ping) as self._waiting:  # close() cancels it too
-                        await outbox.wait_ready()
+                with trio.move_on_at(next_ping) as self._waiting:  # close() cancels it too
+                    await outbox.wait_ready()
                 now = trio.current_time()
                 if now >= next_ping:
                     next_ping = now + heartbeat
-                    await self._send(stream, parser, PING)
+                    await self._send((self._frame(PING),))
+                if wire.writing:
+                    await self._send(())  # first what the kernel did not take earlier
                 if self.ending is not None:
                     break
-                if not len(outbox):
-                    continue
-                # What is pending goes out in one write: each its own event (batch=1: one batch).
-                items = outbox.take(BATCH_MAX_MESSAGES, BATCH_MAX_BYTES)
-                for item in items:
-                    self.metrics.message_out(item.type)
-                if self.batch and len(items) > 1:
-                    await self._send(stream, parser, sse_batch(items))
-                else:
-                    await self._send_shared(stream, parser, items)
+                chunks = self._chunks()
+                if chunks:
+                    await self._send(chunks)
             with trio.move_on_after(CLOSE_GRACE_SECONDS):
-                if self.ending.final is not None:
-                    await self._send(stream, parser, self.ending.final)
-                await stream.send_all(parser.send(h11.EndOfMessage()) or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                final = [self._frame(self.ending.final)] if self.ending.final is not None else []
+                await wire.send_frames([*final, *([END_CHUNK] if self._chunked else [])])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return  # the client left
+
+    async def _send(self, chunks: Sequence[bytes]) -> None:
+        """A write the guard watches: a peer that stops reading stalls it (§5's slow consumer)."""
+        wire = self._wire
+        assert wire is not None
+        if chunks and wire.free:
+            if wire.send_frames_nowait(chunks):
+                return  # the kernel took it all: nothing to watch
+            chunks = ()  # the rest is queued in the wire, whole
+        self._stalled_since = trio.current_time()
+        self._wake_guard()
+        try:
+            await wire.send_frames(chunks)
+        finally:
+            self._stalled_since = None
 
     async def _watch_peer(self, stream: trio.abc.Stream) -> None:
         """A client that closes its side has left; whatever else it sends is ignored."""
@@ -274,8 +319,9 @@ class SseStream(Participant):
         self._scope.cancel()
 
     async def _guard(self) -> None:
-        """The slow consumer (§5: the outbox full for ``slow_consumer_timeout``, or past its
-        ceiling: the stream is cut, its durable messages stay for a resume) and the token's
+        """The slow consumer (§5: the outbox full, or a write stalled, for
+        ``slow_consumer_timeout``, or the outbox past its ceiling: the stream is cut, its
+        durable messages stay for a resume) and the token's
         expiry (``TOKEN_EXPIRED``: an SSE client cannot renew, it reconnects with a new one)."""
         settings = self.settings
         expires = self.principal.expires_at
@@ -285,8 +331,8 @@ class SseStream(Participant):
         )
         while True:
             now = trio.current_time()
-            since = self.outbox.full_since
-            full_deadline = since + settings.slow_consumer_timeout if since is not None else float("inf")
+            starts = [t for t in (self.outbox.full_since, self._stalled_since) if t is not None]
+            full_deadline = min(starts) + settings.slow_consumer_timeout if starts else float("inf")
             if self.outbox.overflowed or now >= full_deadline:
                 self.metrics.slow_consumers.inc()
                 log.info("closing event stream: slow consumer", extra={"conn": self.id, "sub": self.principal.sub})
@@ -413,7 +459,7 @@ class SseService:
             self._idle = trio.Event()
         self.streams.add(sse)
         try:
-            await sse.run(endpoint, stream, parser)
+            await sse.run(endpoint, stream, chunked=parser.their_http_version == b"1.1")
         finally:
             self.streams.discard(sse)
             if not self.streams:
