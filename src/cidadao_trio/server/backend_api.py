@@ -103,7 +103,12 @@ class BackendApi:
         if not 1 <= len(idempotency) <= MAX_IDEMPOTENCY_KEY or not idempotency.isascii():
             message = f"Idempotency-Key: de 1 a {MAX_IDEMPOTENCY_KEY} caracteres ASCII."
             return json_error(400, "INVALID_MESSAGE", message)
-        return await self._once(key, head, idempotency, body)
+        try:
+            return await self._once(key, head, idempotency, body)
+        except StoreUnavailable as unavailable:  # the kept answers could not be read
+            log.warning("server API: store unavailable: %s", unavailable)
+            return json_error(503, "UNAVAILABLE", "Armazenamento indisponível; tente novamente.",
+                              retry_after=unavailable.retry_after)
 
     async def _once(self, key: bytes, head: RequestHead, idempotency: bytes, body: bytes) -> HttpResponse:
         """The first answer to (key, route, Idempotency-Key), computed once and kept."""
@@ -122,7 +127,10 @@ class BackendApi:
                 answer = await self._answer(head, body)
                 if 200 <= answer.status < 300:  # a refusal is not kept: the corrected retry runs
                     first = {"request": request, "status": answer.status, "body": answer.body.decode()}
-                    await self.records.cache(name, orjson.dumps(first).decode(), IDEMPOTENCY_TTL)
+                    try:
+                        await self.records.cache(name, orjson.dumps(first).decode(), IDEMPOTENCY_TTL)
+                    except StoreUnavailable as unavailable:  # it was accepted: say so, unkept
+                        log.warning("server API: an idempotent answer could not be kept: %s", unavailable)
                 return answer
         finally:
             if not lock.locked() and not lock.statistics().tasks_waiting:

@@ -458,6 +458,8 @@ class SseService:
         if not self.streams:
             self._idle = trio.Event()
         self.streams.add(sse)
+        if self.draining():  # the drain began while this one was admitted: it ends like the others
+            sse.close(CloseCode.GOING_AWAY, "server shutting down")
         try:
             await sse.run(endpoint, stream, chunked=parser.their_http_version == b"1.1")
         finally:
