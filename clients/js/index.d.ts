@@ -136,6 +136,10 @@ export interface ClientOptions {
   window?: { addEventListener(type: "online" | "offline", listener: () => void): void } | null;
 }
 
+/** Read-only view of a Map of counts (spelled out so that the file checks with any `lib`). */
+export interface Counts { get(id: string): number | undefined; has(id: string): boolean; readonly size: number;
+  forEach(fn: (count: number, id: string) => void): void; }
+
 export declare class CidadaoRealtime {
   constructor(kind: "chat" | "investigation", id: string, options?: ClientOptions);
   readonly kind: "chat" | "investigation";
@@ -146,7 +150,7 @@ export declare class CidadaoRealtime {
   readonly lastId: string | null;
   readonly pending: Outgoing[];
   /** Presence (§9): watchers per investigation id. */
-  readonly watching: Map<string, number>;
+  readonly watching: Counts;
   /** Presence (§9): open connections of this chat session. */
   readonly connections: number | null;
   readonly duplicatesDropped: number;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 
 import WebSocket from "ws";
 
-import { CidadaoRealtime, memoryStorage, parseId } from "../src/cidadao-realtime.js";
+import { CidadaoRealtime, memoryStorage, parseId, verifyReport } from "../src/cidadao-realtime.js";
 import { next, startServer } from "./server.js";
 
 const SECRET = "segredo-de-teste-com-pelo-menos-32-bytes!";
@@ -124,6 +124,22 @@ describe("against one server", () => {
     assertContiguous(ids);
     assert.equal(parseId(ids[0]).offset, 1, "the whole stream, from its first event");
     watcher.close();
+
+    // §11: the finished report's signature checks out with the server's key; a changed byte does not
+    const headers = { Authorization: `Bearer ${token}` };
+    const report = await (await fetch(`${server.url}/api/v1/investigations/${ready.data.investigation_id}/report?format=json`,
+      { headers })).json();
+    const keys = await (await fetch(`${server.url}/api/v1/keys`)).json();
+    const verdict = await verifyReport(report, keys);
+    assert.equal(verdict.ok, true, verdict.problems.join(" "));
+    assert.equal(verdict.keyId, keys.keys[0].kid);
+    const altered = await verifyReport({ ...report, markdown: report.markdown.replace("R$", "US$") }, keys);
+    assert.equal(altered.ok, false);
+    assert.match(altered.problems.join(" "), /texto do relatório/);
+    const forged = await verifyReport({ ...report, proof: { ...report.proof, events: report.proof.events - 1 } }, keys);
+    assert.match(forged.problems.join(" "), /assinatura não confere/);
+    const stranger = await verifyReport(report, { keys: [{ ...keys.keys[0], kid: "outra" }] });
+    assert.match(stranger.problems.join(" "), /não está entre as chaves/);
   });
 
   test("after repeated WebSocket failures the client falls back to SSE, and chats over it", async () => {
