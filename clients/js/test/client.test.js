@@ -213,14 +213,28 @@ describe("page visibility and network", () => {
       await settle();
       assert.equal(FakeSocket.made.length, 2);
       FakeSocket.made[1].greet();
+      // the server's idle timeout (1000) while hidden: no reconnect until the page is back
+      doc.visibilityState = "hidden";
+      listeners.visibilitychange();
+      FakeSocket.made[1].drop(1000, "idle timeout");
+      await settle();
+      assert.equal(client.state, "paused");
+      mock.timers.tick(120_000);
+      await settle();
+      assert.equal(FakeSocket.made.length, 2);
+      doc.visibilityState = "visible";
+      listeners.visibilitychange();
+      await settle();
+      assert.equal(FakeSocket.made.length, 3);
+      FakeSocket.made[2].greet();
       listeners.offline();
       assert.equal(client.state, "offline");
       mock.timers.tick(120_000);
       await settle();
-      assert.equal(FakeSocket.made.length, 2, "no attempts while offline");
+      assert.equal(FakeSocket.made.length, 3, "no attempts while offline");
       listeners.online();
       await settle();
-      assert.equal(FakeSocket.made.length, 3, "back online: at once");
+      assert.equal(FakeSocket.made.length, 4, "back online: at once");
       client.close();
     } finally {
       mock.timers.reset();

@@ -269,6 +269,7 @@ export class CidadaoRealtime {
     this.#clearTimer("ping");
     this.#clearTimer("refresh");
     if (!this.wanted) return;
+    if (code === 1000 && this.#hidden()) this.paused = true; // idle timeout while hidden: wait for the page to return
     if (this.paused) { this.#setState({ state: "paused", closeCode: code }); return; }
     if (this.offline) { this.#setState({ state: "offline", closeCode: code }); return; }
     const error = this.lastError;
