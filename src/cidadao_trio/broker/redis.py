@@ -38,6 +38,7 @@ from .outage import OutageLog, reason
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 4096  # pub/sub messages waiting for the fan-out; past it, streams are re-read
+PUBLISH_WINDOW = 256  # durable publishes per script call
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0  # seconds between attempts while Redis is away
 RETRYABLE = (RedisConnectionError, TimeoutError, OSError)  # OSError covers refused/reset
 CONNECT_TIMEOUT = 2.0  # seconds for one connection attempt
@@ -67,33 +68,57 @@ local function epoch_of(stream)
   if not epoch then epoch = CANDIDATE; redis.call('HSET', meta, 'e', epoch) end
   return epoch
 end
-local function append(stream, t, p, k, c, origin, token)
+local function append(stream, t, p, k, c, origin, token, window)
   local epoch = epoch_of(stream)
   local n = redis.call('HINCRBY', P .. 'm:' .. stream, 'n', 1)
   redis.call('XADD', P .. 's:' .. stream, 'MAXLEN', MAXLEN, n .. '-0', 't', t, 'p', p, 'k', k, 'c', c, 'u', token)
   local id = epoch .. '-' .. n
-  redis.call('PUBLISH', P .. 'c:' .. stream, table.concat({epoch, n, t, k, origin, p .. id .. '"}'}, '\\n'))
+  local channel, line = P .. 'c:' .. stream, table.concat({epoch, n, t, k, origin, p .. id .. '"}'}, '\\n')
+  if window then  -- one PUBLISH per channel at the end of the script
+    if not window[channel] then window[channel] = {}; table.insert(window, channel) end
+    table.insert(window[channel], line)
+  else
+    redis.call('PUBLISH', channel, line)
+  end
   return id
+end
+local function publish_window(window)
+  for _, channel in ipairs(window) do redis.call('PUBLISH', channel, table.concat(window[channel], '\\n')) end
 end
 """
 
-# ARGV[4..11]: stream, type, prefix, key, created, origin, token, retry ("1" on a retry).
-# Returns {id, follower, follower_id, ...}. A retry whose token is already in the stream
-# returns the first attempt's id instead of appending twice.
-PUBLISH = _PRELUDE + """
-local stream, token = ARGV[4], ARGV[10]
-if ARGV[11] == '1' then
-  for _, e in ipairs(redis.call('XREVRANGE', P .. 's:' .. stream, '+', '-', 'COUNT', MAXLEN)) do
-    if e[2][10] == token then return {epoch_of(stream) .. '-' .. string.match(e[1], '^%d+')} end
+# ARGV[4]: n, then n groups of 7 (stream, type, prefix, key, created, origin, token),
+# then retry ("1" on a retry). One committed window: every append of the n publishes,
+# then one PUBLISH per channel carrying all of its entries (payload lines, 6 per entry).
+# Returns, per publish, {count, id, follower, follower_id, ...} flattened. A retried
+# publish whose token is already in its stream gets the first attempt's id, not a second append.
+PUBLISH_MANY = _PRELUDE + """
+local count, retry = tonumber(ARGV[4]), ARGV[#ARGV]
+local window, out = {}, {}
+for i = 0, count - 1 do
+  local a = 5 + 7 * i
+  local stream, token = ARGV[a], ARGV[a + 6]
+  local found = nil
+  if retry == '1' then
+    for _, e in ipairs(redis.call('XREVRANGE', P .. 's:' .. stream, '+', '-', 'COUNT', MAXLEN)) do
+      if e[2][10] == token then found = epoch_of(stream) .. '-' .. string.match(e[1], '^%d+'); break end
+    end
+  end
+  if found then
+    table.insert(out, 1); table.insert(out, found)
+  else
+    local ids = {append(stream, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], token, window)}
+    local followers = redis.call('SMEMBERS', P .. 'l:' .. stream)
+    table.sort(followers)
+    for _, f in ipairs(followers) do
+      table.insert(ids, f)
+      table.insert(ids, append(f, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], '', '', window))
+    end
+    table.insert(out, #ids)
+    for _, v in ipairs(ids) do table.insert(out, v) end
   end
 end
-local out = {append(stream, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], token)}
-local followers = redis.call('SMEMBERS', P .. 'l:' .. stream)
-table.sort(followers)
-for _, f in ipairs(followers) do
-  table.insert(out, f)
-  table.insert(out, append(f, ARGV[5], ARGV[6], ARGV[7], ARGV[8], '', ''))
-end
+publish_window(window)
 return out
 """
 
@@ -191,6 +216,20 @@ class _Attached:
 
 
 @attrs.define(eq=False)
+class _Publish:
+    """A durable publish waiting for its window's script call."""
+
+    args: tuple[str, ...]
+    ids: list[str] = attrs.field(factory=list)  # {id, follower, follower_id, ...} once done
+    failure: Exception | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def fail(self, failure: Exception) -> None:
+        self.failure = failure
+        self.done.set()
+
+
+@attrs.define(eq=False)
 class _Local:
     """A stream with sinks on this node, as far as the fan-out has handled it."""
 
@@ -258,6 +297,8 @@ class RedisBroker:
         self._idle = trio.Event()  # a stream lost its last sink
         self._changed = trio.Event()  # a write was acknowledged or a message delivered
         self._inflight = 0
+        self._publishing: list[_Publish] = []  # durable publishes waiting for the next window
+        self._publish_wanted = trio.Event()
 
     def key(self, name: str) -> str:
         return self._prefix + name
@@ -276,7 +317,10 @@ class RedisBroker:
             retry_policy=NoRetryPolicy(),
         ) as client:
             self._client = client
-            for name, source in (("publish", PUBLISH), ("link", LINK), ("range", RANGE), ("unlink", UNLINK)):
+            scripts = (
+                ("publish_many", PUBLISH_MANY), ("link", LINK), ("range", RANGE), ("unlink", UNLINK),
+            )
+            for name, source in scripts:
                 self._scripts[name] = client.register_script(source)
             try:
                 async with trio.open_nursery() as nursery:
@@ -284,6 +328,7 @@ class RedisBroker:
                     nursery.start_soon(self._fan_out)
                     nursery.start_soon(self._janitor)
                     nursery.start_soon(self._probe)
+                    nursery.start_soon(self._publish_windows)
                     self._started.set()
                     await self._first_contact()
                     task_status.started()
@@ -381,14 +426,51 @@ class RedisBroker:
             return Delivery(type, text, "", False, origin, key)
         started = time.perf_counter()
         token = os.urandom(8).hex()
-        ids = await self._script(
-            "publish", stream, type, message.prefix, key or "", repr(self._clock()), tag, token, retry_flag=True
-        )
-        self._observe_write(time.perf_counter() - started)
-        self._note_published(stream, ids[0])
-        for follower, follower_id in zip(ids[1::2], ids[2::2], strict=True):  # pairs by construction (PUBLISH)
-            self._note_published(follower, follower_id)
+        queued = _Publish((stream, type, message.prefix, key or "", repr(self._clock()), tag, token))
+        self._publishing.append(queued)
+        self._publish_wanted.set()
+        self._inflight += 1  # flush waits for it
+        try:
+            await queued.done.wait()
+            if queued.failure is not None:
+                raise queued.failure
+            ids = queued.ids
+            self._observe_write(time.perf_counter() - started)
+            self._note_published(stream, ids[0])
+            for follower, follower_id in zip(ids[1::2], ids[2::2], strict=True):  # pairs by construction (PUBLISH)
+                self._note_published(follower, follower_id)
+        finally:
+            self._inflight -= 1
+            self._notify()
         return Delivery(type, message.stamp(ids[0]), ids[0], True, origin, key)
+
+    async def _publish_windows(self) -> None:
+        """Pipelined publishes: whatever was published while the previous script ran goes
+        in one script call (one round trip, one PUBLISH per channel with all its entries)."""
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted = trio.Event()
+            while self._publishing:
+                window, self._publishing = self._publishing[:PUBLISH_WINDOW], self._publishing[PUBLISH_WINDOW:]
+                try:
+                    flat = await self._script(
+                        "publish_many", str(len(window)), *(arg for item in window for arg in item.args),
+                        retry_flag=True,
+                    )
+                except Exception as failure:
+                    for item in window:
+                        item.fail(failure)
+                    continue
+                except BaseException:
+                    for item in window:
+                        item.fail(trio.ClosedResourceError("the Redis broker stopped"))
+                    raise
+                at = 0
+                for item in window:
+                    count = int(flat[at])
+                    item.ids = [str(v) for v in flat[at + 1 : at + 1 + count]]
+                    item.done.set()
+                    at += 1 + count
 
     async def _publish_ephemeral(self, stream: str, payload: str) -> None:
         """Typing indicators may be dropped (PROTOCOL.md §5): one attempt, no waiting."""
@@ -630,11 +712,21 @@ class RedisBroker:
                 behind = None
 
     def _deliver(self, stream: str, payload: str) -> _Local | None:
-        """Offer one pub/sub message; the stream to read back if it cannot be offered in order."""
+        """Offer one pub/sub message (one entry, or a publish window's several, 6 lines
+        each); the stream to read back if they cannot be offered in order."""
         state = self._local.get(stream)
         if state is None:
             return None
-        epoch, offset_text, type, key, tag, text = payload.split("\n", 5)
+        lines = payload.split("\n")
+        for at in range(0, len(lines) - 5, 6):
+            behind = self._deliver_entry(state, *lines[at : at + 6])
+            if behind is not None:
+                return behind
+        return None
+
+    def _deliver_entry(
+        self, state: _Local, epoch: str, offset_text: str, type: str, key: str, tag: str, text: str
+    ) -> _Local | None:
         node, _, origin_text = tag.partition(":")
         origin = int(origin_text) if node == self._node else None
         if not epoch:
