@@ -160,18 +160,29 @@ def routes(server: Server) -> dict[tuple[str, str], control.Route]:
         rate = float(query.get("rate", "0"))
         start_seq = int(query.get("start", "0"))
         pad = min(int(query.get("pad", "0")), 1 << 20)
+        publishers = max(1, min(int(query.get("publishers", "1")), 64))
         began = trio.current_time()
         wall = time.time()
         late = 0.0
-        for i in range(count):
-            due = pace_deadline(began, i, rate)
-            if due is not None:
-                now = trio.current_time()
-                if due > now:
-                    await trio.sleep_until(due)
-                else:
-                    late = max(late, now - due)
-            await server.broker.publish(stream, timed_anomaly(start_seq + i, pad, investigation_id))
+
+        async def publisher(first: int) -> None:  # events first, first + publishers, ...
+            nonlocal late
+            for i in range(first, count, publishers):
+                due = pace_deadline(began, i, rate)
+                if due is not None:
+                    now = trio.current_time()
+                    if due > now:
+                        await trio.sleep_until(due)
+                    else:
+                        late = max(late, now - due)
+                await server.broker.publish(stream, timed_anomaly(start_seq + i, pad, investigation_id))
+
+        if publishers == 1:
+            await publisher(0)
+        else:  # several investigations' engines at once: what a pipelining broker batches
+            async with trio.open_nursery() as nursery:
+                for first in range(publishers):
+                    nursery.start_soon(publisher, first)
         return {
             "published": count,
             "seconds": trio.current_time() - began,

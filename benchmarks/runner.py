@@ -241,8 +241,9 @@ class ServerProcess:
         return self._call("POST", f"/bench/investigation?investigation={investigation}", 10.0)
 
     def publish(self, count: int, rate: float, start: int, pad: int = 0, timeout: float = 300.0,
-                investigation: str = INVESTIGATION_ID) -> dict[str, Any]:
-        query = f"count={count}&rate={rate}&start={start}&pad={pad}&investigation={investigation}"
+                investigation: str = INVESTIGATION_ID, publishers: int = 1) -> dict[str, Any]:
+        query = (f"count={count}&rate={rate}&start={start}&pad={pad}&investigation={investigation}"
+                 f"&publishers={publishers}")
         return self._call("POST", f"/bench/publish?{query}", timeout)
 
     def profile(self, seconds: float, top: int = 40) -> dict[str, Any]:
