@@ -19,9 +19,10 @@ from cidadao_trio.broker.base import session_stream
 from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.config import Settings
 from cidadao_trio.server.server import Server
+from cidadao_trio.session.claims import claim_key
 from cidadao_trio.store.base import MemoryStore
 
-from ..harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, send
+from ..harness import TEST_DEFAULTS, connect, is_turn_end, receive, receive_until, register_investigation, send
 from ..multinode.helpers import LIMIT, greeted, node
 from ..multinode.redis_process import redis_process
 from ..process import serve
@@ -75,6 +76,33 @@ async def test_a_refused_message_does_not_use_up_its_id(autojump_clock: trio.tes
             assert (await receive(ws))["data"]["code"] == "NOT_FOUND"
             await send(ws, "subscribe", {"investigation_id": "INV-2026-404"}, id="sub")
             assert (await receive(ws))["data"]["code"] == "NOT_FOUND"  # not DUPLICATE
+
+
+async def test_a_subscribe_claimed_by_a_node_that_died_before_answering_is_run_on_resend(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The id of "sub" was claimed and nothing else (the node died at once): its resend is
+    run, not refused; once answered, a resend is DUPLICATE. An unsubscribe alike."""
+    server = Server(Settings(**TEST_DEFAULTS), dataset=())
+    async with server.running():
+        register_investigation(server, "INV-2026-007")
+        for id in ("sub", "unsub"):
+            assert await server.records.accept_message("s1", claim_key(id), 3600)
+        async with connect(server, "/api/v1/ws/chat/s1") as ws:
+            await receive(ws)
+            answers = []
+            for _ in range(2):  # the resend after the crash, then one more
+                await send(ws, "subscribe", {"investigation_id": "INV-2026-007"}, id="sub")
+                await send(ws, "unsubscribe", {"investigation_id": "INV-2026-007"}, id="unsub")
+                await send(ws, "ping", id="after")
+                answers += await receive_until(ws, lambda m: m["type"] == "pong")
+        history = await _history(server, "s1")
+    kinds = [(m["type"], m["data"].get("code"), m["data"].get("reply_to")) for m in answers if m["type"] != "pong"]
+    assert kinds == [
+        ("subscribed", None, "sub"), ("unsubscribed", None, "unsub"),
+        ("error", "DUPLICATE", "sub"), ("error", "DUPLICATE", "unsub"),
+    ]
+    assert [m["type"] for m in history] == ["subscribed", "unsubscribed"]
 
 
 async def test_an_accepted_id_outlives_a_restart(autojump_clock: trio.testing.MockClock) -> None:

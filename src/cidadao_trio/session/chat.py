@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 import attrs
+import orjson
 import trio
 
 from ..auth import ANONYMOUS_OWNER, Principal, may_open_session, may_see_investigation
 from ..broker.base import session_stream
 from ..protocol.codes import CloseCode, ErrorCode
-from ..protocol.events import UserMessage, UserTyping
+from ..protocol.events import Event, Subscribed, Unsubscribed, UserMessage, UserTyping
 from ..protocol.inbound import (
     Cancel,
     Chat,
@@ -21,7 +23,7 @@ from ..protocol.inbound import (
     Typing,
     Unsubscribe,
 )
-from .claims import claim_key
+from .claims import acting_on, claim_key, in_flight
 from .debounce import TypingDebounce
 from .follow import follow, unfollow
 from .hub import ChatSession, Hub
@@ -110,11 +112,11 @@ class ChatEndpoint:
                         reply_to,
                     )
                     return
-                async with self._once(client, reply_to) as accepted:
+                async with self._once(client, reply_to, partial(self._unanswered, reply_to, Subscribed)) as accepted:
                     if accepted:
                         await follow(broker, self.session_id, investigation_id, reply_to)
             case Unsubscribe(investigation_id=investigation_id):
-                async with self._once(client, reply_to) as accepted:
+                async with self._once(client, reply_to, partial(self._unanswered, reply_to, Unsubscribed)) as accepted:
                     if accepted:
                         await unfollow(broker, self.session_id, investigation_id, reply_to)
             case Cancel(reply_to=target):
@@ -149,6 +151,21 @@ class ChatEndpoint:
                 with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
                     await runner.close(self.session_id, turn)
 
+    async def _unanswered(self, message_id: ReplyTo, answer: type[Event]) -> bool:
+        """A resent (un)subscribe whose answer the session stream lacks, claimed but not in
+        flight here: the node that claimed it died first. Its claim is let go (True)."""
+        key = claim_key(message_id)
+        if in_flight(self.session_id, key):
+            return False
+        for delivery in await self.hub.broker.retained(self.stream):
+            if delivery.type == answer.type and '"reply_to"' in delivery.text:
+                data = orjson.loads(delivery.text).get("data") or {}
+                if claim_key(data.get("reply_to")) == key:
+                    return False
+        await self.hub.records.forget_message(self.session_id, key)
+        await self.hub.broker.flush()  # the claim is asked for again at once: let it be gone
+        return True
+
     @asynccontextmanager
     async def _once(
         self, client: Participant, message_id: ReplyTo, settle: Callable[[], Awaitable[bool]] | None = None
@@ -171,7 +188,8 @@ class ChatEndpoint:
             yield False
             return
         try:
-            yield True
+            with acting_on(self.session_id, key):
+                yield True
         except BaseException:
             # StoreUnavailable too: then the id stays, and a resend is answered DUPLICATE
             with trio.CancelScope(shield=True), trio.move_on_after(5), suppress(Exception):
