@@ -27,7 +27,9 @@ def pick(table: list[dict[str, Any]], **where: Any) -> dict[str, Any]:
     return found[0]
 
 
-def thousands(value: float, step: int = 100) -> str:
+def thousands(value: float | str, step: int = 100) -> str:
+    if isinstance(value, str):  # "≥ 12,345": a lower bound (the load generator was saturated)
+        return "≥ " + thousands(float(value.lstrip("≥ ").replace(",", "")), step)
     return f"{round(value / step) * step:,}"
 
 
