@@ -110,11 +110,11 @@ class Metrics:
     def message_in(self, type: str) -> None:
         self.messages_in.labels(_known(type, COMMANDS)).inc()
 
-    def message_out(self, type: str) -> None:
+    def message_out(self, type: str, count: int = 1) -> None:
         child = self._out.get(type)
         if child is None:  # on the fan-out hot path: resolve each label once
             child = self._out[type] = self.messages_out.labels(_known(type, _OUT_TYPES))
-        child.inc()
+        child.inc(count)
 
     def llm_request(self, outcome: str) -> None:
         self.llm_requests.labels(_known(outcome, LLM_OUTCOMES)).inc()

@@ -456,8 +456,13 @@ class Connection(Participant):
         if not items:
             return []
         message_out = self.metrics.message_out
-        for item in items:
-            message_out(item.type)
+        run_type, run = items[0].type, 0
+        for item in items:  # a counter's inc per run of one type, not per message
+            if item.type is not run_type and item.type != run_type:
+                message_out(run_type, run)
+                run_type, run = item.type, 0
+            run += 1
+        message_out(run_type, run)
         frames = _batches.frames(items) if self.batch and len(items) > 1 else [item.frame for item in items]
         self.metrics.frames_out.inc(len(frames))
         return frames

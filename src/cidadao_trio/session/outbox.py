@@ -56,9 +56,15 @@ class Outbox:
     # free); None: wake whoever waits in wait_ready instead.
     deliver: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
     _in_window: bool = attrs.field(default=False, init=False)  # already listed in the open fan_out
+    _soft_messages: int = attrs.field(default=0, init=False)  # the first bound an append can cross
+    _soft_bytes: int = attrs.field(default=0, init=False)
     overflowed: bool = attrs.field(default=False, init=False)  # past the hard ceiling
     dropped: int = attrs.field(default=0, init=False)
     coalesced: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._soft_messages = min(self.max_messages, self.hard_messages)
+        self._soft_bytes = min(self.max_bytes, self.hard_bytes)
 
     @hard_messages.default
     def _hard_messages(self) -> int:
@@ -109,15 +115,18 @@ class Outbox:
             self._protected.add(id(delivery))
             self._append(delivery)
             return
-        if self._over(1, delivery.size):
+        size = delivery.size
+        if len(self._queue) >= self.max_messages or self._bytes + size > self.max_bytes:  # _over(1, size)
             self._make_room(delivery)
-            if self._over(1, delivery.size) and delivery.type in DROPPABLE_TYPES:
+            if self._over(1, size) and delivery.type in DROPPABLE_TYPES:
                 self.dropped += 1
                 return
         self._append(delivery)
 
     def _append(self, delivery: Delivery) -> None:
-        self._queue.append(delivery)
+        """Queue it; the fan-out hot path (every delivery to every connection) stays short."""
+        queue = self._queue
+        queue.append(delivery)
         self._bytes += delivery.size
         if FanOut.depth:
             if not self._in_window:
@@ -125,7 +134,8 @@ class Outbox:
                 FanOut.offered.append(self)
         else:
             self._ready.set()
-        self._update_fullness()
+        if self._full_since is not None or len(queue) > self._soft_messages or self._bytes > self._soft_bytes:
+            self._update_fullness()  # below both bounds (and the ceilings above them) nothing changes
 
     def flush(self) -> None:
         """Hand what is pending to the consumer now: its ``deliver`` hook, else a wake-up."""
