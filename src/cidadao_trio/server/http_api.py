@@ -77,6 +77,7 @@ class HttpApi:
         if (module := sdk_module(head.path)) is not None:  # the JavaScript SDK (issue 18)
             return HttpResponse(200, module, JAVASCRIPT)
         if head.path == "/api/v1/info":  # what a page needs before connecting (issue 18)
+            await self.engine.ready.wait()  # the data's origin is known once it is loaded
             origin = self.engine.data_origin
             return _json(200, {"auth": "required" if self.gate.required else "optional", "data_origin": origin})
         if head.path == KEYS:
