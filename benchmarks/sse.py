@@ -30,7 +30,7 @@ from .runner import LOADGEN_CORE, ServerProcess, source_label
 KEY = "benchmark-api-key"
 SSE_MARK = b"event: anomaly_detected"  # once per event (its envelope names the type again)
 WS_MARK = b'"type":"anomaly_detected"'
-SAFETY = 120.0  # seconds a run may take before it is reported as failed
+SAFETY = 300.0  # seconds a run may take before it is reported as failed (a loaded machine)
 
 
 def _pin_self() -> None:
