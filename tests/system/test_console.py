@@ -425,11 +425,15 @@ def test_browser_follows_an_investigation_across_a_server_restart(browser: Page,
     from .test_sse_browser import free_port, serve_on
 
     port = free_port()
-    with serve_on(port, tmp_path) as first:
+    # 0.1 s between investigation events (default 0.25): ~3 s in all, cut after the first anomaly
+    with serve_on(port, tmp_path, investigation_step_delay="0.1") as first:
         browser.goto(f"http://127.0.0.1:{port}/?session=restart-{uuid.uuid4().hex[:8]}")
         browser.wait_connected()
         browser.type_and_enter("Investigar contratos do Ministério da Saúde")
         browser.wait_for("document.querySelectorAll('article.inv .anomaly').length >= 1", "a first anomaly")
+        bar = "document.querySelector('article.inv [role=progressbar]')"
+        progress = int(browser.js(f"{bar}.getAttribute('aria-valuenow')"))
+        assert progress < 100, "the restart must cut the investigation midway"
         # every status line the console shows from here (the retries that follow say 1006)
         browser.js("window.__shown = []; cidadao.client.on('state', () =>"
                    " __shown.push(document.getElementById('status').textContent))")
@@ -440,7 +444,7 @@ def test_browser_follows_an_investigation_across_a_server_restart(browser: Page,
         browser.type_and_enter("Olá")
         pending = browser.js("document.querySelector('#log .msg.user.pending').textContent")
         assert "será enviada ao reconectar" in pending, pending
-    with serve_on(port, tmp_path):
+    with serve_on(port, tmp_path, investigation_step_delay="0.1"):
         browser.wait_for("document.getElementById('status').textContent.includes('retomada')", "the resumed session")
         browser.wait_for("document.querySelector('article.inv .report')?.hidden === false", "the investigation's end",
                          timeout=DEADLINE * 2)

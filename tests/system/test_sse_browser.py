@@ -43,11 +43,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_on(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serve_on(port: int, data_dir: Path, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
     """``cidadao-trio serve`` on a given port (an EventSource reconnects to the same URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIDADAO_")}
     env.update(CIDADAO_STORE="sqlite", CIDADAO_DATA_DIR=str(data_dir), CIDADAO_API_KEYS=API_KEY,
                CIDADAO_DRAIN_TIMEOUT="2")
+    env.update({"CIDADAO_" + name.upper(): value for name, value in settings.items()})
     command = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
