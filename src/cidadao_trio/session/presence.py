@@ -60,6 +60,10 @@ class Tally(Protocol):
 
     async def totals(self, topics: Sequence[str]) -> dict[str, int]: ...
 
+    async def read(self, topics: Sequence[str], everything: Callable[[], Sequence[str]]) -> dict[str, int]:
+        """The totals of ``topics`` and of any other topic that changed elsewhere (a shared
+        tally; ``everything`` is every topic this node tells, for a tally that lost track)."""
+
     async def withdraw(self) -> None:
         """This node stops counting (a shutdown in good order)."""
 
@@ -80,6 +84,9 @@ class LocalTally:
 
     async def totals(self, topics: Sequence[str]) -> dict[str, int]:
         return {topic: self.counts.get(topic, 0) for topic in topics}
+
+    async def read(self, topics: Sequence[str], everything: Callable[[], Sequence[str]]) -> dict[str, int]:
+        return await self.totals(topics)  # nothing changes but what this node reports
 
     async def withdraw(self) -> None:
         self.counts.clear()
@@ -230,8 +237,8 @@ class PresenceBoard:
         for topic in dirty:
             if not self._audience.get(topic, True):
                 del self._audience[topic]
-        topics = sorted(self._audience) if self.tally.shared else sorted(t for t in dirty if t in self._audience)
-        totals = await self.tally.totals(topics)
+        topics = sorted(t for t in dirty if t in self._audience)
+        totals = await self.tally.read(topics, lambda: sorted(self._audience))
         with fan_out():  # each connection told of all its topics in one write
             for topic, total in totals.items():
                 self._tell(topic, total)
