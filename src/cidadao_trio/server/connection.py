@@ -449,6 +449,9 @@ class Connection(Participant):
                 self.outbox.wake()  # the kernel is full: the writer finishes once it is writable
         except ConnectionClosed:
             self._scope.cancel()
+        except Exception:  # a bug here must end this connection, not the publisher's task
+            log.exception("delivery failed", extra=self._log())
+            self.close(CloseCode.INTERNAL_ERROR, "internal error", ErrorCode.INTERNAL_ERROR)
 
     def _frames(self) -> list[bytes]:
         """Take everything pending as frames: one per message, or ``batch`` frames."""
