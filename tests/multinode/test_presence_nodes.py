@@ -148,3 +148,29 @@ async def test_two_servers_count_each_others_tabs_and_watchers(shared_redis: Red
                     await settles(tab_a, "watching", 3)
                     await settles(tab_b, "watching", 3)
                 await settles(watcher, "watching", 1)
+
+
+async def test_a_node_behind_a_lost_change_log_reads_every_count_again(shared_redis: RedisProcess) -> None:
+    """Each node reads only the topics changed since it last looked; when the log is gone
+    (Redis restarted empty, say) the sequence number is behind the reader's: it reads all."""
+    keys = prefix()
+    stream = investigation_stream(INV)
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            on_a = await started(nursery, shared_redis.url, prefix=keys)
+            on_b = await started(nursery, shared_redis.url, prefix=keys)
+            a = PresenceBoard(on_a, RedisTally(on_a, TIMEOUT, node="a"))
+            b = PresenceBoard(on_b, RedisTally(on_b, TIMEOUT, node="b"))
+            here = Tab(1)
+            await a.join(here, stream)
+            for n in range(5):  # the log moves on: a's cursor is at 6 or so
+                await b.join(Tab(10 + n), stream)
+                await b.tick()
+                await a.tick()
+            assert here.counts()[-1] == 6
+            await on_a.call(lambda c, _: c.delete([keys + "presence-seq", keys + "presence-changes"]))
+            await b.join(Tab(20), stream)
+            await b.tick()  # logged as change 1: behind what a has read
+            await a.tick()
+            assert here.counts() == [7]
+            nursery.cancel_scope.cancel()
