@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
 
@@ -16,7 +17,7 @@ from cidadao_trio.broker.base import investigation_stream, session_stream
 from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.protocol.events import Subscribed
 from cidadao_trio.session.outbox import Outbox
-from cidadao_trio.session.presence import PresenceBoard
+from cidadao_trio.session.presence import LocalTally, PresenceBoard
 
 from ..harness import connect, http_get, receive, register_investigation, running_server, send
 
@@ -181,3 +182,34 @@ async def test_an_sse_subscriber_is_a_watcher_like_any_other(autojump_clock: tri
             assert "event: presence" in text
             await trio.aclose_forcefully(browser)
             assert (await next_presence(watcher))["data"] == {"investigation_id": INV, "watching": 1}
+
+
+@attrs.define
+class RefusingTally(LocalTally):
+    """A store that refuses the first ``refusals`` reports."""
+
+    refusals: int = 3
+
+    async def report(self, changed: Any, everything: Any) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError("store refused")
+        await super().report(changed, everything)
+
+
+async def test_a_refusing_store_is_one_log_line_and_the_counts_follow_once_it_recovers(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    tally = RefusingTally()
+    board = PresenceBoard(broker, tally)
+    await nursery.start(board.run)
+    first, second = Tab(1), Tab(2)
+    await board.join(first, investigation_stream(INV))
+    await trio.sleep(1.5)
+    await board.join(second, investigation_stream(INV))
+    await trio.sleep(5)
+    assert first.counts() == [{"investigation_id": INV, "watching": 2}]  # nothing lost meanwhile
+    warnings = [r for r in caplog.records if r.name == "cidadao_trio.session.presence" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].exc_info is None and "store refused" in warnings[0].getMessage()

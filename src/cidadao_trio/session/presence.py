@@ -12,9 +12,10 @@ board attaches one sink per session that has connections here and watches its
 ``subscribed``/``unsubscribed`` messages, so a subscription made on another node counts
 too.
 
-One ticker task sends the counts, never more than once per ``interval`` per topic: a
-change after a quiet spell goes out at once, later ones at the end of the interval
-(trailing edge: the final count always arrives). Each connection is sent a count only
+One ticker task sends the counts, never more than once per ``interval`` per topic: on
+one node a change after a quiet spell goes out at once, later ones at the end of the
+interval (trailing edge: the final count always arrives); with a shared tally every
+change goes out at the next tick, one per interval. Each connection is sent a count only
 when it differs from the last one it was told, and a new connection is taken to know
 that it is there itself (a lone tab is not told "1"). Across nodes a :class:`Tally`
 (``broker/presence_redis.py``) adds up every node's counts; a node's own counts live in a
@@ -106,9 +107,11 @@ class _FollowWatch:
     stream: str
 
     def offer(self, delivery: Delivery) -> None:
-        if delivery.type in FOLLOW_CHANGES:
-            investigation_id = orjson.loads(delivery.text)["data"]["investigation_id"]
-            self.board.followed(self.stream, investigation_stream(investigation_id), delivery.type == Subscribed.type)
+        if delivery.type in FOLLOW_CHANGES:  # offered in the publisher's task: never raise there
+            investigation_id = orjson.loads(delivery.text).get("data", {}).get("investigation_id")
+            if isinstance(investigation_id, str):
+                following = delivery.type == Subscribed.type
+                self.board.followed(self.stream, investigation_stream(investigation_id), following)
 
 
 @attrs.define(eq=False)
@@ -125,6 +128,7 @@ class PresenceBoard:
     _dirty: set[str] = attrs.field(factory=set, init=False)
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _closed: bool = attrs.field(default=False, init=False)
+    _failing: str | None = attrs.field(default=None, init=False)  # the last failure logged
 
     # --- participants come and go ----------------------------------------------------
 
@@ -213,8 +217,15 @@ class PresenceBoard:
             self._wake = trio.Event()
             try:
                 await self.tick()
-            except Exception as exc:  # a store away or refusing: the next tick tries again
-                log.warning("presence: counts not updated (%s: %s)", type(exc).__name__, exc)
+            except Exception as exc:  # a store refusing: the next tick tries again
+                failure = f"{type(exc).__name__}: {exc}"
+                if failure != self._failing:  # one line per kind of failure, not one a second
+                    log.warning("presence: counts not updated (%s); retrying every tick", failure)
+                self._failing = failure
+            else:
+                if self._failing is not None:
+                    log.info("presence: counts updated again")
+                self._failing = None
             await trio.sleep(self.interval)
 
     async def tick(self) -> None:
@@ -228,6 +239,7 @@ class PresenceBoard:
                 await self.tally.report(changed, self._everything)
         except BaseException:
             self._dirty |= dirty  # not recorded: again next time
+            self._wake.set()
             raise
         for topic, count in changed.items():
             if count:
