@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import attrs
@@ -132,10 +132,8 @@ class Citizen:
         self.unechoed[message_id] = QUESTION
         self.asked_on[message_id] = self.connections
         if self.ws is not None:
-            try:
+            with suppress(websockets.ConnectionClosed):
                 await self.ws.send(json.dumps({"type": "chat", "data": {"message": QUESTION}, "id": message_id}))
-            except websockets.ConnectionClosed:
-                pass
 
     def streaming(self, reply_to: str) -> bool:
         return bool(self.chunks.get(reply_to)) and reply_to not in self.completes
@@ -154,6 +152,11 @@ class Citizen:
         elif kind == "error" and data["code"] == "DUPLICATE":
             self.duplicates += 1
             self.unechoed.pop(data["reply_to"], None)
+
+
+def everyone_streaming(citizens: list[Citizen], turn: str) -> Callable[[], bool]:
+    """Whether every citizen is reading ``turn``'s reply, which has not ended yet."""
+    return lambda: all(c.streaming(turn) for c in citizens)
 
 
 @contextmanager
@@ -175,7 +178,7 @@ async def _roll(cluster: Cluster) -> list[Citizen]:
         for turn, node in (("q1", "a"), ("q2", "b")):
             for citizen in citizens:
                 await citizen.ask(turn)
-            await until(lambda: all(c.streaming(turn) for c in citizens), f"every {turn} streaming", running)  # noqa: B023
+            await until(everyone_streaming(citizens, turn), f"every {turn} streaming", running)
             await cluster.restart(node)
         await until(lambda: all(len(c.completes) == 2 for c in citizens), "every turn complete", running)
     finally:
@@ -195,7 +198,7 @@ def test_a_rolling_sigterm_of_every_node_completes_every_turn_in_progress(redis:
     for citizen in citizens:
         for turn in ("q1", "q2"):
             assert [data["status"] for _, data in citizen.completes[turn]] == ["completed"], (citizen.session, turn)
-            (completed_on, complete), chunks = citizen.completes[turn][0], citizen.chunks[turn]
+            (_, complete), chunks = citizen.completes[turn][0], citizen.chunks[turn]
             assert [c["chunk_index"] for c in chunks] == list(range(len(chunks))), (citizen.session, turn)
             assert complete["content"] == "".join(c["content"] for c in chunks)
         ids = [DurableId.parse(i) for i in citizen.durable]
