@@ -29,7 +29,9 @@ from .redis_process import RedisProcess
 
 SAFETY = 30.0  # seconds any single wait may take on a loaded machine; never a measured delay
 CHUNK_DELAY = 0.2  # seconds between chunks: a turn streams six chunks over about 1 s
-CITIZENS_PER_NODE = 3
+NODES = ("a", "b")  # stopped and restarted in this order
+TURNS = tuple(f"q{k + 1}" for k in range(len(NODES)))  # turn k is streaming when node k stops
+PER_NODE = 3  # citizens connected to each node at first
 QUESTION = "Olá, tudo bem?"
 
 
@@ -160,27 +162,26 @@ def everyone_streaming(citizens: list[Citizen], turn: str) -> Callable[[], bool]
 
 
 @contextmanager
-def two_nodes(redis: RedisProcess) -> Iterator[Cluster]:
+def nodes(redis: RedisProcess) -> Iterator[Cluster]:
     settings = {"store": "redis", "redis_url": redis.url, "reply_chunk_delay": CHUNK_DELAY, "drain_timeout": 8}
     with ExitStack() as stack:
         cluster = Cluster(stack, settings)
-        cluster.start("a", "b")
+        cluster.start(*NODES)
         yield cluster
 
 
 async def _roll(cluster: Cluster) -> list[Citizen]:
-    citizens = [
-        Citizen(f"rolling-{name}-{n}", cluster.live[name].port) for name in ("a", "b") for n in range(CITIZENS_PER_NODE)
-    ]
+    """Turn k is asked by everyone, and node k stopped once every reply to it streams."""
+    citizens = [Citizen(f"rolling-{name}-{n}", cluster.live[name].port) for name in NODES for n in range(PER_NODE)]
     running = [asyncio.create_task(c.run(cluster)) for c in citizens]
     try:
         await until(lambda: all(c.connections == 1 for c in citizens), "every citizen connected", running)
-        for turn, node in (("q1", "a"), ("q2", "b")):
+        for turn, node in zip(TURNS, NODES, strict=True):
             for citizen in citizens:
                 await citizen.ask(turn)
             await until(everyone_streaming(citizens, turn), f"every {turn} streaming", running)
             await cluster.restart(node)
-        await until(lambda: all(len(c.completes) == 2 for c in citizens), "every turn complete", running)
+        await until(lambda: all(len(c.completes) == len(TURNS) for c in citizens), "every turn complete", running)
     finally:
         for task in running:
             task.cancel()
@@ -191,12 +192,11 @@ async def _roll(cluster: Cluster) -> list[Citizen]:
 
 
 def test_a_rolling_sigterm_of_every_node_completes_every_turn_in_progress(redis: RedisProcess) -> None:
-    with two_nodes(redis) as cluster:
+    with nodes(redis) as cluster:
         citizens = asyncio.run(_roll(cluster))
-    assert cluster.exit_codes == {"a": [0, 0], "b": [0, 0]}
-    on_a, on_b = citizens[:CITIZENS_PER_NODE], citizens[CITIZENS_PER_NODE:]
+    assert cluster.exit_codes == {name: [0, 0] for name in NODES}
     for citizen in citizens:
-        for turn in ("q1", "q2"):
+        for turn in TURNS:
             assert [data["status"] for _, data in citizen.completes[turn]] == ["completed"], (citizen.session, turn)
             (_, complete), chunks = citizen.completes[turn][0], citizen.chunks[turn]
             assert [c["chunk_index"] for c in chunks] == list(range(len(chunks))), (citizen.session, turn)
@@ -205,12 +205,13 @@ def test_a_rolling_sigterm_of_every_node_completes_every_turn_in_progress(redis:
         assert all(ids) and len({i.epoch for i in ids if i}) == 1, citizen.durable
         assert [i.offset for i in ids if i] == list(range(1, len(ids) + 1)), citizen.durable  # each once, no gap
         assert citizen.unechoed == {} and citizen.duplicates == 0
-    # Every turn was in progress when its node was told to stop: the citizens there were
-    # closed with 1001 and read the end of the reply on their next connection.
-    for citizen in on_a:
-        assert citizen.closes == [1001, 1001] and citizen.connections == 3, citizen
-        assert citizen.completes["q1"][0][0] > citizen.asked_on["q1"]
-    for citizen in on_b:
-        assert citizen.closes == [1001] and citizen.connections == 2, citizen
-    for citizen in citizens:
-        assert citizen.completes["q2"][0][0] > citizen.asked_on["q2"]
+    # A citizen of node i is moved at each stop from node i on (to the first node alive), so
+    # it is on node k when node k stops, for every k >= i: its turn k was in progress there;
+    # it was closed with 1001 and read the end of the reply on its next connection.
+    for i, name in enumerate(NODES):
+        for citizen in citizens[i * PER_NODE : (i + 1) * PER_NODE]:
+            moves = len(NODES) - i
+            assert citizen.closes == [1001] * moves and citizen.connections == 1 + moves, (name, citizen)
+            for k, turn in enumerate(TURNS):
+                resumed = citizen.completes[turn][0][0] > citizen.asked_on[turn]
+                assert resumed is (k >= i), (name, citizen.session, turn)
