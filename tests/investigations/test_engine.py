@@ -132,16 +132,36 @@ async def test_failure_publishes_investigation_failed(autojump_clock: trio.testi
 
 
 async def test_at_most_max_running_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """Judged on the order of the two streams' events: one runs to its report before the
+    other moves. Which one goes first is trio's scheduling, not the order they were started."""
     async with engine_running(max_running=1, step_delay=1.0) as engine:
         first = await engine.start(Filters(agency=HEALTH), "anon", public=True)
         second = await engine.start(Filters(agency=HEALTH), "anon", public=True)
-        with trio.fail_after(60):  # polled: the store's reads run in a thread, which the
-            while engine.records[first.id].progress < 30:  # virtual clock does not wait for
-                await trio.sleep(0.5)
-        assert engine.records[second.id].progress == 0  # well into the first: not started
-        sink = await watch(engine, second.id)
-        await sink.wait_for("report_ready")
-        assert engine.records[first.id].status == "completed"
+        order: list[tuple[str, dict[str, Any]]] = []
+
+        class Ordered(EventSink):
+            def __init__(self, investigation_id: str) -> None:
+                super().__init__()
+                self.investigation_id = investigation_id
+
+            def offer(self, delivery: Any) -> None:
+                super().offer(delivery)
+                order.append((self.investigation_id, self.events[-1]))
+
+        sinks = [Ordered(first.id), Ordered(second.id)]
+        for sink in sinks:
+            await engine.broker.attach(f"investigation:{sink.investigation_id}", sink, None)
+        for sink in sinks:
+            await sink.wait_for("report_ready")
+
+    def moves(event: dict[str, Any]) -> bool:
+        return event["type"] == "investigation_progress" and event["data"]["progress"] > 0
+
+    leader = next(owner for owner, event in order if moves(event))
+    follower = second.id if leader == first.id else first.id
+    leader_done = next(n for n, (owner, e) in enumerate(order) if owner == leader and e["type"] == "report_ready")
+    follower_moves = next(n for n, (owner, e) in enumerate(order) if owner == follower and moves(e))
+    assert leader_done < follower_moves  # the follower waited for the leader's slot
 
 
 async def test_restart_keeps_records_and_resumes_interrupted(tmp_path: Path) -> None:
