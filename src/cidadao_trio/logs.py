@@ -53,3 +53,6 @@ def configure(level: str = "info", format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # coredis logs each first use of a Lua script ("Retry attempt 1 due to error: No matching
+    # script") at INFO: routine, not an operator's concern. Its warnings still show.
+    logging.getLogger("coredis").setLevel(max(root.level, logging.WARNING))
