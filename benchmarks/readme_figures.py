@@ -95,12 +95,13 @@ def store_rate() -> str:
     return thousands(pick(rows("store"), store="sqlite (WAL, synchronous=NORMAL)")["messages_per_s"])
 
 
-def memory_above_reference() -> str:
-    """How much more an idle connection costs than the reference's, at 10,000 held."""
+def memory_against_reference() -> str:
+    """How an idle connection's memory compares with the reference's, at 10,000 held."""
     ratio = pick(rows("connections"), server="ours", connections=10000)["kb_vs_reference"]
-    return f"{round((ratio - 1) * 100)} %"
+    percent = round((ratio - 1) * 100)
+    return f"{abs(percent)} % {'above' if percent > 0 else 'below'}"
 
 
 if __name__ == "__main__":
     print(table())
-    print(f"store: ~{store_rate()} durable messages/s; memory {memory_above_reference()} above the reference")
+    print(f"store: ~{store_rate()} durable messages/s; memory {memory_against_reference()} the reference")

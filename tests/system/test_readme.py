@@ -55,7 +55,7 @@ def test_the_performance_figures_are_the_benchmark_results() -> None:
     assert readme_figures.table() in README  # python -m benchmarks.readme_figures prints it
     rate = readme_figures.store_rate()
     assert README.count(f"~{rate} durable messages/s") == 2
-    assert f"Memory is {readme_figures.memory_above_reference()}\nabove the reference" in README
+    assert f"Memory is {readme_figures.memory_against_reference()} the reference" in README
 
 
 def examples() -> list[tuple[str, str, bool]]:
