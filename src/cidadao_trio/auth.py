@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import attrs
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+# PyJWT and cryptography (~90 ms of imports, a tenth of a start) load where a key is
+# configured or a token is verified or minted: a server without a key never needs them.
 
 __all__ = [
     "ANONYMOUS_OWNER",
@@ -198,6 +198,8 @@ class JwtConfig:
 
 def _key_alg(key: Any) -> str | None:
     """The one algorithm a public key may verify, or None if it is unsupported."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if isinstance(key, rsa.RSAPublicKey):
         return "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
@@ -212,9 +214,13 @@ class TokenVerifier:
         self.config = config
         self._single: tuple[str, Any] | None = None  # (algorithm, key) when `kid` is moot
         self._by_kid: dict[str, tuple[str, Any]] = {}  # JWKS only
+        if config.configured:
+            import jwt  # noqa: F401  (at start-up, not on the first connection's token)
         if config.secret is not None:
             self._single = ("HS256", config.secret.encode())
         elif config.public_key_pem is not None:
+            from cryptography.hazmat.primitives import serialization
+
             key = serialization.load_pem_public_key(config.public_key_pem.encode())
             if (alg := _key_alg(key)) is None:
                 raise ValueError("public key must be RSA (RS256) or EC P-256 (ES256)")
@@ -225,6 +231,9 @@ class TokenVerifier:
         self._algorithms = frozenset(e[0] for e in entries if e is not None)
 
     def _load_jwks(self, jwks: Mapping[str, Any]) -> None:
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
         try:
             keyset = jwt.PyJWKSet.from_dict(dict(jwks))
         except jwt.PyJWTError as exc:
@@ -254,6 +263,8 @@ class TokenVerifier:
 
     def verify(self, token: str, now: float | None = None) -> Principal:
         """Return the token's principal or raise `AuthError` (never chained)."""
+        import jwt
+
         now = time.time() if now is None else now
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise AuthError("malformed")
@@ -275,6 +286,8 @@ class TokenVerifier:
         return _principal_from_claims(claims, now, self.config.leeway)
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+        import jwt
+
         cfg = self.config
         try:
             return jwt.decode(
@@ -360,6 +373,8 @@ def mint_token(
     issuer: str | None = None,
 ) -> str:
     """An HS256 access token, for `cidadao-trio token` and tests."""
+    import jwt
+
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ValueError(f"JWT secret must have at least {MIN_SECRET_BYTES} bytes")
     now = time.time() if now is None else now
