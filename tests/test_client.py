@@ -1,7 +1,9 @@
 """``cidadao_trio.client``: the sans-IO bookkeeping directly, the client against a real server.
 
 The end-to-end tests run ``cidadao-trio serve`` in a subprocess on 127.0.0.1 (tests/process.py)
-and talk to it through :class:`RealtimeClient` under Trio.
+and talk to it through :class:`RealtimeClient` under Trio; those about a server's limits (auth,
+overload, rate) use an in-process server on a loopback socket (tests/harness.py ``tcp_server``):
+no process start for one setting each.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from cidadao_trio.client import (
 from cidadao_trio.protocol.envelope import EPHEMERAL_PREFIX, DurableId
 from cidadao_trio.server.server import Server
 
-from .harness import running_server
+from .harness import running_server, tcp_server
 from .process import ServerProcess, serve
 
 SAFETY = 10.0  # seconds; a safety net, never a measured delay
@@ -199,6 +201,11 @@ def chat_url(server: ServerProcess, session: str) -> str:
     return server.ws_url(f"/api/v1/ws/chat/{session}")
 
 
+def local_url(port: int, session: str) -> str:
+    """A chat URL on an in-process ``tcp_server`` (real sockets; its limits are the subject)."""
+    return f"ws://127.0.0.1:{port}/api/v1/ws/chat/{session}"
+
+
 async def test_connects_and_pings(server: ServerProcess) -> None:
     client = RealtimeClient(chat_url(server, "ping-1"))
     async with client:
@@ -299,8 +306,8 @@ async def test_offline_queue_is_flushed_in_order_after_a_history_gap() -> None:
 
 
 async def test_policy_close_is_not_retried() -> None:
-    with serve(auth="required", auth_timeout=0.5, jwt_secret=SECRET) as server:
-        url = chat_url(server, "auth-1")
+    async with tcp_server(auth="required", auth_timeout=0.5, jwt_secret=SECRET) as (_, port):
+        url = local_url(port, "auth-1")
         client = RealtimeClient(url, backoff=FAST)
         with pytest.raises(ClientRefused) as refused:
             async with client:
@@ -313,17 +320,17 @@ async def test_policy_close_is_not_retried() -> None:
 
 
 async def test_overloaded_retry_after_is_honoured() -> None:
-    with serve(max_connections=1, overload_retry_after=0.4) as server:
+    async with tcp_server(max_connections=1, overload_retry_after=0.4) as (_, port):
         release = trio.Event()
 
         async def hold_the_only_slot(task_status: trio.TaskStatus[None]) -> None:
-            async with RealtimeClient(chat_url(server, "busy-1")):
+            async with RealtimeClient(local_url(port, "busy-1")):
                 task_status.started()
                 await release.wait()
 
         async with trio.open_nursery() as nursery:
             await nursery.start(hold_the_only_slot)
-            waiting = RealtimeClient(chat_url(server, "busy-2"), backoff=FAST, wait_connected=None)
+            waiting = RealtimeClient(local_url(port, "busy-2"), backoff=FAST, wait_connected=None)
             async with waiting:
                 await wait_for(lambda: bool(waiting.delays))
                 assert waiting.last_error is not None and waiting.last_error["code"] == "OVERLOADED"
@@ -338,8 +345,8 @@ async def test_rate_limit_pauses_sending_and_resends_what_it_can_attribute() -> 
     """Each ping is answered by a pong or refused with RATE_LIMIT; a refusal that names its
     message (``reply_to``) is sent again after ``retry_after``. (This server omits
     ``reply_to`` on RATE_LIMIT, since it refuses before parsing; then the client only pauses.)"""
-    with serve(rate_burst=2, rate_messages=20, rate_window=1.0) as server:
-        async with RealtimeClient(chat_url(server, "rate-1")) as client:
+    async with tcp_server(rate_burst=2, rate_messages=20, rate_window=1.0) as (_, port):
+        async with RealtimeClient(local_url(port, "rate-1")) as client:
             for n in range(6):
                 await client.send("ping", id=f"r{n}")
             pongs: list[str] = []
