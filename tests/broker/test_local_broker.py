@@ -608,7 +608,7 @@ def _run(max_messages: int, max_age: float, ops: list[tuple[str, int]], attach_l
     trio.run(scenario)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(ops=_ops, attach_late=st.booleans())
 def test_resume_yields_exact_sequence_when_retained(ops: list[tuple[str, int]], attach_late: bool) -> None:
     """Retention never exceeded: every durable id exactly once, in order, whatever the interleaving
@@ -616,7 +616,7 @@ def test_resume_yields_exact_sequence_when_retained(ops: list[tuple[str, int]], 
     _run(max_messages=10_000, max_age=1e9, ops=ops, attach_late=attach_late)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     ops=_ops,
     attach_late=st.booleans(),

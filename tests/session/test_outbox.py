@@ -456,7 +456,7 @@ _op = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     ops=st.lists(_op, max_size=80),
     max_messages=st.integers(1, 8),
