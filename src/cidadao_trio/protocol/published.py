@@ -167,9 +167,14 @@ def _check(index: int, event: Any, investigation_id: str) -> Mapping[str, Any]:
     given = data.get("investigation_id", investigation_id)
     if given != investigation_id:
         raise Refused(index, "investigation_id", "não é a investigação do caminho")
-    fields = FIELDS[kind]
+    _check_fields(index, {k: v for k, v in data.items() if k != "investigation_id"}, FIELDS[kind], kind)
+    return {"type": kind, "data": {**data, "investigation_id": investigation_id}}
+
+
+def _check_fields(index: int, data: Mapping[str, Any], fields: Mapping[str, tuple[Check, bool]], kind: str) -> None:
+    """Every member of ``data`` is one of ``fields``, every required one is there, each valid."""
     for name in data:
-        if name != "investigation_id" and name not in fields:
+        if name not in fields:
             raise Refused(index, name, f"'{name}' não é um campo de {kind}")
     for name, (check, required) in fields.items():
         if name not in data:
@@ -179,7 +184,6 @@ def _check(index: int, event: Any, investigation_id: str) -> Mapping[str, Any]:
         problem = check(data[name])
         if problem is not None:
             raise Refused(index, name, f"'{name}' {problem}")
-    return {"type": kind, "data": {**data, "investigation_id": investigation_id}}
 
 
 def to_event(checked: Mapping[str, Any], *, records: int = 0, anomalies: int = 0, url: str = "") -> Published:
@@ -274,17 +278,7 @@ def _message(index: int, message: Any) -> AssistantMessage:
     data = message.get("data")
     if not isinstance(data, dict):
         raise Refused(index, "data", "'data' deve ser um objeto")
-    for name in data:
-        if name not in MESSAGE_FIELDS:
-            raise Refused(index, name, f"'{name}' não é um campo de chat")
-    for name, (check, required) in MESSAGE_FIELDS.items():
-        if name not in data:
-            if required:
-                raise Refused(index, name, f"'{name}' é obrigatório em chat")
-            continue
-        problem = check(data[name])
-        if problem is not None:
-            raise Refused(index, name, f"'{name}' {problem}")
+    _check_fields(index, data, MESSAGE_FIELDS, "chat")
     return AssistantMessage(
         content=data["content"], agent_id=data.get("agent_id", "backend"),
         agent_name=data.get("agent_name", "Cidadão.AI"), reply_to=data.get("reply_to"),
