@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cidadao_trio.broker.base import Delivery, fan_out
+from cidadao_trio.broker.local import LocalBroker
 from cidadao_trio.session.outbox import HARD_LIMIT_FACTOR, Outbox
 
 from ..messages import message
@@ -684,3 +685,42 @@ async def test_take_all_ends_a_replays_fullness_pause(autojump_clock: trio.testi
     assert outbox.full_since is not None
     assert labels(outbox.take_all()) == ["r0", "r1", "r2", "r3"]
     assert outbox.full_since is None
+
+
+async def test_a_sink_whose_flush_fails_strands_no_other_sink(caplog: pytest.LogCaptureFixture) -> None:
+    got: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("a bug in one consumer")
+
+    bad = Outbox(1, deliver=broken)
+    good = Outbox(2, deliver=lambda: got.extend(labels(good.take_all())))
+    for round_ in ("one", "two"):
+        with fan_out():
+            bad.offer(make(label=round_))
+            good.offer(make(label=round_))
+    assert got == ["one", "two"]  # flushed in both windows, though listed after the bad one
+    assert "a sink failed to flush" in caplog.text
+
+
+async def test_a_burst_committed_at_once_reaches_fast_consumers_in_steps_not_as_slow_ones() -> None:
+    """A thousand big events published by one task are committed in one window; offered in
+    one fan-out step they would pile up past every outbox's ceiling before any flush and cut
+    consumers that read at once (1013), and hold the loop for seconds."""
+    broker = LocalBroker()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broker.run)
+        taken: list[int] = []
+        sinks: list[Outbox] = []
+        for n in range(100):
+            outbox = Outbox(n)
+            outbox.deliver = lambda o=outbox: taken.append(len(o.take_all()))  # type: ignore[misc]
+            sinks.append(outbox)
+            await broker.attach("investigation:burst", outbox, None)
+        for n in range(1000):
+            await broker.publish("investigation:burst", message("agent_finding", {"summary": "s" * 5000, "n": n}))
+        await broker.flush()
+        nursery.cancel_scope.cancel()
+    assert not any(o.overflowed for o in sinks)
+    assert sum(taken) == 100 * 1000  # every event to every consumer
+    assert len(taken) > 100  # in several steps, not one

@@ -55,7 +55,7 @@ from ..store.base import (
     Trim,
 )
 from .allocator import give_back
-from .base import Attachment, Delivery, Sink, StoreUnavailable, fan_out
+from .base import FAN_OUT_STEP, Attachment, Delivery, Sink, StoreUnavailable, fan_out
 
 log = logging.getLogger(__name__)
 
@@ -274,16 +274,24 @@ class LocalBroker:
             self.healthy = True
             log.warning("store accepts writes again; queued messages committed")
         committed: dict[str, _Stream] = {}
-        with fan_out():  # each connection then gets the whole window in one write
-            for item in window:
-                for stream, delivery in item.offers:
-                    if delivery.durable:
-                        stream.committed = _offset(delivery.id)
-                        committed[stream.key] = stream
-                    for sink in list(stream.sinks):
-                        sink.offer(delivery)
-                if item.done is not None:
-                    item.done.set()
+        index = 0
+        while index < len(window):
+            offered = 0
+            with fan_out():  # each connection then gets the whole step in one write
+                while index < len(window) and offered < FAN_OUT_STEP:
+                    item = window[index]
+                    index += 1
+                    for stream, delivery in item.offers:
+                        if delivery.durable:
+                            stream.committed = _offset(delivery.id)
+                            committed[stream.key] = stream
+                        for sink in list(stream.sinks):
+                            sink.offer(delivery)
+                        offered += len(stream.sinks)
+                    if item.done is not None:
+                        item.done.set()
+            if index < len(window):  # a big window in steps: the loop (heartbeats, readers,
+                await trio.lowlevel.checkpoint()  # writers draining into sockets) runs between
         for stream in committed.values():  # what was just committed may leave memory now
             self._shed(stream)
         self._fit()

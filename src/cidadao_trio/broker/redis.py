@@ -32,7 +32,7 @@ from coredis.tokens import PureToken
 
 from ..protocol.envelope import Body, DurableId, body, ephemeral_id
 from ..protocol.events import Event
-from .base import Attachment, Delivery, Sink, fan_out
+from .base import FAN_OUT_STEP, Attachment, Delivery, Sink, fan_out
 from .outage import OutageLog, reason
 
 log = logging.getLogger(__name__)
@@ -701,15 +701,22 @@ class RedisBroker:
         behind: _Local | None = None
         index = 0
         while index < len(items):
+            offered = 0
             with fan_out():
-                while index < len(items):
+                while index < len(items) and offered < FAN_OUT_STEP:
                     item = items[index]
                     index += 1
-                    if item is not None and (behind := self._deliver(*item)) is not None:
+                    if item is None:
+                        continue
+                    if (behind := self._deliver(*item)) is not None:
                         break
+                    state = self._local.get(item[0])
+                    offered += len(state.sinks) if state is not None else 0  # at least: one entry each
             if behind is not None:
                 await self._catch_up(behind)  # a gap, or another epoch: Redis has the truth
                 behind = None
+            elif index < len(items):
+                await trio.lowlevel.checkpoint()  # a big inbox in steps: the loop runs between
 
     def _deliver(self, stream: str, payload: str) -> _Local | None:
         """Offer one pub/sub message (one entry, or a publish window's several, 6 lines
