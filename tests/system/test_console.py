@@ -6,7 +6,9 @@ profile directory, and we talk CDP over a WebSocket with ``websockets.sync``. No
 no version matching, no network but 127.0.0.1 (every other host name fails to resolve).
 
 Chromium must be at ``/usr/bin/chromium``: the tests fail (not skip) without it; ``.ci/run``
-installs it.
+installs it. The console is served by the suite's shared ``cidadao-trio serve`` process; the
+rate-limit and auth-required pages by in-process servers on 127.0.0.1 (their setting is the
+subject, not the process: a start-up costs ~0.8 s of CPU).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from ..process import ServerProcess, serve
+from ..process import ServerProcess
+from ..server.streams import threaded_server
 
 CHROMIUM = "/usr/bin/chromium"
 DEADLINE = 20.0  # seconds; a safety net for every wait in the browser
@@ -396,7 +399,7 @@ def test_browser_reconnects_resumes_and_restores_after_reload(console: Page) -> 
 
 
 def test_browser_shows_rate_limit_with_retry_after(browser: Page) -> None:
-    with serve(store="memory", rate_burst=3, rate_messages=3, rate_window=60) as limited:
+    with threaded_server(rate_burst=3, rate_messages=3, rate_window=60) as limited:
         browser.goto(f"http://127.0.0.1:{limited.port}/?session=limited-{uuid.uuid4().hex[:8]}")
         browser.wait_connected()
         for attempt in range(4):
@@ -410,7 +413,7 @@ def test_browser_shows_rate_limit_with_retry_after(browser: Page) -> None:
 
 
 def test_browser_token_field_says_required_under_auth_required(browser: Page) -> None:
-    with serve(store="memory", auth="required", jwt_secret="segredo-de-teste-com-pelo-menos-32-bytes!") as strict:
+    with threaded_server(auth="required", jwt_secret="segredo-de-teste-com-pelo-menos-32-bytes!") as strict:
         browser.goto(f"http://127.0.0.1:{strict.port}/?session=strict-{uuid.uuid4().hex[:8]}")
         assert browser.wait_for("document.getElementById('token').placeholder === 'token (obrigatório)'",
                                 "the required token field")
