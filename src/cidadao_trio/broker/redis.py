@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 import attrs
 import coredis
 import trio
@@ -595,28 +596,33 @@ class RedisBroker:
         assert self._client is not None
         while True:
             try:
-                async with self._client.pubsub(
-                    ignore_subscribe_messages=True, retry_policy=NoRetryPolicy(), subscription_timeout=10.0
-                ) as ps:
-                    with trio.CancelScope() as self._listening:
-                        async with self._sub_lock:
-                            if self._local:
-                                await ps.subscribe(*[self.key("c:" + s) for s in self._local])
-                            self._pubsub = ps
-                            self._resync.update(self._local)
-                        await self._check_data_set()
-                        self._wake()
-                        self._health(subscribed=True)
-                        self._first_subscription.set()
-                        delay = BACKOFF_MIN
-                        try:
-                            await self._read(ps, skip)
-                        finally:
-                            # Never hand a subscribed connection back to the pool, and skip
-                            # coredis's UNSUBSCRIBE on the way out (it fails once cancelled).
-                            ps.channels.clear()
-                            ps.patterns.clear()
-                            ps.connection.invalidate()
+                try:
+                    async with self._client.pubsub(
+                        ignore_subscribe_messages=True, retry_policy=NoRetryPolicy(), subscription_timeout=10.0
+                    ) as ps:
+                        with trio.CancelScope() as self._listening:
+                            async with self._sub_lock:
+                                if self._local:
+                                    await ps.subscribe(*[self.key("c:" + s) for s in self._local])
+                                self._pubsub = ps
+                                self._resync.update(self._local)
+                            await self._check_data_set()
+                            self._wake()
+                            self._health(subscribed=True)
+                            self._first_subscription.set()
+                            delay = BACKOFF_MIN
+                            try:
+                                await self._read(ps, skip)
+                            finally:
+                                # Never hand a subscribed connection back to the pool, and skip
+                                # coredis's UNSUBSCRIBE on the way out (it fails once cancelled).
+                                ps.channels.clear()
+                                ps.patterns.clear()
+                                ps.connection.invalidate()
+                except* anyio.ClosedResourceError:
+                    # coredis's own cleanup may still write UNSUBSCRIBE to the connection
+                    # invalidated above (its task's race on the way out): nothing is lost.
+                    log.debug("pub/sub connection closed under coredis's cleanup")
             except Exception as exc:
                 self._health(subscribed=False)
                 self._outage.failed(exc)
