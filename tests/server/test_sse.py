@@ -300,3 +300,17 @@ async def test_sse_subscribers_count_in_presence(shared: Shared) -> None:
                 counts.append((await first.next()).data["data"].get("watching", counts[-1]))
             status = (await client.get(f"/api/v1/investigations/{investigation}")).json()
             assert status["watching"] == 2
+
+
+def test_a_chat_post_from_another_origin_is_refused() -> None:
+    """A text/plain POST is a simple request (no CORS preflight): the Origin allow-list must
+    hold for the SSE chat's messages as for its stream and the WebSocket."""
+    with threaded_server(allowed_origins="https://cidadao.ai") as running:
+        message = {"type": "chat", "id": "o-1", "data": {"message": "Olá"}}
+        with httpx.Client(base_url=running.url) as client:
+            foreign = client.post("/api/v1/chat/origin-1/messages", content=json.dumps(message),
+                                  headers={"origin": "https://evil.example", "content-type": "text/plain"})
+            assert (foreign.status_code, foreign.json()["error"]) == (403, "FORBIDDEN")
+            assert "evil" not in foreign.text  # nothing of the request echoed
+            own = client.post("/api/v1/chat/origin-1/messages", json=message, headers={"origin": "https://cidadao.ai"})
+            assert own.status_code == 202

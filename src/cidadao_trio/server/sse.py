@@ -547,6 +547,8 @@ class ChatPosts:
         match = CHAT_POST.fullmatch(head.path)
         assert match is not None
         session_id = match["id"]
+        if not self.gate.origin_allowed(head.header(b"origin")):  # a text/plain POST needs no preflight
+            return refusal(ErrorCode.FORBIDDEN, "Origem não permitida.")
         principal = identify(self.gate, head, self.metrics)
         if isinstance(principal, HttpResponse):
             return principal
