@@ -188,6 +188,26 @@ async def test_keep_alive_comments_and_batches(shared: Shared) -> None:
             assert stream.comments[0] == ": ping"
 
 
+async def test_a_batch_event_holds_at_most_64_kib(shared: Shared) -> None:
+    """§5's limits hold on SSE too: 64 messages or 64 KiB, whichever comes first."""
+    finding = {"type": "agent_finding", "data": {"agent_id": "anita", "agent_name": "Anita Garibaldi",
+                                                 "finding_type": "padrão", "summary": "x" * 4000, "details": {}}}
+    async with httpx.AsyncClient(base_url=shared.url) as client:
+        investigation = await open_investigation(client)
+        ids = await publish(client, investigation, *([finding] * 40))  # ~160 KB in all
+        async with sse(client, f"/api/v1/sse/investigations/{investigation}?batch=1") as stream:
+            sizes, members = [], []
+            while len([m for m in members if not m["id"].startswith("e-")]) < 40:
+                event = await stream.next()
+                if event.event == "batch":
+                    sizes.append(len(json.dumps(event.data).encode()))
+                    members += event.data["data"]["messages"]
+                else:
+                    members.append(event.data)
+    assert [m["id"] for m in members if not m["id"].startswith("e-")] == ids
+    assert len(sizes) >= 3 and max(sizes) <= 64 * 1024 + 1024  # the envelope's few bytes beyond
+
+
 # --- on a virtual clock ---------------------------------------------------------------------
 
 

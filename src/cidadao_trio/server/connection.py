@@ -75,16 +75,22 @@ class BatchFrames:
 
     def frames(self, items: list[Delivery]) -> list[bytes]:
         """``items`` in as few frames as the limits allow (a lone message keeps its own frame)."""
-        out: list[bytes] = []
-        start, count = 0, len(items)
-        while start < count:
-            end, size = start + 1, items[start].size
-            while end < count and end - start < BATCH_MAX_MESSAGES and size + items[end].size <= BATCH_MAX_BYTES:
-                size += items[end].size
-                end += 1
-            out.append(items[start].frame if end - start == 1 else self.frame(items[start:end])[1])
-            start = end
-        return out
+        return [group[0].frame if len(group) == 1 else self.frame(group)[1] for group in batch_groups(items)]
+
+
+def batch_groups(items: list[Delivery]) -> list[list[Delivery]]:
+    """``items`` in order, in as few runs as a ``batch`` may hold (PROTOCOL.md §5: at most
+    64 messages or 64 KiB each; a message bigger than that is a run of its own)."""
+    out: list[list[Delivery]] = []
+    start, count = 0, len(items)
+    while start < count:
+        end, size = start + 1, items[start].size
+        while end < count and end - start < BATCH_MAX_MESSAGES and size + items[end].size <= BATCH_MAX_BYTES:
+            size += items[end].size
+            end += 1
+        out.append(items[start:end])
+        start = end
+    return out
 
 
 _batches = BatchFrames()

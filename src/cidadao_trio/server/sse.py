@@ -44,7 +44,7 @@ from ..session.participant import Participant
 from ..session.ratelimit import RateLimiter
 from ..session.watch import WatchEndpoint
 from .admission import Admission
-from .connection import BATCH_MAX_MESSAGES, CLOSE_GRACE_SECONDS, Endpoint, error_text
+from .connection import CLOSE_GRACE_SECONDS, Endpoint, batch_groups, error_text
 from .frontdoor import JSON, BadRequest, HttpResponse, RequestHead, json_error, read_body, send_response
 from .transport import WholeFrameStream
 
@@ -250,7 +250,7 @@ class SseStream(Participant):
         for item in items:
             message_out(item.type)
         if self.batch and len(items) > 1:
-            groups = [items[i:i + BATCH_MAX_MESSAGES] for i in range(0, len(items), BATCH_MAX_MESSAGES)]
+            groups = batch_groups(items)
             return [self._frame(sse_batch(group) if len(group) > 1 else sse_event(group[0])) for group in groups]
         if self._chunked:
             return [_shared_chunks.chunk(item) for item in items]
