@@ -157,7 +157,7 @@ def _check(index: int, event: Any, investigation_id: str) -> Mapping[str, Any]:
         raise Refused(index, "", "cada evento deve ser um objeto {\"type\", \"data\"}")
     extra = set(event) - {"type", "data"}
     if extra:
-        raise Refused(index, sorted(extra)[0], "membro desconhecido; um evento tem só 'type' e 'data'")
+        raise Refused(index, "event", "membro desconhecido; um evento tem só 'type' e 'data'")
     kind = event.get("type")
     if kind not in FIELDS:
         raise Refused(index, "type", f"'type' deve ser um de: {', '.join(TYPES)}")
@@ -172,10 +172,10 @@ def _check(index: int, event: Any, investigation_id: str) -> Mapping[str, Any]:
 
 
 def _check_fields(index: int, data: Mapping[str, Any], fields: Mapping[str, tuple[Check, bool]], kind: str) -> None:
-    """Every member of ``data`` is one of ``fields``, every required one is there, each valid."""
-    for name in data:
-        if name not in fields:
-            raise Refused(index, name, f"'{name}' não é um campo de {kind}")
+    """Every member of ``data`` is one of ``fields``, every required one is there, each valid.
+    An unknown member is not named back (PROTOCOL.md §1: nothing of the request is echoed)."""
+    if any(name not in fields for name in data):
+        raise Refused(index, "data", f"um membro de 'data' não é um campo de {kind} (os campos: {', '.join(fields)})")
     for name, (check, required) in fields.items():
         if name not in data:
             if required:
@@ -274,7 +274,7 @@ def _message(index: int, message: Any) -> AssistantMessage:
         raise Refused(index, "type", "uma mensagem é {\"type\": \"chat\", \"data\": {...}}")
     extra = set(message) - {"type", "data"}
     if extra:
-        raise Refused(index, sorted(extra)[0], "membro desconhecido; uma mensagem tem só 'type' e 'data'")
+        raise Refused(index, "message", "membro desconhecido; uma mensagem tem só 'type' e 'data'")
     data = message.get("data")
     if not isinstance(data, dict):
         raise Refused(index, "data", "'data' deve ser um objeto")

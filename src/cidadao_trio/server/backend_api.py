@@ -158,9 +158,8 @@ class BackendApi:
         if not isinstance(document, dict):
             return _invalid("body", "O corpo deve ser um objeto JSON.")
         title, owner, public = document.get("title"), document.get("owner"), document.get("public", None)
-        unknown = sorted(set(document) - {"title", "owner", "public"})
-        if unknown:
-            return _invalid(unknown[0], "Campo desconhecido.")
+        if set(document) - {"title", "owner", "public"}:
+            return _invalid("body", "Membro desconhecido: o corpo tem só 'title', 'owner' e 'public'.")
         if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE:
             return _invalid("title", f"'title' deve ser um texto de 1 a {MAX_TITLE} caracteres.")
         if owner is not None and (not isinstance(owner, str) or not owner.strip()):
