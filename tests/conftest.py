@@ -25,6 +25,39 @@ def _targets(config: pytest.Config) -> list[Path]:
     return [(Path(config.invocation_params.dir) / arg).resolve() for arg in given]
 
 
+# The slowest modules (seconds in `make test --durations=0`, December 2026), run first: with
+# `--dist loadfile --no-loadscope-reorder` workers draw modules in collection order, so a slow
+# one drawn last no longer runs alone at the end while the other worker idles. Others keep
+# their order; a module missing from this list only loses its place.
+SLOWEST_FIRST = (
+    "system/test_console.py",  # 20
+    "test_cli_client.py",  # 11
+    "system/test_readme.py",  # 10
+    "multinode/test_adoption.py",  # 9
+    "test_client.py",  # 8
+    "multinode/test_rolling_restart.py",  # 7
+    "system/test_redis_unreachable.py",  # 7
+    "investigations/test_data.py",  # 7
+    "system/test_durability.py",  # 5
+    "multinode/test_processes.py",  # 5
+    "server/test_sse.py",  # 4
+    "server/test_drain.py",  # 4
+    "multinode/test_seam.py",  # 4
+    "protocol/test_inbound.py",  # 4
+    "system/test_serve_process.py",  # 3
+    "system/test_startup_errors.py",  # 3
+    "broker/test_local_broker.py",  # 3
+    "investigations/test_portal_source.py",  # 3
+    "system/test_sse_browser.py",  # 3
+    "protocol/test_envelope.py",  # 3
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {(ROOT / "tests" / name).resolve(): n for n, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.resolve(), len(rank)))  # stable: a module stays whole
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller has checked
         return
