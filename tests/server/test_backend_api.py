@@ -227,3 +227,32 @@ async def test_without_keys_the_routes_do_not_exist(autojump_clock: trio.testing
         while chunk := await client.stream.receive_some():
             response += chunk
         assert response.startswith(b"HTTP/1.1 404 ") and b'"NOT_FOUND"' in response
+
+
+def test_events_accepted_but_not_committed_in_time_are_not_appended_again_by_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 5 s without a commit the events already have ids and will be committed: the POST
+    answers 503, and its retry with the same Idempotency-Key gets those ids (not a copy)."""
+    monkeypatch.setattr("cidadao_trio.server.backend_api.DURABLE_WITHIN", 0.2)
+    with threaded_server(api_keys=API_KEY) as running, httpx.Client(base_url=running.url, timeout=SAFETY) as client:
+        broker = running.server.app.broker
+
+        async def stalled() -> None:
+            await trio.sleep_forever()
+
+        created = client.post("/api/v1/investigations", json={"title": "lenta"}, headers=api())
+        investigation = created.json()["investigation_id"]
+        path = f"/api/v1/investigations/{investigation}/events"
+        headers = api(**{"idempotency-key": "slow-1"})
+        broker.flush = stalled  # a store slow to commit (looked up on each call)
+        try:
+            late = client.post(path, json=progress(10), headers=headers)
+        finally:
+            del broker.flush  # the class's again
+        assert (late.status_code, late.json()["error"]) == (503, "UNAVAILABLE")
+        assert "Idempotency-Key" in late.json()["message"]
+        retry = client.post(path, json=progress(10), headers=headers)
+        assert retry.status_code == 202 and retry.headers.get("idempotent-replayed") == "true"
+        page = client.get(f"{path}?after=0", headers=api()).json()
+        assert [e["id"] for e in page["events"]] == retry.json()["ids"]  # appended once

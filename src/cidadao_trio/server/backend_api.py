@@ -39,6 +39,8 @@ IDEMPOTENCY_TTL = 24 * 3600.0
 MAX_IDEMPOTENCY_KEY = 255
 DURABLE_WITHIN = 5.0  # seconds (§7): a publish not committed by then is answered UNAVAILABLE
 MAX_TITLE = 200
+LATE = ("Aceito, mas o armazenamento ainda não confirmou a gravação; repita com o mesmo "
+        "Idempotency-Key para receber os ids (sem ele, repetir grava de novo).")
 MISMATCH = "Esta Idempotency-Key já foi usada com outro corpo; use uma chave nova para outra requisição."
 BACKEND = Principal("server-api", roles=frozenset({"admin"}))  # an API key sees every investigation
 
@@ -124,9 +126,9 @@ class BackendApi:
                         return json_error(422, "IDEMPOTENCY_MISMATCH", MISMATCH)
                     replayed = (("idempotent-replayed", "true"),)
                     return HttpResponse(first["status"], first["body"].encode(), JSON, replayed)
-                answer = await self._answer(head, body)
-                if 200 <= answer.status < 300:  # a refusal is not kept: the corrected retry runs
-                    first = {"request": request, "status": answer.status, "body": answer.body.decode()}
+                answer, kept_answer = await self._answers(head, body)
+                if kept_answer is not None:  # a refusal is not kept: the corrected retry runs
+                    first = {"request": request, "status": kept_answer.status, "body": kept_answer.body.decode()}
                     try:
                         await self.records.cache(name, orjson.dumps(first).decode(), IDEMPOTENCY_TTL)
                     except StoreUnavailable as unavailable:  # it was accepted: say so, unkept
@@ -137,22 +139,34 @@ class BackendApi:
                 self._in_flight.pop(name, None)
 
     async def _answer(self, head: RequestHead, body: bytes) -> HttpResponse:
+        return (await self._answers(head, body))[0]
+
+    async def _answers(self, head: RequestHead, body: bytes) -> tuple[HttpResponse, HttpResponse | None]:
+        """The answer now, and the one a retry with the same Idempotency-Key gets (None:
+        the retry runs again). Accepted but not yet committed within 5 s: 503 now, the 202
+        for the retry, so a retried POST never appends twice."""
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return json_error(400, "INVALID_JSON", "O corpo não é JSON válido.")
+            return json_error(400, "INVALID_JSON", "O corpo não é JSON válido."), None
         try:
             if head.path == INVESTIGATIONS:
-                return await self._create(document)
-            if (match := EVENTS.fullmatch(head.path)) is not None:
-                return await self._publish(match["id"], document)
-            match = MESSAGES.fullmatch(head.path)
-            assert match is not None
-            return await self._append(match["id"], document)
+                answer = await self._create(document)
+            elif (match := EVENTS.fullmatch(head.path)) is not None:
+                answer = await self._publish(match["id"], document)
+            else:
+                match = MESSAGES.fullmatch(head.path)
+                assert match is not None
+                answer = await self._append(match["id"], document)
         except StoreUnavailable as unavailable:
             log.warning("server API: store unavailable: %s", unavailable)
             return json_error(503, "UNAVAILABLE", "Armazenamento indisponível; nada foi aceito.",
-                              retry_after=unavailable.retry_after)
+                              retry_after=unavailable.retry_after), None
+        except _NotYetDurable as late:
+            log.warning("server API: accepted, not committed within %.0f s", DURABLE_WITHIN)
+            now = json_error(503, "UNAVAILABLE", LATE, retry_after=DURABLE_WITHIN)
+            return now, late.accepted
+        return answer, (answer if 200 <= answer.status < 300 else None)
 
     async def _create(self, document: object) -> HttpResponse:
         if not isinstance(document, dict):
@@ -183,9 +197,10 @@ class BackendApi:
             return json_error(409, "CONFLICT", str(refused))
         if ids is None:
             return json_error(404, "NOT_FOUND", "Investigação não encontrada.")
-        await self._durable()
+        answer = HttpResponse(202, orjson.dumps({"ids": ids}), JSON)
+        await self._durable(answer)
         log.info("server API: %d events published to %s", len(ids), investigation_id)
-        return HttpResponse(202, orjson.dumps({"ids": ids}), JSON)
+        return answer
 
     async def _append(self, session_id: str, document: object) -> HttpResponse:
         try:
@@ -194,16 +209,24 @@ class BackendApi:
             return _invalid(refused.field, f"Mensagem {refused.index}: {refused.message}.", index=refused.index)
         stream = session_stream(session_id)
         ids = [(await self.broker.publish(stream, message)).id for message in messages]
-        await self._durable()
+        answer = HttpResponse(202, orjson.dumps({"ids": ids}), JSON)
+        await self._durable(answer)
         log.info("server API: %d messages appended to session %s", len(ids), session_id)
-        return HttpResponse(202, orjson.dumps({"ids": ids}), JSON)
+        return answer
 
-    async def _durable(self) -> None:
-        """202 only once committed (the broker's flush), within §7's 5 s."""
+    async def _durable(self, accepted: HttpResponse) -> None:
+        """202 only once committed (the broker's flush), within §7's 5 s. Past them the
+        events have ids and will be committed (the writer keeps them): not 'nothing accepted'."""
         with trio.move_on_after(DURABLE_WITHIN):
             await self.broker.flush()
             return
-        raise StoreUnavailable("the store did not commit within 5 s")
+        raise _NotYetDurable(accepted)
+
+
+class _NotYetDurable(Exception):
+    def __init__(self, accepted: HttpResponse) -> None:
+        super().__init__("accepted, not yet committed")
+        self.accepted = accepted
 
 
 def _invalid(field: str, message: str, index: int | None = None) -> HttpResponse:
