@@ -290,9 +290,13 @@ class TurnRunner:
         return outcome if outcome in (Resend.FREED, Resend.QUEUED) else Resend.DUPLICATE
 
     async def close(self, session_id: str, turn: Turn) -> None:
-        """The turn's record goes: it ended, or it was never accepted (DUPLICATE, refused)."""
-        await self.records.end_turn(session_id, turn.key)
-        self._begun.discard(turn.key)
+        """The turn's record goes: it ended, or it was never accepted (DUPLICATE, refused).
+        It is no longer live here either way: a record the store refused to end is settled
+        like any other left open (at the next start), not held as live for ever."""
+        try:
+            await self.records.end_turn(session_id, turn.key)
+        finally:
+            self._begun.discard(turn.key)
 
     def submit(self, queue: TurnQueue, turn: Turn) -> None:
         queue.pending.append(turn)
