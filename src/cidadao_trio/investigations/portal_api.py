@@ -22,15 +22,17 @@ import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import attrs
-import httpx
 import orjson
 import trio
 
 from .portal_cache import MemoryResponseCache, ResponseCache
+
+if TYPE_CHECKING:  # httpx (~30 ms of imports) loads where a request is made: most servers make none
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,8 @@ class PortalClient:
         return f"PortalClient({self._base_url!r})"
 
     def _http(self) -> httpx.AsyncClient:
+        import httpx
+
         return httpx.AsyncClient(
             base_url=self._base_url,
             headers={KEY_HEADER: self._key, "accept": "application/json"},
@@ -293,6 +297,8 @@ class PortalClient:
         return data
 
     async def _fetch(self, http: httpx.AsyncClient, endpoint: str, params: Mapping[str, str | int]) -> str:
+        import httpx
+
         failures = limited = 0
         while True:
             await self._limiter.acquire()
@@ -338,6 +344,8 @@ class PortalClient:
         """403 means a bad key or an endpoint this key may not use: ask the body listing to
         tell which (both refused: the key). The listing's own 403 says neither for sure:
         callers do without it, and the next endpoint's 403 decides."""
+        import httpx
+
         if endpoint == BODIES_LISTING:
             return EndpointRefused(ENDPOINT_REFUSED.format(endpoint=endpoint))
         await self._limiter.acquire()

@@ -23,12 +23,14 @@ import math
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import httpx
 import orjson
 import trio
+
+if TYPE_CHECKING:  # httpx (~30 ms of imports) loads where a request is made: most servers make none
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class ModelSettings:
     @property
     def endpoint(self) -> str:
         """For log lines: scheme, host and path, never credentials or a query."""
+        import httpx
+
         parsed = httpx.URL(self.base_url)
         return f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
 
@@ -113,6 +117,8 @@ class ChatModel:
     def _client(self) -> httpx.AsyncClient:
         """One client per request, so closing it hangs up; the TLS context is built once
         (loading the CA bundle costs tens of milliseconds of CPU, even for plain http)."""
+        import httpx
+
         if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         timeout = httpx.Timeout(None, connect=self.settings.connect_timeout)  # reads bounded below
@@ -155,6 +161,8 @@ class ChatModel:
 
     async def _open(self, client: httpx.AsyncClient, messages: Sequence[Message], deadline: float) -> httpx.Response:
         """Send the request; answer with a 200 streaming response or fail (429 retried)."""
+        import httpx
+
         body = self._body(messages)
         while True:
             with trio.move_on_at(deadline) as waiting:
@@ -185,6 +193,8 @@ class ChatModel:
 
     async def _deltas(self, response: httpx.Response, deadline: float) -> AsyncGenerator[str, None]:
         """``choices[0].delta.content`` of each ``data:`` line, up to ``[DONE]``."""
+        import httpx
+
         lines = response.aiter_lines()
         first = True
         while True:
