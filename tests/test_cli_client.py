@@ -31,8 +31,8 @@ SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measure
 def server() -> Iterator[ServerProcess]:
     # Slow enough that a watcher usually joins mid-way, fast enough for a quick test. An
     # anonymous watcher of an investigation it may not see waits auth_timeout for an auth
-    # message before NOT_FOUND (§6): one second, not the default ten.
-    with serve(investigation_step_delay=0.05, auth_timeout=1) as running:
+    # message before NOT_FOUND (§6): half a second, not the default ten.
+    with serve(investigation_step_delay=0.05, auth_timeout=0.5) as running:
         yield running
 
 
