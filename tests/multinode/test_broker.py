@@ -281,3 +281,17 @@ async def test_from_oldest_replays_everything_retained_then_live(nursery: trio.N
     assert attachment == redis_broker.Attachment(False, 3)
     live = await chats(a, 1, start=5)
     assert await sink.wait_durable(4) == published[2:] + live
+
+
+async def test_a_publish_cancelled_before_it_was_sent_is_not_appended(
+    nursery: trio.Nursery, redis: RedisProcess
+) -> None:
+    """A cancelled caller believes it did not publish: so it must not be in the stream (a
+    chat echo that appeared anyway left its turn unanswered and unsettled)."""
+    a = await started(nursery, redis.url)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await a.publish(S, message("chat", {"role": "user", "content": "cancelado"}))
+    published = await chats(a, 1, start=1)
+    assert offsets(published) == [1]  # the cancelled one took no offset
+    assert [json.loads(d.text)["data"]["content"] for d in await a.retained(S)] == ["m1"]

@@ -259,6 +259,9 @@ class _Local:
         self.delivered = offset
 
 
+CANCELLED_PUBLISH_PATIENCE = 5.0  # seconds a cancelled publisher waits for a publish already sent
+
+
 class RedisBroker:
     def __init__(
         self,
@@ -432,7 +435,18 @@ class RedisBroker:
         self._publish_wanted.set()
         self._inflight += 1  # flush waits for it
         try:
-            await queued.done.wait()
+            try:
+                await queued.done.wait()
+            except trio.Cancelled:
+                if queued in self._publishing:  # not sent: as if never published
+                    self._publishing.remove(queued)
+                    raise
+                # Sent: Redis appends it whatever we do, so learn its id (the caller then
+                # sees it published, as on one node) rather than report it unpublished.
+                with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_PUBLISH_PATIENCE):
+                    await queued.done.wait()
+                if not queued.done.is_set():
+                    raise
             if queued.failure is not None:
                 raise queued.failure
             ids = queued.ids
