@@ -151,8 +151,15 @@ class ListSink:
     def ids(self) -> list[str]:
         return [d.id for d in self.got]
 
+    @property
+    def durable_ids(self) -> list[str]:
+        return [d.id for d in self.got if d.durable]
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(d.text) for d in self.got]
+
     def data(self) -> list[dict[str, Any]]:
-        return [json.loads(d.text)["data"] for d in self.got]
+        return [payload["data"] for payload in self.payloads()]
 
 
 async def until_committed(broker: LocalBroker, condition: Callable[[], bool]) -> None:

@@ -20,26 +20,12 @@ from cidadao_trio.broker.local import WRITE_QUEUE_SIZE, LocalBroker
 from cidadao_trio.protocol.envelope import DurableId
 from cidadao_trio.session.digest import read_digest
 
+from ..harness import ListSink
 from ..messages import message
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 S = session_stream("s1")
 INV = investigation_stream("INV-2026-001")
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.got: list[Delivery] = []
-
-    def offer(self, delivery: Delivery) -> None:
-        self.got.append(delivery)
-
-    @property
-    def durable_ids(self) -> list[str]:
-        return [d.id for d in self.got if d.durable]
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(d.text) for d in self.got]
 
 
 class FakeClock:
