@@ -22,7 +22,6 @@ PROGRESS_STATUSES = (
     "initializing", "data_retrieval", "anomaly_detection", "forensic_enrichment", "summary_generation", "completed",
 )
 SUMMARY_FIELDS = ("total_records", "anomalies_found", "total_value", "suspicious_value", "risk_score")
-TYPES = ("investigation_progress", "anomaly_detected", "agent_finding", "report_ready", "investigation_failed")
 
 
 class Refused(Exception):
@@ -133,6 +132,7 @@ FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "reason": (_text, True),
     },
 }
+TYPES = tuple(FIELDS)  # the types a backend may publish
 
 
 def parse_batch(document: Any, investigation_id: str) -> list[Mapping[str, Any]]:

@@ -128,7 +128,8 @@ def _store_unavailable(failure: BaseException) -> StoreUnavailable | None:
     return failure if isinstance(failure, StoreUnavailable) else None
 
 
-def _auth_message(refused: AuthError) -> str:
+def auth_refusal_message(refused: AuthError) -> str:
+    """What a refused token is told (WebSocket, SSE and HTTP alike); never the token."""
     return f"Autenticação recusada: {refused}."
 
 
@@ -259,7 +260,7 @@ class Connection(Participant):
         except AuthError as refused:
             log.info("token refused", extra=self._log(reason=refused.reason))
             self.metrics.auth_failures.labels(refused.reason).inc()
-            self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=_auth_message(refused))
+            self.close(CloseCode.POLICY, "unauthorized", ErrorCode.UNAUTHORIZED, message=auth_refusal_message(refused))
             return False
         if not self.admission.take(principal.key):
             self._refuse_overload("too many connections for this user")
@@ -313,7 +314,7 @@ class Connection(Participant):
             fresh = self.gate.identify(token)
         except AuthError as refused:
             self.metrics.auth_failures.labels(refused.reason).inc()
-            self.error(ErrorCode.UNAUTHORIZED, _auth_message(refused), reply_to)
+            self.error(ErrorCode.UNAUTHORIZED, auth_refusal_message(refused), reply_to)
             return
         if not self.principal.is_anonymous and fresh.sub != self.principal.sub:
             self.error(ErrorCode.FORBIDDEN, "O novo token pertence a outro usuário.", reply_to)

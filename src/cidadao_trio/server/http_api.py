@@ -21,6 +21,7 @@ from ..protocol.envelope import DurableId
 from ..protocol.ids import PATH_ID
 from ..session.access import Gatekeeper
 from .backend_api import BACKEND, ApiKeys
+from .connection import auth_refusal_message
 from .frontdoor import JSON, HttpResponse, RequestHead, error_response
 from .sdk_files import JAVASCRIPT, sdk_module
 
@@ -99,7 +100,7 @@ class HttpApi:
         try:
             return self.gate.identify(token)
         except AuthError as refused:
-            return _error(401, f"Autenticação recusada: {refused}.")
+            return _error(401, auth_refusal_message(refused))
 
     async def _visible(self, head: RequestHead, investigation_id: str) -> Investigation | HttpResponse:
         """The record when the caller may see it; else the same 404 for unknown and hidden.

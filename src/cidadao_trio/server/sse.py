@@ -44,7 +44,7 @@ from ..session.participant import Participant
 from ..session.ratelimit import RateLimiter
 from ..session.watch import WatchEndpoint
 from .admission import Admission
-from .connection import CLOSE_GRACE_SECONDS, Endpoint, batch_groups, error_text
+from .connection import CLOSE_GRACE_SECONDS, Endpoint, auth_refusal_message, batch_groups, error_text
 from .frontdoor import JSON, BadRequest, HttpResponse, RequestHead, json_error, read_body, send_response
 from .transport import WholeFrameStream
 
@@ -56,6 +56,7 @@ CHAT_POST = re.compile(rf"/api/v1/chat/(?P<id>{PATH_ID})/messages")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 RETRY_MS = 1000  # how soon an EventSource reconnects after the stream ends
 PING = b": ping\n\n"
+RETRY = f"retry: {RETRY_MS}\n\n".encode()
 END_CHUNK = b"0\r\n\r\n"  # the last chunk of a chunked body (RFC 9112 §7.1)
 MAX_LIMITERS = 10_000  # rate limiters kept for chat posts (the least recently used go first)
 
@@ -202,7 +203,7 @@ class SseStream(Participant):
         if self.ending is None:
             final = None
             if error is not None:
-                final = ("event: error\ndata: " + error_text(error, message, retry_after=retry_after) + "\n\n").encode()
+                final = sse_event(Delivery("error", error_text(error, message, retry_after=retry_after), "", False))
             self.ending = _Ending(reason, final)
             log.info("closing event stream: %s", reason, extra={"conn": self.id, "sub": self.principal.sub})
         self._waiting.cancel()
@@ -389,7 +390,7 @@ class SseService:
             with suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
                 await stream.send_all(parser.send(h11.Response(status_code=200, headers=_STREAM_HEADERS)))
                 if not head.head_only:
-                    await stream.send_all(parser.send(h11.Data(data=f"retry: {RETRY_MS}\n\n".encode())) or b"")
+                    await stream.send_all(parser.send(h11.Data(data=RETRY)) or b"")
                 await stream.send_all(parser.send(h11.EndOfMessage()) or b"")
             return
         admitted = await self._admit(head)
@@ -448,7 +449,7 @@ class SseService:
     ) -> None:
         try:
             await stream.send_all(parser.send(h11.Response(status_code=200, headers=_STREAM_HEADERS, reason=b"OK")))
-            await stream.send_all(parser.send(h11.Data(data=f"retry: {RETRY_MS}\n\n".encode())) or b"")
+            await stream.send_all(parser.send(h11.Data(data=RETRY)) or b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await endpoint.close(sse)
             return
@@ -481,7 +482,7 @@ def identify(gate: Gatekeeper, head: RequestHead, metrics: Metrics | None = None
     except AuthError as refused:
         if metrics is not None:
             metrics.auth_failures.labels(refused.reason).inc()
-        return refusal(ErrorCode.UNAUTHORIZED, f"Autenticação recusada: {refused}.")
+        return refusal(ErrorCode.UNAUTHORIZED, auth_refusal_message(refused))
 
 
 async def _respond(
