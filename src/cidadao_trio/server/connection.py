@@ -488,9 +488,7 @@ class Connection(Participant):
         outbox = self.outbox
         if outbox.overflowed:
             return -math.inf
-        since = outbox.full_since
-        full = since + self.settings.slow_consumer_timeout if since is not None else math.inf
-        return min(full, self._token_deadline, self._pong_deadline)
+        return min(self._closes_at_full(), self._token_deadline, self._pong_deadline)
 
     async def _write(self) -> None:
         """What a delivery could not do at once, and every timer of the connection.

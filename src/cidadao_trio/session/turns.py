@@ -93,8 +93,8 @@ class SessionLog:
         started: set[str] = set()
         ended: set[str] = set()
         for delivery in deliveries:
-            if '"reply_to"' not in delivery.text:
-                continue
+            if delivery.type not in ("chat", "chat_complete") or '"reply_to"' not in delivery.text:
+                continue  # (the type is the message's own: nothing else bears on a turn)
             message = orjson.loads(delivery.text)
             data = message.get("data") or {}
             if message.get("type") == "chat":
