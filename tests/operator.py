@@ -13,7 +13,6 @@ import re
 import selectors
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,9 @@ from typing import Any
 
 import attrs
 import pytest
+
+from . import forkserver
+from .forkserver import Process, spawn
 
 SAFETY = 30.0  # seconds; a safety net for a command that hangs, never a measured delay
 LISTENING = re.compile(r"cidadao-trio listening on https?://127\.0\.0\.1:(?P<port>[0-9]+)/")
@@ -37,18 +39,8 @@ def environment(**settings: Any) -> dict[str, str]:
 
 
 def run(*args: str, cwd: Path | None = None, stdin: str = "", **settings: Any) -> subprocess.CompletedProcess[str]:
-    """``python -m cidadao_trio ARGS`` to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "cidadao_trio", *args],
-        check=False,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=SAFETY,
-        env=environment(**settings),
-        cwd=cwd,
-    )
+    """``python -m cidadao_trio ARGS`` to completion (forked: tests/forkserver.py)."""
+    return forkserver.run(list(args), input=stdin, timeout=SAFETY, env=environment(**settings), cwd=cwd)
 
 
 @attrs.frozen
@@ -137,7 +129,7 @@ class OutputReader:
 class Running:
     """A ``serve`` process; its stderr is collected as it comes."""
 
-    process: subprocess.Popen[bytes]
+    process: Process
     stderr: OutputReader
     port: int = 0
 
@@ -170,10 +162,8 @@ class Running:
 @contextmanager
 def launched(directory: Path, *args: str, **settings: Any) -> Iterator[Running]:
     """``serve --host 127.0.0.1 --port 0 ARGS`` in ``directory``; always killed on the way out."""
-    command = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", "0", *args]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(**settings), cwd=directory
-    )
+    command = ["serve", "--host", "127.0.0.1", "--port", "0", *args]
+    process = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(**settings), cwd=directory)
     reader = OutputReader(process.stderr)
     try:
         yield Running(process, reader)

@@ -1,4 +1,5 @@
-"""Run ``cidadao-trio serve`` as a real subprocess on 127.0.0.1 for the end-to-end tests."""
+"""Run ``cidadao-trio serve`` as a process of its own on 127.0.0.1 for the end-to-end tests
+(forked from a preloaded interpreter: tests/forkserver.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import re
 import selectors
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,20 +15,22 @@ from typing import Any
 
 import attrs
 
+from .forkserver import Process, spawn
+
 STARTUP_TIMEOUT = 60.0  # a safety net for a loaded machine (parallel workers), never a measured delay
 LISTENING = re.compile(r"cidadao-trio listening on http://127\.0\.0\.1:(?P<port>[0-9]+)/")
 
 
 @attrs.frozen
 class ServerProcess:
-    process: subprocess.Popen[bytes]
+    process: Process
     port: int
 
     def ws_url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
 
 
-def _read_line(process: subprocess.Popen[bytes], deadline: float) -> str:
+def _read_line(process: Process, deadline: float) -> str:
     """The first line the server prints, polling its stdout until ``deadline``."""
     assert process.stdout is not None
     fd = process.stdout.fileno()
@@ -54,9 +56,9 @@ def serve(**settings: Any) -> Iterator[ServerProcess]:
     env["CIDADAO_REPLY_CHUNK_DELAY"] = "0"
     env["CIDADAO_STORE"] = "memory"  # tests that need a data dir pass one
     env.update({"CIDADAO_" + name.upper(): str(value) for name, value in settings.items()})
-    command = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", "0"]
+    command = ["serve", "--host", "127.0.0.1", "--port", "0"]
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
+        process = spawn(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
         try:
             try:
                 line = _read_line(process, time.monotonic() + STARTUP_TIMEOUT)

@@ -21,6 +21,7 @@ import trio
 from cidadao_trio import cli, terminal
 from cidadao_trio.client import RealtimeClient
 
+from .forkserver import Process, spawn
 from .operator import InProcess, OutputReader, closed_port, environment, run
 from .process import ServerProcess, serve
 
@@ -145,21 +146,11 @@ def test_chat_shows_an_investigation_it_starts(server: ServerProcess) -> None:
 # --- issue 11 item 17: the first minute of a citizen at the terminal ------------------------
 
 
-def _default_sigint() -> None:
-    """A suite started in the background (``make test &``) runs with SIGINT ignored, which
-    its children inherit: the citizen's terminal must get Ctrl-C as a terminal does."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _citizen(*args: str, **settings: str) -> tuple[subprocess.Popen[bytes], OutputReader]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cidadao_trio", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=environment(**settings),
-        preexec_fn=_default_sigint,
-    )
+def _citizen(*args: str, **settings: str) -> tuple[Process, OutputReader]:
+    """A suite started in the background (``make test &``) runs with SIGINT ignored; the fork
+    server gives each child Ctrl-C as a terminal does."""
+    process = spawn(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=environment(**settings))
     return process, OutputReader(process.stdout)
 
 

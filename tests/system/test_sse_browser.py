@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from ..forkserver import Process, spawn
 from ..process import LISTENING, STARTUP_TIMEOUT, _read_line
 from ..server.streams import API_KEY, api
 from .test_console import chromium
@@ -43,15 +43,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_on(port: int, data_dir: Path, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+def serve_on(port: int, data_dir: Path, **settings: str) -> Iterator[Process]:
     """``cidadao-trio serve`` on a given port (an EventSource reconnects to the same URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIDADAO_")}
     env.update(CIDADAO_STORE="sqlite", CIDADAO_DATA_DIR=str(data_dir), CIDADAO_API_KEYS=API_KEY,
                CIDADAO_DRAIN_TIMEOUT="2")
     env.update({"CIDADAO_" + name.upper(): value for name, value in settings.items()})
-    command = [sys.executable, "-m", "cidadao_trio", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
+        process = spawn(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
         try:
             line = _read_line(process, time.monotonic() + STARTUP_TIMEOUT)
             match = LISTENING.fullmatch(line)
