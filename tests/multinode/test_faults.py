@@ -126,18 +126,22 @@ async def test_a_broker_started_while_redis_is_down_waits_and_then_works(
     b = await started(nursery, redis.url)
     sink = ListSink()
     attached = trio.Event()
+    answered = trio.Event()
     published: list[str] = []
 
     async def attach_then_publish() -> None:
         await b.attach(S, sink, None)
         attached.set()
         published.append((await a.publish(S, message("chat", {"role": "user", "content": "hi"}))).id)
+        answered.set()
 
     nursery.start_soon(attach_then_publish)
     await trio.sleep(0.3)
     assert not a.healthy and not b.healthy and not attached.is_set()
     await trio.to_thread.run_sync(redis.start)
     await sink.wait_durable(1, timeout=15)
+    with trio.fail_after(15):  # b's sink may hear of the message before a's publish returns
+        await answered.wait()
     assert sink.durable_ids == published
     await wait_healthy(a)
     await wait_healthy(b)
