@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from ..process import ServerProcess
+from ..process import ServerProcess, serve
 from ..server.streams import threaded_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -223,10 +223,12 @@ def _browser_call(ws: ClientConnection, method: str, **params: Any) -> dict[str,
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(shared_server: ServerProcess) -> ServerProcess:
-    """The suite's shared process (in-memory store); every console opens a fresh session."""
-    return shared_server
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """One process (in-memory store) for the module; every console opens a fresh session.
+    0.1 s between investigation events (default 0.25): ~2.5 s in all, time enough to watch it run."""
+    with serve(investigation_step_delay=0.1) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
