@@ -17,15 +17,17 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/cidadao-trio serve
 
-# Two workers (this machine has two cores); a file's tests stay on one worker, so a server
-# shared by a module starts once. Files are handed out in collection order, the slowest first
+# Three workers on two cores: much of a worker's time is spent waiting on the servers,
+# browsers and Redis its tests start (46.7 s with three, 53-57 s with two, here). A file's
+# tests stay on one worker, so a server shared by a module starts once. Files are handed out in collection order, the slowest first
 # (tests/conftest.py), not by test count: no slow file left for the end on one worker. A
 # missing Chromium or redis-server stops it with one line.
 # Bytecode is written (PYTHONDONTWRITEBYTECODE may be set here): otherwise every worker
 # rewrites the assertions of hypothesis's modules, and every server a test starts compiles src.
+# Servers and terminal commands are forked from a preloaded interpreter (tests/forkserver.py).
 test: $(STAMP)
 	@$(BIN)/python -m tests.tools
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 # ruff (rules in pyproject.toml) over the code and its tests and benchmarks, then mypy on src
 # (strict on protocol, session, broker, store and records). .ci/run runs it before the suite.

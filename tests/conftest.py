@@ -25,31 +25,30 @@ def _targets(config: pytest.Config) -> list[Path]:
     return [(Path(config.invocation_params.dir) / arg).resolve() for arg in given]
 
 
-# The slowest modules (seconds in `make test --durations=0`, December 2026), run first: with
+# The slowest modules (seconds of wall time each, `make test`, December 2026), run first: with
 # `--dist loadfile --no-loadscope-reorder` workers draw modules in collection order, so a slow
-# one drawn last no longer runs alone at the end while the other worker idles. Others keep
-# their order; a module missing from this list only loses its place.
+# one drawn last no longer runs alone at the end while the others idle. Others keep their
+# order; a module missing from this list only loses its place.
 SLOWEST_FIRST = (
-    "system/test_console.py",  # 20
-    "test_cli_client.py",  # 11
-    "system/test_readme.py",  # 10
-    "multinode/test_adoption.py",  # 9
-    "test_client.py",  # 8
-    "multinode/test_rolling_restart.py",  # 7
-    "system/test_redis_unreachable.py",  # 7
-    "investigations/test_data.py",  # 7
-    "system/test_durability.py",  # 5
-    "multinode/test_processes.py",  # 5
-    "server/test_sse.py",  # 4
-    "server/test_drain.py",  # 4
-    "multinode/test_seam.py",  # 4
-    "protocol/test_inbound.py",  # 4
-    "system/test_serve_process.py",  # 3
-    "system/test_startup_errors.py",  # 3
-    "broker/test_local_broker.py",  # 3
-    "investigations/test_portal_source.py",  # 3
-    "system/test_sse_browser.py",  # 3
-    "protocol/test_envelope.py",  # 3
+    "system/test_console.py",  # 12.6
+    "test_cli_client.py",  # 7.4
+    "system/test_readme.py",  # 6.7
+    "multinode/test_adoption.py",  # 6.4
+    "investigations/test_data.py",  # 5.5
+    "system/test_sse_browser.py",  # 3.7
+    "multinode/test_rolling_restart.py",  # 3.3
+    "broker/test_local_broker.py",  # 2.7
+    "multinode/test_seam.py",  # 2.6
+    "test_client.py",  # 2.6
+    "system/test_redis_unreachable.py",  # 2.6
+    "protocol/test_envelope.py",  # 2.4
+    "protocol/test_inbound.py",  # 2.3
+    "investigations/test_portal_source.py",  # 2.2
+    "server/test_drain.py",  # 2.2
+    "server/test_sse.py",  # 2.2
+    "agents/test_llm.py",  # 2.1
+    "security/test_access.py",  # 1.9
+    "multinode/test_adoption_turns.py",  # 1.9
 )
 
 
