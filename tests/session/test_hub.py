@@ -132,3 +132,34 @@ async def test_greeting_then_replay_from_a_cursor_or_a_gap_and_a_digest(nursery:
     fresh = FakeParticipant(3, Principal.anonymous())
     await h.open_stream(fresh, stream, None, {"session_id": "s1"}, [inv])
     assert [m["type"] for m in fresh.received()] == ["connection"]  # no cursor: live only
+
+
+class TrimmingBroker(LocalBroker):
+    """Retention moves past a cursor between the hub's check and its attach: the race."""
+
+    trim_before_attach: str | None = None
+
+    async def attach(self, stream: str, sink: Any, after: Any, *, from_oldest: bool = False) -> Any:
+        if stream == self.trim_before_attach:
+            self.trim_before_attach = None
+            for n in range(5):  # max_messages=3: the cursor's message leaves retention
+                await self.publish(stream, UserMessage(content=f"depois {n}", reply_to=f"t{n}"))
+            await self.flush()
+        return await super().attach(stream, sink, after, from_oldest=from_oldest)
+
+
+async def test_a_cursor_trimmed_between_greeting_and_attach_still_gets_history_gap(nursery: trio.Nursery) -> None:
+    broker = TrimmingBroker(max_messages=3)
+    await nursery.start(broker.run)
+    records = StoreRecords(broker)
+    runner = TurnRunner(broker, records, AgentRouter(converse=ScriptedAgent()), nursery)
+    h = Hub(Settings(**TEST_DEFAULTS), broker, runner, Metrics(), records)
+    stream = session_stream("s-trim")
+    first = await broker.publish(stream, UserMessage(content="primeira", reply_to="a"))
+    await broker.flush()
+    broker.trim_before_attach = stream
+    client = FakeParticipant(1, Principal.anonymous())
+    await h.open_stream(client, stream, first.id, {"session_id": "s-trim"}, [])
+    got = client.received()
+    assert got[0]["type"] == "connection" and got[0]["data"]["resumed"] is True  # valid when greeted
+    assert [m["data"]["code"] for m in got[1:] if m["type"] == "error"] == ["HISTORY_GAP"]

@@ -139,7 +139,14 @@ class Hub:
                 for delivery in await read_digest(broker, followed):
                     client.outbox.offer(delivery)
         with client.outbox.replaying():  # nor is a replay (the hard ceiling includes retention)
-            await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
+            attached = await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
+            if resumed and attached.gap:
+                # Retention passed the cursor between the greeting and the attach: the replay
+                # the greeting promised cannot be given; the client is told, as in §5, late.
+                self.metrics.resumes.labels("history_gap").inc()
+                client.error(ErrorCode.HISTORY_GAP)
+                for delivery in await read_digest(broker, followed):
+                    client.outbox.offer(delivery)
         await self.presence.join(client, stream)  # counted once live (its counts come after the replay)
 
     def close_stream(self, client: Participant, stream: str) -> None:
