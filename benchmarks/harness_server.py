@@ -41,7 +41,7 @@ import trio
 
 import cidadao_trio
 from cidadao_trio import config
-from cidadao_trio.cli import tune_garbage_collector
+from cidadao_trio.server.collector import QuietCollector, tune_garbage_collector
 from cidadao_trio.server.server import Server
 
 from . import control
@@ -105,6 +105,7 @@ class GcPauses:
     LONG = 0.010  # seconds
 
     def __init__(self) -> None:
+        self.collector: QuietCollector | None = None  # its thaws are reported apart (quiet moments)
         self.started = 0.0
         self.count = [0, 0, 0]
         self.total = [0.0, 0.0, 0.0]
@@ -117,6 +118,8 @@ class GcPauses:
             self.started = time.perf_counter()
             return
         elapsed = time.perf_counter() - self.started
+        if self.collector is not None and self.collector.thawing:
+            return  # the collector's own full collection: see report()["thaws"]
         generation = info.get("generation", 0)
         self.count[generation] += 1
         self.total[generation] += elapsed
@@ -127,7 +130,10 @@ class GcPauses:
     def report(self) -> dict[str, Any]:
         return {"count": self.count, "total_s": [round(t, 4) for t in self.total],
                 "longest_s": [round(t, 4) for t in self.longest],
-                "long": [(round(w, 3), g, round(e, 4)) for w, g, e in self.long[-50:]]}
+                "long": [(round(w, 3), g, round(e, 4)) for w, g, e in self.long[-50:]],
+                "sweeps": self.collector.sweeps if self.collector else 0,
+                "thaws": self.collector.thaws if self.collector else 0,
+                "longest_thaw_s": round(self.collector.longest_thaw, 4) if self.collector else 0.0}
 
 
 GC_PAUSES = GcPauses()
@@ -254,8 +260,11 @@ async def run(
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve_tcp)
                 await nursery.start(control.serve, control_port, routes(server))
-                tune_garbage_collector()  # as `cidadao-trio serve` does once it listens
-                if thresholds is not None:
+                if thresholds is None:
+                    GC_PAUSES.collector = tune_garbage_collector(nursery, lambda: server.accepted)  # as `serve` does
+                else:  # experiment: CPython's own policy with these thresholds, no QuietCollector
+                    gc.collect()
+                    gc.freeze()
                     gc.set_threshold(*thresholds)
                 if freeze:
                     gc.collect()
@@ -274,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--control-port", type=int, required=True, help="loopback port of the control API")
     parser.add_argument("--gc-thresholds", default="", metavar="G0,G1,G2",
-                        help="experiment: gc.set_threshold(...) before serving (default: serve's 50000,20,100)")
+                        help="experiment: CPython's collector, gc.set_threshold(...), not serve's QuietCollector")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="experiment: gc.freeze() once the server is up (start-up objects leave the GC's scans)")
     add_settings_flags(parser)

@@ -7,7 +7,6 @@ investigate) speak Portuguese.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -239,14 +238,6 @@ def mint(args: argparse.Namespace) -> int:
     return 0
 
 
-def tune_garbage_collector() -> None:
-    """Full collections were the longest pauses under load (benchmarks/README.md): keep
-    start-up objects (the dataset, modules) out of them and collect young objects less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, watched from the first instant: a start-up still
     waiting for its store stops at once; a listening server stops accepting and drains."""
@@ -271,6 +262,7 @@ class _Stop:
 
 
 async def _serve_until_stopped(settings: Settings, stop: _Stop, done: trio.CancelScope) -> None:
+    from .server.collector import tune_garbage_collector
     from .server.server import Server
 
     try:
@@ -279,10 +271,12 @@ async def _serve_until_stopped(settings: Settings, stop: _Stop, done: trio.Cance
             async with server.running():
                 stop.target = trio.CancelScope()
                 with stop.target:
-                    async with trio.open_nursery() as nursery:
-                        listeners = await nursery.start(server.serve_tcp)
-                        tune_garbage_collector()
-                        _announce(listeners, "https" if settings.tls_cert else "http")
+                    async with trio.open_nursery() as collecting:
+                        async with trio.open_nursery() as nursery:
+                            listeners = await nursery.start(server.serve_tcp)
+                            tune_garbage_collector(collecting, lambda: server.accepted)  # full ones when quiet
+                            _announce(listeners, "https" if settings.tls_cert else "http")
+                        collecting.cancel_scope.cancel()
     finally:
         done.cancel()  # stopped, or failed by itself: stop watching signals
 

@@ -67,6 +67,7 @@ class Server:
         self.gate = Gatekeeper.from_settings(settings)
         self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
         self.draining = False
+        self.accepted = 0  # streams handed to handle_stream: the garbage collector's sign of work
         self._http: HttpApi | None = None
         self._backend: BackendApi | None = None
         self.api_keys = ApiKeys.parse(settings.api_keys)
@@ -173,6 +174,7 @@ class Server:
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one accepted stream; a bug here is logged, never raised to the server."""
+        self.accepted += 1
         try:
             await self._handle(stream)
         except* Exception:
