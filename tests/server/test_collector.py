@@ -1,5 +1,5 @@
-"""server/collector.py: full collections only when the server is quiet, and garbage frozen
-between them is still reclaimed (a closed connection's cycles must not live for ever)."""
+"""The QuietCollector: young collections only, promotions frozen, garbage among frozen
+objects (a closed connection's cycles) reclaimed by a thaw when quiet or past a bound."""
 
 from __future__ import annotations
 
@@ -13,73 +13,95 @@ import trio
 from cidadao_trio.server.collector import NEVER, QuietCollector
 
 
-class Cycle:
-    """Garbage only a collection frees (it refers to itself), like a closed connection's tasks."""
+class Node:
+    """A cycle, as a closed connection leaves them (tasks, scopes, bound methods)."""
 
     def __init__(self) -> None:
         self.me = self
 
 
 @pytest.fixture(autouse=True)
-def collector_state() -> Iterator[None]:
-    """The collector changes process-wide settings: give them back to the other tests."""
+def restored_gc() -> Iterator[None]:
+    """The collector changes process-wide state: put CPython's back for the other tests."""
     thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
 
 
-def frozen_garbage(collector: QuietCollector) -> weakref.ref[Cycle]:
-    garbage = Cycle()
-    ref = weakref.ref(garbage)
-    collector.sweep()  # as after a young collection promoted it: frozen, never walked
-    del garbage
-    gc.collect()
-    assert ref() is not None  # frozen: no ordinary collection frees it
+def frozen_cycle(collector: QuietCollector) -> weakref.ref[Node]:
+    """A cycle promoted by a middle collection and frozen by a sweep, then dropped."""
+    node = Node()
+    gc.collect(1)  # a gen-1 collection: the collector counts a promotion
+    collector.sweep()
+    ref = weakref.ref(node)
+    del node
+    gc.collect()  # frozen: an ordinary full collection does not reach it
+    assert ref() is not None
     return ref
 
 
-async def test_installed_it_leaves_full_collections_to_itself(nursery: trio.Nursery) -> None:
-    collector = QuietCollector()
-    collector.install()
-    try:
-        assert gc.get_threshold()[2] == NEVER
-    finally:
-        collector.uninstall()
+async def test_thresholds_are_young_only_while_it_runs() -> None:
+    collector = QuietCollector(young=900, middle=7)
+    callbacks = len(gc.callbacks)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        assert gc.get_threshold() == (900, 7, NEVER)
+        nursery.cancel_scope.cancel()
+    assert len(gc.callbacks) == callbacks  # its counter is gone with it
 
 
-async def test_a_quiet_server_thaws_and_frees_the_frozen_garbage(autojump_clock: trio.testing.MockClock,
-                                                                 nursery: trio.Nursery) -> None:
-    collector = QuietCollector(quiet_seconds=5.0)
-    ref = frozen_garbage(collector)
-    nursery.start_soon(collector.run)
-    await trio.sleep(4.0)
-    assert ref() is not None and collector.thaws == 0  # not quiet long enough yet
-    await trio.sleep(2.0)
-    assert ref() is None and collector.thaws == 1
+async def test_a_quiet_server_reclaims_frozen_garbage(autojump_clock: trio.abc.Clock) -> None:
+    collector = QuietCollector(quiet_seconds=5.0, thaw_growth=0.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        ref = frozen_cycle(collector)
+        assert collector.thaws == 0
+        await trio.sleep(11.0)  # two quiet windows of 5 s
+        assert collector.thaws >= 1
+        assert ref() is None
+        nursery.cancel_scope.cancel()
 
 
-async def test_no_thaw_while_the_server_works_until_it_rests(autojump_clock: trio.testing.MockClock,
-                                                            nursery: trio.Nursery) -> None:
-    accepted = [0]
-    collector = QuietCollector(quiet_seconds=5.0, activity=lambda: accepted[0])
-    ref = frozen_garbage(collector)
-    nursery.start_soon(collector.run)
-    for _ in range(120):  # a connection every quarter second for 30 s: a ramp
-        accepted[0] += 1
-        await trio.sleep(0.25)
-    assert ref() is not None and collector.thaws == 0  # no full collection during the ramp
-    await trio.sleep(6.0)  # then it rests
-    assert ref() is None and collector.thaws == 1
+async def test_no_thaw_while_the_server_accepts(autojump_clock: trio.abc.Clock) -> None:
+    accepted = 0
+    collector = QuietCollector(quiet_seconds=5.0, thaw_growth=0.0, activity=lambda: accepted)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        ref = frozen_cycle(collector)
+        for _ in range(60):  # a minute of connections arriving every second
+            accepted += 1
+            await trio.sleep(1.0)
+        assert collector.thaws == 0
+        assert ref() is not None
+        await trio.sleep(11.0)  # they stop: the next quiet window thaws
+        assert collector.thaws == 1
+        assert ref() is None
+        nursery.cancel_scope.cancel()
 
 
-async def test_load_that_never_rests_still_gets_a_forced_thaw(autojump_clock: trio.testing.MockClock,
-                                                             nursery: trio.Nursery) -> None:
-    accepted = [0]
-    collector = QuietCollector(quiet_seconds=5.0, activity=lambda: accepted[0], forced_growth=0.0, forced_floor=1)
-    ref = frozen_garbage(collector)
-    nursery.start_soon(collector.run)
-    for _ in range(8):
-        accepted[0] += 1
-        await trio.sleep(0.25)
-    assert ref() is None and collector.thaws >= 1  # memory stays bounded under endless load
+async def test_many_promotions_are_not_quiet(autojump_clock: trio.abc.Clock) -> None:
+    collector = QuietCollector(quiet_seconds=5.0, quiet_promotions=1.0, thaw_growth=0.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        ref = frozen_cycle(collector)
+        for _ in range(40):  # four middle collections a second: a ramp or a burst
+            gc.collect(1)
+            await trio.sleep(0.25)
+        assert collector.thaws == 0
+        assert ref() is not None
+        nursery.cancel_scope.cancel()
+
+
+async def test_load_that_never_pauses_still_thaws_past_the_bound(autojump_clock: trio.abc.Clock) -> None:
+    accepted = 0
+    collector = QuietCollector(quiet_seconds=5.0, forced_growth=0.0, forced_floor=1, activity=lambda: accepted)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        ref = frozen_cycle(collector)
+        for _ in range(3):
+            accepted += 1
+            await trio.sleep(0.25)
+        assert collector.thaws >= 1  # never quiet, but the frozen set grew past the bound
+        assert ref() is None
+        nursery.cancel_scope.cancel()

@@ -65,9 +65,10 @@ class QuietCollector:
         if self._on_collection in gc.callbacks:
             gc.callbacks.remove(self._on_collection)
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep and thaw for as long as the server runs (start it in a nursery)."""
         self.install()
+        task_status.started()
         try:
             window_start, promoted, seen = trio.current_time(), 0, self._activity()
             while True:
