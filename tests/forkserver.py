@@ -292,13 +292,16 @@ def _fork_child(connection: socket.socket, closing: list[Any]) -> int | None:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        for thing in closing:
-            if isinstance(thing, int):
-                os.close(thing)
-            else:
-                thing.close()
-        connection.close()
-        _run_child(job, fds)  # never returns
+        try:
+            for thing in closing:
+                if isinstance(thing, int):
+                    os.close(thing)
+                else:
+                    thing.close()
+            connection.close()
+            _run_child(job, fds)  # never returns
+        finally:
+            os._exit(1)  # a child must never go back to the fork server's loop
     for fd in fds:
         os.close(fd)
     connection.sendall(STATUS.pack(pid))
