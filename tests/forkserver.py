@@ -65,6 +65,8 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        if timeout is not None and timeout <= 0 and self.poll() is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)  # settimeout(0) would not block at all
         if self.returncode is None:
             self._status.settimeout(timeout)
             try:
@@ -153,7 +155,7 @@ class ForkServer:
     @classmethod
     def running(cls) -> ForkServer:
         with cls._lock:
-            if cls._running is None:
+            if cls._running is None or cls._running._process.poll() is not None:  # none yet, or it died
                 cls._running = ForkServer()
                 atexit.register(cls._running.stop)
             return cls._running
@@ -269,7 +271,13 @@ def serve_forks(path: str) -> None:
         for key, _ in selector.select():
             if key.fileobj is listener:
                 connection, _ = listener.accept()
-                pid = _fork_child(connection, closing=[listener, selector, wake_read, wake_write, *children.values()])
+                inherited = [listener, selector, wake_read, wake_write, *children.values()]
+                try:
+                    pid = _fork_child(connection, closing=inherited)
+                except Exception as failed:  # a test gone mid-request, fork refused: that request only
+                    print(f"fork server: request refused: {failed!r}", file=sys.stderr)
+                    connection.close()
+                    continue
                 if pid is not None:
                     children[pid] = connection
             elif key.fileobj == wake_read:

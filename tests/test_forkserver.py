@@ -59,6 +59,8 @@ def test_wait_times_out_like_popen() -> None:
     try:
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(timeout=0.01)  # a server runs until told: no sleep, a bound on a wait
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=0)  # a deadline already passed: as Popen, not an error of ours
     finally:
         process.kill()
         assert process.wait(timeout=SAFETY) == -signal.SIGKILL

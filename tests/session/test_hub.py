@@ -163,3 +163,10 @@ async def test_a_cursor_trimmed_between_greeting_and_attach_still_gets_history_g
     got = client.received()
     assert got[0]["type"] == "connection" and got[0]["data"]["resumed"] is True  # valid when greeted
     assert [m["data"]["code"] for m in got[1:] if m["type"] == "error"] == ["HISTORY_GAP"]
+    assert got[1]["type"] == "error"  # before anything else: nothing live ahead of the gap
+    later = await broker.publish(stream, UserMessage(content="ao vivo", reply_to="v"))
+    await broker.flush()
+    assert [m["id"] for m in client.received()] == [later.id]  # live again, once
+    outcomes = {sample.labels["outcome"]: sample.value for metric in h.metrics.resumes.collect()
+                for sample in metric.samples if sample.name.endswith("_total")}
+    assert outcomes == {"history_gap": 1.0}  # counted once, as a gap

@@ -129,8 +129,6 @@ class Hub:
             identity=identity, resumed=resumed, heartbeat_s=settings.heartbeat_interval,
             idle_timeout_s=settings.idle_timeout, max_message_bytes=settings.max_message_bytes,
         ))
-        if last_id:
-            self.metrics.resumes.labels("resumed" if resumed else "history_gap").inc()
         if last_id and not resumed:
             # Anything committed while the digest is built is replayed from here.
             cursor = DurableId.parse(await broker.last_id(stream))
@@ -142,11 +140,17 @@ class Hub:
             attached = await broker.attach(stream, client.outbox, cursor, from_oldest=replay_all and last_id is None)
             if resumed and attached.gap:
                 # Retention passed the cursor between the greeting and the attach: the replay
-                # the greeting promised cannot be given; the client is told, as in §5, late.
-                self.metrics.resumes.labels("history_gap").inc()
+                # the greeting promised cannot be given. The client is told, late, then gets
+                # the digest and live from a pinned position, in §5's order.
+                broker.detach(stream, client.outbox)
+                resumed = False
+                cursor = DurableId.parse(await broker.last_id(stream))
                 client.error(ErrorCode.HISTORY_GAP)
                 for delivery in await read_digest(broker, followed):
                     client.outbox.offer(delivery)
+                await broker.attach(stream, client.outbox, cursor)
+        if last_id:
+            self.metrics.resumes.labels("resumed" if resumed else "history_gap").inc()
         await self.presence.join(client, stream)  # counted once live (its counts come after the replay)
 
     def close_stream(self, client: Participant, stream: str) -> None:
