@@ -4,6 +4,7 @@ debounce on its own with fake participants."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -213,3 +214,38 @@ async def test_a_refusing_store_is_one_log_line_and_the_counts_follow_once_it_re
     assert first.counts() == [{"investigation_id": INV, "watching": 2}]  # nothing lost meanwhile
     warnings = [r for r in caplog.records if r.name == "cidadao_trio.session.presence" and r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].exc_info is None and "store refused" in warnings[0].getMessage()
+
+
+async def test_a_big_audience_is_told_less_often_and_still_gets_the_final_count(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """30 watchers with 10 told per interval: a count every 3 s at most (not every second
+    while newcomers keep arriving), the last one right; a small topic keeps its second."""
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    board = PresenceBoard(broker, interval=1.0, audience_per_interval=10)
+    await nursery.start(board.run)
+    big, small = investigation_stream(INV), investigation_stream("INV-2026-002")
+    watchers = [Tab(n) for n in range(30)]
+    for tab in watchers:
+        await board.join(tab, big)
+    pair = [Tab(100), Tab(101)]
+    for tab in pair:
+        await board.join(tab, small)
+    seen: list[tuple[float, int]] = []
+    small_seen: list[tuple[float, int]] = []
+    for step in range(200):  # 20 s: a newcomer every half second for the first 10 s
+        if step % 5 == 0 and step < 100:
+            await board.join(Tab(1000 + step), big)
+            if step % 10 == 0:
+                await board.join(Tab(2000 + step), small)
+        now = trio.current_time()
+        seen += [(now, c["watching"]) for c in watchers[0].counts()]
+        small_seen += [(now, c["watching"]) for c in pair[0].counts()]
+        await trio.sleep(0.1)
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert len(seen) >= 3 and min(gaps) >= 3.0 - 1e-6  # 30 to 50 watchers: at least 3 s apart
+    assert seen[-1][1] == 30 + 20  # the final count arrives all the same
+    small_gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(small_seen)]
+    assert len(small_seen) >= 8 and min(small_gaps) < 1.5  # a small topic is told each second
+    assert small_seen[-1][1] == 2 + 10

@@ -17,7 +17,11 @@ one node a change after a quiet spell goes out at once, later ones at the end of
 interval (trailing edge: the final count always arrives); with a shared tally every
 change goes out at the next tick, one per interval. Each connection is sent a count only
 when it differs from the last one it was told, and a new connection is taken to know
-that it is there itself (a lone tab is not told "1"). Across nodes a :class:`Tally`
+that it is there itself (a lone tab is not told "1"). A big audience is told less often:
+a topic followed by A connections at most once per ``interval * A / AUDIENCE_PER_INTERVAL``
+(10,000 watchers: a count every 10 s), so that no topic costs more than about a thousand
+messages a second — during a ramp the count moves every second, and telling everyone each
+time cost a node more than the connects themselves. Across nodes a :class:`Tally`
 (``broker/presence_redis.py``) adds up every node's counts; a node's own counts live in a
 :class:`LocalTally`.
 """
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 INVESTIGATION = investigation_stream("")
 SESSION = session_stream("")
 FOLLOW_CHANGES = frozenset({Subscribed.type, Unsubscribed.type})
+AUDIENCE_PER_INTERVAL = 1000  # connections told per ``interval`` per topic, at most
 
 
 class Counted(Protocol):
@@ -119,6 +124,7 @@ class PresenceBoard:
     broker: Broker
     tally: Tally = attrs.field(factory=LocalTally)
     interval: float = 1.0  # at most one message per topic per interval (§9: one a second)
+    audience_per_interval: int = AUDIENCE_PER_INTERVAL  # a bigger audience waits longer
     _members: dict[str, set[Counted]] = attrs.field(factory=dict, init=False)  # stream -> attached
     _follows: dict[str, set[str]] = attrs.field(factory=dict, init=False)  # session -> investigations
     _watches: dict[str, _FollowWatch] = attrs.field(factory=dict, init=False)
@@ -126,6 +132,8 @@ class PresenceBoard:
     _audience: dict[str, dict[Counted, int]] = attrs.field(factory=dict, init=False)
     _reported: dict[str, int] = attrs.field(factory=dict, init=False)  # topic -> count the tally has
     _dirty: set[str] = attrs.field(factory=set, init=False)
+    _untold: dict[str, int] = attrs.field(factory=dict, init=False)  # topic -> total its audience awaits
+    _next_told: dict[str, float] = attrs.field(factory=dict, init=False)  # big audiences: not before then
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _failing: str | None = attrs.field(default=None, init=False)  # the last failure logged
@@ -249,22 +257,32 @@ class PresenceBoard:
         for topic in dirty:
             if not self._audience.get(topic, True):
                 del self._audience[topic]
+                self._untold.pop(topic, None)
+                self._next_told.pop(topic, None)
         topics = sorted(t for t in dirty if t in self._audience)
-        totals = await self.tally.read(topics, lambda: sorted(self._audience))
+        self._untold.update(await self.tally.read(topics, lambda: sorted(self._audience)))
+        now = trio.current_time()
         with fan_out():  # each connection told of all its topics in one write
-            for topic, total in totals.items():
-                self._tell(topic, total)
+            for topic in [t for t in self._untold if self._next_told.get(t, now) <= now]:
+                self._tell(topic, self._untold.pop(topic), now)
+        if self._untold:
+            self._wake.set()  # a big audience's turn comes at a later tick
 
     def _everything(self) -> dict[str, int]:
         return {topic: len(audience) for topic, audience in self._audience.items() if audience}
 
-    def _tell(self, topic: str, total: int) -> None:
+    def _tell(self, topic: str, total: int, now: float) -> None:
         audience = self._audience.get(topic)
         if not audience:
             return
         told = [client for client, known in audience.items() if known != total]
         if not told:
             return
+        spacing = self.interval * len(audience) / self.audience_per_interval
+        if spacing > self.interval:
+            self._next_told[topic] = now + spacing
+        else:
+            self._next_told.pop(topic, None)
         event = count_event(topic, total)
         eid = ephemeral_id()
         delivery = Delivery(  # encoded once for the whole audience
