@@ -6,8 +6,9 @@ writes everything pending right there, in one non-blocking send from the publish
 (several frames in one ``writev``; with ``batch=1``, as few ``batch`` frames as the
 64-message / 64 KiB limits allow). The writer task wakes only for what that could not do:
 a socket that would block (it waits for writability), offers made outside a window, and
-the connection's timers (heartbeat, slow consumer, token expiry), which are deadlines of
-its wait rather than tasks of their own.
+the connection's timers (slow consumer, token expiry), which are deadlines of its wait
+rather than tasks of their own. Pings come from the server's one heartbeat task
+(``server.heartbeat``), which calls :meth:`Connection.beat` and :meth:`Connection.pong_due`.
 
 Cancelling the connection's scope stops both; whatever ended it (idle, heartbeat, slow
 consumer, protocol abuse, a bug, server shutdown) records a :class:`CloseIntent` first,
@@ -42,6 +43,7 @@ from ..session.outbox import Outbox
 from ..session.participant import Participant
 from ..session.ratelimit import RateLimiter
 from .admission import Admission
+from .heartbeat import Heartbeat
 from .transport import ConnectionClosed, WebSocket
 
 log = logging.getLogger(__name__)
@@ -154,8 +156,11 @@ class Connection(Participant):
         batch: bool = False,
         admission: Admission | None = None,
         address: str = "local",
+        heartbeat: Heartbeat,
     ) -> None:
         self.id = next(_connection_ids)
+        self.alive = True  # until run() ends: the heartbeat forgets it then
+        self.heartbeat = heartbeat  # the server's: it pings this connection
         self.ws = ws
         self.settings = settings
         self.gate = gate
@@ -190,7 +195,8 @@ class Connection(Participant):
         self._pending: str | bytes | None = None  # a first message read while authenticating
         self._token_deadline = float("inf")  # trio time of the token's exp
         self._lingers = batch and settings.batch_linger > 0  # the writer gathers before it sends
-        self._pong_deadline = math.inf  # a ping is out: its pong is due by then
+        self._pong: trio.Event | None = None  # the last ping's answer
+        self._ping_wanted = False  # a ping the writer task sends (a stream without nowait writes)
         self._closing: trio.CancelScope | None = None  # the writer's wait, bounded by _closes_at
 
     # --- Participant, as the session layer sees it --------------------------------------
@@ -358,6 +364,7 @@ class Connection(Participant):
             with self._scope:
                 if self.intent is not None:
                     return
+                self.heartbeat.join(self)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write)
                     await endpoint.open(self)
@@ -376,6 +383,7 @@ class Connection(Participant):
                 log.exception("connection failed", extra=self._log())
                 self.close(CloseCode.INTERNAL_ERROR, "internal error", ErrorCode.INTERNAL_ERROR)
         finally:
+            self.alive = False
             with trio.CancelScope(shield=True):
                 try:
                     await endpoint.close(self)
@@ -484,19 +492,48 @@ class Connection(Participant):
             self._closing.deadline = self._closes_at()
 
     def _closes_at(self) -> float:
-        """When a timer closes the connection: slow consumer, token expiry, missing pong."""
+        """When a timer closes the connection: slow consumer, token expiry."""
         outbox = self.outbox
         if outbox.overflowed:
             return -math.inf
-        return min(self._closes_at_full(), self._token_deadline, self._pong_deadline)
+        return min(self._closes_at_full(), self._token_deadline)
+
+    # --- the heartbeat (``server.heartbeat`` calls these every ``heartbeat_interval``) ---
+
+    def beat(self) -> bool:
+        """Ping now, from the heartbeat's task; True if a ping went out (or was handed to
+        the writer). None goes out while the last one is unanswered, or while the socket
+        does not take what we write: a stalled peer is the slow-consumer rule's."""
+        pong = self._pong
+        ws = self.ws
+        if self.intent is not None or (pong is not None and not pong.is_set()) or ws.writing:
+            return False
+        if not ws.free:  # TLS or an in-memory stream: the writer task sends it
+            self._ping_wanted = True
+            self.outbox.wake()
+            return True
+        try:
+            self._pong = ws.ping_nowait()
+        except ConnectionClosed:
+            self._scope.cancel()
+            return False
+        if ws.writing:
+            self.outbox.wake()  # the kernel took part of it: the writer finishes the frame
+        return True
+
+    def pong_due(self) -> None:
+        """``heartbeat_timeout`` after a ping: no pong by now drops the connection (1011)."""
+        pong = self._pong
+        if pong is not None and not pong.is_set():
+            self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
 
     async def _write(self) -> None:
-        """What a delivery could not do at once, and every timer of the connection.
+        """What a delivery could not do at once, and the connection's timers.
 
         Woken by an offer outside a fan-out window, a socket that would block, a change
-        of the outbox's fullness or a renewed token; otherwise parked until the next
-        deadline. Heartbeat: a ping every ``heartbeat_interval``; no pong
-        ``heartbeat_timeout`` later drops the connection (1011). Slow consumer: an outbox
+        of the outbox's fullness, a renewed token or a ping to send on a stream that
+        cannot be written without a task; otherwise parked until the next deadline, or
+        with none at all (an idle connection costs no timer). Slow consumer: an outbox
         full for ``slow_consumer_timeout`` (or past its hard ceiling) closes 1013, even
         while a write waits for the socket (the wait's deadline moves with the outbox).
         Token expiry: ``TOKEN_EXPIRED`` + 1008 at ``exp`` unless an ``auth`` renewed it.
@@ -504,32 +541,22 @@ class Connection(Participant):
         settings = self.settings
         outbox = self.outbox
         ws = self.ws
-        next_ping = trio.current_time() + settings.heartbeat_interval
-        pong: trio.Event | None = None
         while True:
             now = trio.current_time()
-            if pong is not None and pong.is_set():
-                pong, self._pong_deadline = None, math.inf
             if now >= self._closes_at():
                 if outbox.overflowed or now >= self._closes_at_full():
                     self.metrics.slow_consumers.inc()
                     self.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-                elif now >= self._token_deadline:
-                    self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
                 else:
-                    self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
+                    self.close(CloseCode.POLICY, "token expired", ErrorCode.TOKEN_EXPIRED)
                 return
             try:
-                if now >= next_ping:
-                    next_ping = now + settings.heartbeat_interval
-                    if pong is None and not ws.writing:  # a stalled peer is the slow-consumer rule's
-                        self._pong_deadline = now + settings.heartbeat_timeout
-                        with trio.move_on_at(self._pong_deadline):
-                            pong = await ws.ping()
-                        continue
                 with trio.move_on_at(self._closes_at()) as self._closing:
-                    with trio.move_on_at(next_ping):
-                        await outbox.wait_ready()
+                    await outbox.wait_ready()
+                    if self._ping_wanted:
+                        self._ping_wanted = False
+                        if not ws.writing:
+                            self._pong = await ws.ping()
                     if self._lingers and len(outbox) < BATCH_MAX_MESSAGES:
                         await trio.sleep(settings.batch_linger)  # gather before sending: fuller frames
                     if ws.writing:

@@ -38,6 +38,7 @@ from .frontdoor import (
     read_head,
     send_response,
 )
+from .heartbeat import Heartbeat
 from .http_api import HttpApi, HttpResponse
 from .sse import ChatPosts, SseService
 from .transport import WebSocket, accept_websocket
@@ -66,6 +67,7 @@ class Server:
         self.records = records or open_records(self.broker)
         self.gate = Gatekeeper.from_settings(settings)
         self.admission = Admission(settings.max_connections_per_principal, settings.max_pending_auth_per_address)
+        self.heartbeat = Heartbeat(settings.heartbeat_interval, settings.heartbeat_timeout)  # pings every connection
         self.draining = False
         self.accepted = 0  # streams handed to handle_stream: the garbage collector's sign of work
         self._http: HttpApi | None = None
@@ -123,6 +125,7 @@ class Server:
             )
             async with trio.open_nursery() as connections:
                 self._nursery = connections
+                connections.start_soon(self.heartbeat.run)
                 try:
                     yield self
                 finally:
@@ -257,6 +260,7 @@ class Server:
         connection = Connection(
             ws, self.settings, self.gate, self.metrics,
             batch=head.query.get("batch") == "1", admission=self.admission, address=address,
+            heartbeat=self.heartbeat,
         )
         endpoint = self._admit(connection, head)
         if endpoint is None:

@@ -352,17 +352,32 @@ class WebSocket:
         Waiting here would need a task per connection just to wait; this lets one task
         keep every timer of a connection.
         """
+        pong, frame = self._ping_frame()
+        try:
+            await self._wire.send_all(frame)
+        except GONE:
+            raise ConnectionClosed(self.closed or LOST) from None
+        return pong
+
+    def ping_nowait(self) -> trio.Event:
+        """:meth:`ping` from the caller's task, without blocking (only when :attr:`free`):
+        the server's one heartbeat task pings every connection this way. If the kernel did
+        not take the whole frame, :attr:`writing` is true and ``send_frames(())`` finishes it."""
+        pong, frame = self._ping_frame()
+        try:
+            self._wire.send_frames_nowait((frame,))
+        except GONE:
+            raise ConnectionClosed(self.closed or LOST) from None
+        return pong
+
+    def _ping_frame(self) -> tuple[trio.Event, bytes]:
         if self.closed is not None or self._parser.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self.closed or LOST)
         payload = os.urandom(4)
         while payload in self._pongs:
             payload = os.urandom(4)
         pong = self._pongs[payload] = trio.Event()
-        try:
-            await self._wire.send_all(self._parser.send(Ping(payload)))
-        except GONE:
-            raise ConnectionClosed(self.closed or LOST) from None
-        return pong
+        return pong, self._parser.send(Ping(payload))
 
     # --- closing ---------------------------------------------------------------------
 

@@ -1,0 +1,107 @@
+"""The server's one heartbeat task: every connection pinged each interval, a missing pong
+drops it, an ended connection is forgotten. The queue on its own with fake connections in
+virtual time; then real loopback sockets, where pings go out from the heartbeat's task."""
+
+from __future__ import annotations
+
+import attrs
+import trio
+import trio.testing
+import wsproto.events as ev
+
+from cidadao_trio.server.heartbeat import Heartbeat
+
+from ..harness import register_investigation, tcp_server
+from .test_transport import Peer, count_tasks, tcp_peer
+
+
+@attrs.define(eq=False)
+class Member:
+    """A connection as the heartbeat sees it: it records when it was pinged and checked."""
+
+    busy: bool = False  # its socket does not take what we write: no ping
+    alive: bool = True
+    pings: list[float] = attrs.field(factory=list)
+    checks: list[float] = attrs.field(factory=list)
+
+    def beat(self) -> bool:
+        if self.busy:
+            return False
+        self.pings.append(trio.current_time())
+        return True
+
+    def pong_due(self) -> None:
+        self.checks.append(trio.current_time())
+
+
+async def test_each_member_is_pinged_every_interval_and_checked_timeout_later(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    heartbeat = Heartbeat(interval=30.0, timeout=10.0)
+    await nursery.start(heartbeat.run)
+    first = Member()
+    heartbeat.join(first)
+    await trio.sleep(7)
+    second, busy = Member(), Member(busy=True)
+    heartbeat.join(second)
+    heartbeat.join(busy)
+    await trio.sleep(105)  # t = 112: three pings each, their pongs checked
+    for member, joined in ((first, 0.0), (second, 7.0)):
+        assert len(member.pings) == 3
+        for n, (ping, check) in enumerate(zip(member.pings, member.checks, strict=True)):
+            assert joined + 30 * (n + 1) <= ping <= joined + 30 * (n + 1) + 0.5  # on time, within the resolution
+            assert 10 <= check - ping <= 10.5
+    assert busy.pings == [] and busy.checks == []  # nothing sent: nothing to check, still scheduled
+    busy.busy = False
+    await trio.sleep(30)
+    assert len(busy.pings) == 1
+
+
+async def test_an_ended_member_is_never_called_again_and_leaves_the_queue(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    heartbeat = Heartbeat(interval=5.0, timeout=2.0)
+    await nursery.start(heartbeat.run)
+    members = [Member() for _ in range(100)]
+    for member in members:
+        heartbeat.join(member)
+    await trio.sleep(6)
+    assert all(len(m.pings) == 1 for m in members) and len(heartbeat) == 100
+    for member in members[:60]:
+        member.alive = False
+    await trio.sleep(20)
+    assert all(len(m.pings) == 1 and len(m.checks) == 0 for m in members[:60])  # its pong was not checked
+    assert all(len(m.pings) == 5 for m in members[60:])
+    assert len(heartbeat) == 40
+
+
+async def answer_pings(peer: Peer, answered: list[bytes], count: int) -> None:
+    while len(answered) < count:
+        event = await peer.next_event()
+        assert not isinstance(event, ev.CloseConnection), event
+        if isinstance(event, ev.Ping):
+            answered.append(bytes(event.payload))
+            await peer.send(event.response())
+
+
+async def test_over_tcp_a_peer_that_answers_stays_and_one_that_does_not_is_dropped_1011() -> None:
+    """Real time, bounded by events: 0.2 s pings, 0.3 s to answer."""
+    async with tcp_server(heartbeat_interval=0.2, heartbeat_timeout=0.3) as (server, port):
+        register_investigation(server, "INV-H")
+        idle = count_tasks()
+        live, silent = await tcp_peer(port, "INV-H"), await tcp_peer(port, "INV-H")
+        assert count_tasks() - idle <= 2 * 2  # no task per connection for its heartbeat
+        answered: list[bytes] = []
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer_pings, live, answered, 4)  # 0.8 s: past interval + timeout
+                close = None
+                while close is None:  # the silent peer reads its pings but never answers them
+                    event = await silent.next_event()
+                    if isinstance(event, ev.CloseConnection):
+                        close = event
+                assert close.code == 1011 and close.reason == "heartbeat timeout"
+                await silent.send(close.response())  # the close handshake ends at once
+        assert len(set(answered)) == 4  # a fresh payload each time, and never closed meanwhile
+        await live.stream.aclose()
+        await silent.stream.aclose()
