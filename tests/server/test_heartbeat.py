@@ -4,6 +4,9 @@ virtual time; then real loopback sockets, where pings go out from the heartbeat'
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import attrs
 import trio
 import trio.testing
@@ -105,3 +108,19 @@ async def test_over_tcp_a_peer_that_answers_stays_and_one_that_does_not_is_dropp
         assert len(set(answered)) == 4  # a fresh payload each time, and never closed meanwhile
         await live.stream.aclose()
         await silent.stream.aclose()
+
+
+async def test_a_connection_that_ended_is_not_kept_alive_by_the_queue(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    heartbeat = Heartbeat(interval=30.0, timeout=10.0)
+    await nursery.start(heartbeat.run)
+    gone = Member()
+    heartbeat.join(gone)
+    freed = trio.Event()
+    weakref.finalize(gone, freed.set)
+    del gone
+    gc.collect()
+    assert freed.is_set()  # freed long before its next ping (30 s)
+    await trio.sleep(31)
+    assert len(heartbeat) == 0

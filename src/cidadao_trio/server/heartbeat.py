@@ -6,11 +6,13 @@ connection ramp's profile. Here the connections wait in two queues already in ti
 (every connection's next ping is ``interval`` after its last one, every pong is due
 ``timeout`` after its ping), so one task takes whatever is due from their heads, pings
 from its own task (``WebSocket.ping_nowait``) and checks the pongs, with no deadline per
-connection at all. A connection that ended is dropped from the queues when its turn comes.
+connection at all. The queues hold weak references: a connection that ended is freed at
+once, and its entries are dropped when their turn comes.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -38,13 +40,13 @@ class Beating(Protocol):
 class Heartbeat:
     interval: float  # seconds from a connection's start, or its last ping, to its next ping
     timeout: float  # seconds a pong may take
-    _pings: deque[tuple[float, Beating]] = attrs.field(factory=deque, init=False)  # (due, member)
-    _pongs: deque[tuple[float, Beating]] = attrs.field(factory=deque, init=False)
+    _pings: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)  # (due, member)
+    _pongs: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)
     _joined: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def join(self, member: Beating) -> None:
         """Ping ``member`` every ``interval`` from now on, for as long as it is alive."""
-        self._pings.append((trio.current_time() + self.interval, member))
+        self._pings.append((trio.current_time() + self.interval, weakref.ref(member)))
         self._joined.set()
 
     def __len__(self) -> int:
@@ -65,15 +67,16 @@ class Heartbeat:
         """Check the pongs due by ``now``, then send the pings due by then."""
         pongs = self._pongs
         while pongs and pongs[0][0] <= now:
-            member = pongs.popleft()[1]
-            if member.alive:
+            member = pongs.popleft()[1]()
+            if member is not None and member.alive:
                 member.pong_due()
         pings = self._pings
         while pings and pings[0][0] <= now:
-            due, member = pings.popleft()
-            if not member.alive:
+            due, ref = pings.popleft()
+            member = ref()
+            if member is None or not member.alive:
                 continue
             if member.beat():
-                pongs.append((now + self.timeout, member))
+                pongs.append((now + self.timeout, ref))
             due += self.interval  # from when it was due: no drift; a late tick skips, never doubles
-            pings.append((due if due > now else now + self.interval, member))
+            pings.append((due if due > now else now + self.interval, ref))
