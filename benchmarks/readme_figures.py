@@ -40,16 +40,27 @@ def table() -> str:
     def kb(server: str) -> str:
         return f"{round(pick(connections, server=server, connections=10000)['rss_per_conn_kb'])} KB"
 
+    def rates(server: str) -> str:
+        return " / ".join(thousands(pick(connections, server=server, connections=n)["connect_per_s"], 10)
+                          for n in (1000, 5000, 10000))
+
     def fan(server: str, batch: Any, field: str, show: Callable[[float], str]) -> str:
         return show(pick(fanout, server=server, subs=1000, batch=batch)[field])
 
-    def ms(value: float) -> str:
-        return f"{round(value)} ms"
+    def ms(value: float | str) -> str:
+        return value if isinstance(value, str) else f"{round(value)} ms"  # "–": not measured
 
     slow = pick(mixed, phase="with idle + slow")
+    ramp = pick(connections, server="ours", connections=10000)
+    paced100 = pick(rows("fanout-paced100"), server="ours", subs=1000, batch=1)
     one, two = pick(twonode, setup="one node (memory)"), pick(twonode, setup="two nodes (redis)")
     lines = [
         ("RSS per idle connection (10,000 held, heartbeats flowing)", kb("ours"), kb("reference"), kb("floor")),
+        ("connects/s while opening 1,000 / 5,000 / 10,000", rates("ours"), rates("reference"), rates("floor")),
+        (
+            "longest GC pause in that ramp (and in the full collection once quiet)",
+            f"{ms(ramp['gc_max_ms'])} ({ms(ramp['quiet_thaw_ms'])})", "–", "–",
+        ),
         (
             "fan-out burst, msg/s, `batch=1`",
             fan("ours", 1, "burst_msg_s", thousands),
@@ -63,11 +74,18 @@ def table() -> str:
             fan("floor", 0, "burst_msg_s", thousands),
         ),
         (
+            "paced 10 events/s, p99 latency, no batching",
+            fan("ours", 0, "p99_ms", ms),
+            fan("reference", "–", "p99_ms", ms),
+            fan("floor", 0, "p99_ms", ms),
+        ),
+        (
             "paced 10 events/s, p99 latency, `batch=1`",
             fan("ours", 1, "p99_ms", ms),
             fan("reference", "–", "p99_ms", ms),
             fan("floor", 1, "p99_ms", ms),
         ),
+        ("paced 100 events/s, p99 latency, `batch=1`", ms(paced100["p99_ms"]), "–", "–"),
         (
             f"chat: {chat['sessions']} sessions, turns/s (first chunk p50 / p99)",
             f"{chat['turns_per_s']:,.0f} ({round(chat['first_chunk_p50_ms'])} / {ms(chat['first_chunk_p99_ms'])})",

@@ -121,6 +121,9 @@ def connections(
                     })
                     _log(f"  heartbeat: {held['with_pings']}/{held['open']} connections pinged, "
                          f"median {held['pings_median']} pings in {hold}s")
+                    collector = server.stats().get("gc") or {}
+                    if collector.get("thaws"):  # ours: the full collection it ran once the ramp was over
+                        raw[-1]["quiet_thaw_ms"] = 1000.0 * collector["longest_thaw_s"]
                 lg.cmd("close", group=None, timeout=120)
     return _summarise_connections(raw, servers, steps), raw, (
         f"Idle connections to `{endpoint}` endpoint, opened {concurrency} at a time, {repeats} repeat(s), "
@@ -130,7 +133,9 @@ def connections(
         f"Our extra flags: {' '.join(ours_flags) or 'none'} (a public investigation greets an anonymous "
         "client at once). `lg_cpu`: the load generator's CPU while opening (% of its core); above "
         f"{LOADGEN_LIMIT:g} % the connect rate is the load generator's, marked ≥ (a lower bound). "
-        "`gc_max_ms`: our longest garbage collection since start-up (gc.callbacks)."
+        "`gc_max_ms`: our longest garbage collection since start-up (gc.callbacks), its own full "
+        "collections when quiet apart: `quiet_thaw_ms`, the longest of those during the hold that "
+        "follows the last step (server/collector.py: they wait for 5 s without an accept)."
     )
 
 
@@ -163,6 +168,7 @@ def _summarise_connections(raw: Rows, servers: Sequence[str], steps: Sequence[in
             if kind not in med:
                 continue
             held = [r for r in cells[kind, n] if "with_pings" in r]
+            thaws = [r["quiet_thaw_ms"] for r in cells[kind, n] if "quiet_thaw_ms" in r]
             pings = "–"
             if held:
                 h = held[0]
@@ -176,6 +182,7 @@ def _summarise_connections(raw: Rows, servers: Sequence[str], steps: Sequence[in
                 "lg_cpu": _r(med[kind]["loadgen_cpu_pct"], 0),
                 "gc_max_ms": _r(med[kind]["gc_longest_ms"], 1) if med[kind]["gc_longest_ms"] is not None else "–",
                 "pinged_in_hold": pings,
+                "quiet_thaw_ms": _r(max(thaws), 0) if thaws else "–",
                 "tasks_per_conn": _r(_median(r.get("trio_tasks_per_conn") for r in cells[kind, n])),
             }
             if kind == "ours":
@@ -185,7 +192,7 @@ def _summarise_connections(raw: Rows, servers: Sequence[str], steps: Sequence[in
                         row[f"rate_vs_{other}"] = _ratio(med["ours"]["connect_per_s"], med[other]["connect_per_s"])
             rows.append(row)
     columns = ["server", "connections", "failed", "rss_mb", "rss_per_conn_kb", "connect_per_s", "lg_cpu",
-               "gc_max_ms", "pinged_in_hold", "tasks_per_conn",
+               "gc_max_ms", "quiet_thaw_ms", "pinged_in_hold", "tasks_per_conn",
                "kb_vs_reference", "rate_vs_reference", "kb_vs_floor", "rate_vs_floor"]
     return [{c: row.get(c, "") for c in columns} for row in rows]
 
