@@ -158,6 +158,9 @@ async def test_a_dead_nodes_turns_are_settled_once_by_their_resends(redis: Redis
                 if ("chat_complete", "completed") not in answers(settled, "q1"):
                     settled += await receive_until(ws, lambda m: m["type"] == "chat_complete")
                 settled += await resend(ws, "q0")
+                if ("chat_complete", "failed") not in answers(settled, "q0"):  # through Redis: after the pong
+                    settled += await receive_until(
+                        ws, lambda m: m["type"] == "chat_complete" and m["data"].get("reply_to") == "q0")
                 again = await resend(ws, "q1") + await resend(ws, "q0")
             stored = await history(b, session)
     assert answers(while_alive, "q1") == answers(while_alive, "q0") == [("error", "DUPLICATE")]
