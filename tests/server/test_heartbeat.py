@@ -1,6 +1,7 @@
-"""The server's one heartbeat task: every connection pinged each interval, a missing pong
-drops it, an ended connection is forgotten. The queue on its own with fake connections in
-virtual time; then real loopback sockets, where pings go out from the heartbeat's task."""
+"""The server's one heartbeat task, and what else an idle connection costs: every connection
+pinged each interval, a missing pong drops it, an ended connection is forgotten, no request
+head is kept. The queue on its own with fake connections in virtual time; then real
+loopback sockets, where pings go out from the heartbeat's task."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import trio
 import trio.testing
 import wsproto.events as ev
 
+from cidadao_trio.server.frontdoor import RequestHead
 from cidadao_trio.server.heartbeat import Heartbeat
 
 from ..harness import register_investigation, tcp_server
@@ -124,3 +126,15 @@ async def test_a_connection_that_ended_is_not_kept_alive_by_the_queue(
     assert freed.is_set()  # freed long before its next ping (30 s)
     await trio.sleep(31)
     assert len(heartbeat) == 0
+
+
+async def test_an_open_connection_keeps_no_request_head() -> None:
+    """Its head was read to route and authenticate it; nothing holds it afterwards."""
+    async with tcp_server() as (server, port):
+        register_investigation(server, "INV-H")
+        peers = [await tcp_peer(port, "INV-H?batch=1") for _ in range(3)]
+        gc.collect()
+        assert len(server.connections) == 3
+        assert [o for o in gc.get_objects() if isinstance(o, RequestHead)] == []
+        for peer in peers:
+            await peer.stream.aclose()

@@ -191,7 +191,7 @@ class Connection(Participant):
         self.intent: CloseIntent | None = None
         self.context: dict[str, Any] = {"conn": self.id}  # for logs: ids, never tokens
         self._scope = trio.CancelScope()
-        self._auth_wait = trio.CancelScope()  # the first-message wait, cancelled by close()
+        self._auth_wait: trio.CancelScope | None = None  # the first-message wait, cancelled by close()
         self._pending: str | bytes | None = None  # a first message read while authenticating
         self._token_deadline = float("inf")  # trio time of the token's exp
         self._lingers = batch and settings.batch_linger > 0  # the writer gathers before it sends
@@ -229,7 +229,8 @@ class Connection(Participant):
                 final = error_text(error, message, retry_after=retry_after)
             self.intent = CloseIntent(code, reason, final)
             log.info("closing connection: %d %s", code, reason, extra=self._log(code=int(code), reason=reason))
-        self._auth_wait.cancel()
+        if self._auth_wait is not None:
+            self._auth_wait.cancel()
         self._scope.cancel()
 
     def _log(self, **fields: Any) -> dict[str, Any]:

@@ -212,7 +212,9 @@ class Server:
             log.info("handshake timeout")
             return
         assert head is not None  # ws exists only once the head was read
-        await self._run_websocket(ws, head, _peer_address(stream))
+        serving = self._run_websocket(ws, head, _peer_address(stream))
+        del head, routed  # an open connection keeps no request head (it drops it once read)
+        await serving
 
     async def _route(self, stream: trio.abc.Stream) -> RequestHead | Handoff | None:
         """Answer plain HTTP here; return the head of a WebSocket upgrade to accept, or
@@ -263,6 +265,8 @@ class Server:
             heartbeat=self.heartbeat,
         )
         endpoint = self._admit(connection, head)
+        token = head.query.get("token") or bearer_token(head.headers)
+        del head  # all it held for us is read: not kept for the connection's lifetime
         if endpoint is None:
             await connection.finish()
             return
@@ -271,7 +275,6 @@ class Server:
             self._idle = trio.Event()
         self.connections.add(connection)
         try:
-            token = head.query.get("token") or bearer_token(head.headers)
             if await connection.authenticate(token, endpoint) and self.draining:
                 connection.close(CloseCode.GOING_AWAY, "server shutting down")
             await self._serve(connection, endpoint)
