@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", help="every scenario with modest defaults (< 10 min on 2 cores)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", type=lambda t: [v for v in t.split(",") if v], default=[],
-                   help=f"comma list of scenarios to skip ({','.join(ORDER)})")
+                   help=f"comma list of scenarios to skip ({','.join(ORDER)},twonode)")
     p.add_argument("--no-readme", action="store_true", help="do not rewrite the table in benchmarks/README.md")
     return parser
 
@@ -163,6 +163,10 @@ def run_all(repeats: int, skip: Sequence[str], readme: bool) -> None:
         kwargs = dict(plan[name])
         scenario = kwargs.pop("scenario", name)
         run(scenario, publish_as=name if scenario != name else None, **kwargs)
+    if "twonode" not in skip:  # two nodes over Redis against one (needs redis-server)
+        from . import twonode
+
+        twonode.main([])
     print(f"\nall scenarios done in {(time.monotonic() - started) / 60:.1f} min")
     if readme:
         update_readme()
@@ -174,7 +178,7 @@ def update_readme() -> None:
         return
     parts = [f"_Last run: {time.strftime('%Y-%m-%d %H:%M')}, Python {platform.python_version()}, "
              f"{platform.machine()}, our server at {source_label()}._\n"]
-    for name in ORDER:
+    for name in (*ORDER, "twonode"):
         md = scenarios.RESULTS / f"{name}.md"
         if md.exists():
             body = md.read_text().split("\n", 1)[1].strip()
