@@ -261,7 +261,7 @@ async def run(
                 await nursery.start(server.serve_tcp)
                 await nursery.start(control.serve, control_port, routes(server))
                 if thresholds is None:
-                    GC_PAUSES.collector = tune_garbage_collector(nursery, lambda: server.accepted)  # as `serve` does
+                    GC_PAUSES.collector = tune_garbage_collector(nursery, server.activity)  # as `serve` does
                 else:  # experiment: CPython's own policy with these thresholds, no QuietCollector
                     gc.collect()
                     gc.freeze()

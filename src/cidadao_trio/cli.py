@@ -274,7 +274,7 @@ async def _serve_until_stopped(settings: Settings, stop: _Stop, done: trio.Cance
                     async with trio.open_nursery() as collecting:
                         async with trio.open_nursery() as nursery:
                             listeners = await nursery.start(server.serve_tcp)
-                            tune_garbage_collector(collecting, lambda: server.accepted)  # full ones when quiet
+                            tune_garbage_collector(collecting, server.activity)  # full ones when quiet
                             _announce(listeners, "https" if settings.tls_cert else "http")
                         collecting.cancel_scope.cancel()
     finally:

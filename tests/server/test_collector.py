@@ -12,6 +12,9 @@ import trio
 
 from cidadao_trio.server.collector import NEVER, QuietCollector
 
+from ..harness import connect, receive, register_investigation, running_server, wait_closed
+from ..messages import message
+
 
 class Node:
     """A cycle, as a closed connection leaves them (tasks, scopes, bound methods)."""
@@ -105,3 +108,27 @@ async def test_load_that_never_pauses_still_thaws_past_the_bound(autojump_clock:
         assert collector.thaws >= 1  # never quiet, but the frozen set grew past the bound
         assert ref() is None
         nursery.cancel_scope.cancel()
+
+
+async def test_the_servers_activity_counts_accepts_and_frames_not_heartbeats(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """What the collector watches: a frame sent moves it (a thaw would pause a burst that
+    begins after a quiet spell), an idle connection's heartbeats do not."""
+    async with running_server(heartbeat_interval=5.0, idle_timeout=3600) as server:
+        register_investigation(server, "INV-Q")
+        before = server.activity()
+        async with connect(server, "/api/v1/ws/investigations/INV-Q") as ws:
+            await receive(ws)  # the greeting: a frame
+            opened = server.activity()
+            assert opened >= before + 2  # accepted, greeted
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_closed, ws)  # answers the pings
+                await trio.sleep(30)  # six heartbeats
+                assert server.activity() == opened
+                await server.broker.publish(
+                    "investigation:INV-Q", message("anomaly_detected", {"investigation_id": "INV-Q"}))
+                await server.broker.flush()
+                await trio.sleep(0.1)
+                assert server.activity() == opened + 1
+                nursery.cancel_scope.cancel()

@@ -483,7 +483,7 @@ class Connection(Participant):
             run += 1
         message_out(run_type, run)
         frames = _batches.frames(items) if self.batch and len(items) > 1 else [item.frame for item in items]
-        self.metrics.frames_out.inc(len(frames))
+        self.metrics.frame_out(len(frames))
         return frames
 
     def _wake_writer(self) -> None:
@@ -503,7 +503,7 @@ class Connection(Participant):
 
     def beat(self) -> bool:
         """Ping now, from the heartbeat's task; True if a ping went out (or was handed to
-        the writer). None goes out while the last one is unanswered, or while the socket
+        the writer). No ping goes out while the last one is unanswered, or while the socket
         does not take what we write: a stalled peer is the slow-consumer rule's."""
         pong = self._pong
         ws = self.ws

@@ -83,6 +83,11 @@ class Server:
         )
         self.chat_posts = ChatPosts(settings, self.gate, self.metrics, lambda: self.hub)
 
+    def activity(self) -> int:
+        """Grows with the server's work, accepts and frames sent (heartbeats aside): the
+        garbage collector's full collections wait for it to stand still."""
+        return self.accepted + self.metrics.frames_sent
+
     def _open_connections(self) -> int:
         return len(self.connections) + len(self.sse.streams)
 
