@@ -39,11 +39,16 @@ class Member:
         self.checks.append(trio.current_time())
 
 
+async def started(nursery: trio.Nursery, interval: float = 30.0, timeout: float = 10.0) -> Heartbeat:
+    heartbeat = Heartbeat(interval=interval, timeout=timeout)
+    await nursery.start(heartbeat.run)
+    return heartbeat
+
+
 async def test_each_member_is_pinged_every_interval_and_checked_timeout_later(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    heartbeat = Heartbeat(interval=30.0, timeout=10.0)
-    await nursery.start(heartbeat.run)
+    heartbeat = await started(nursery)
     first = Member()
     heartbeat.join(first)
     await trio.sleep(7)
@@ -65,8 +70,7 @@ async def test_each_member_is_pinged_every_interval_and_checked_timeout_later(
 async def test_an_ended_member_is_never_called_again_and_leaves_the_queue(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    heartbeat = Heartbeat(interval=5.0, timeout=2.0)
-    await nursery.start(heartbeat.run)
+    heartbeat = await started(nursery, interval=5.0, timeout=2.0)
     members = [Member() for _ in range(100)]
     for member in members:
         heartbeat.join(member)
@@ -115,8 +119,7 @@ async def test_over_tcp_a_peer_that_answers_stays_and_one_that_does_not_is_dropp
 async def test_a_connection_that_ended_is_not_kept_alive_by_the_queue(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    heartbeat = Heartbeat(interval=30.0, timeout=10.0)
-    await nursery.start(heartbeat.run)
+    heartbeat = await started(nursery)
     gone = Member()
     heartbeat.join(gone)
     freed = trio.Event()
