@@ -40,22 +40,22 @@ class Beating(Protocol):
 class Heartbeat:
     interval: float  # seconds from a connection's start, or its last ping, to its next ping
     timeout: float  # seconds a pong may take
-    _pings: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)  # (due, member)
-    _pongs: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)
+    _ping_queue: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)  # (due, member)
+    _pong_queue: deque[tuple[float, weakref.ref[Beating]]] = attrs.field(factory=deque, init=False)
     _joined: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def join(self, member: Beating) -> None:
         """Ping ``member`` every ``interval`` from now on, for as long as it is alive."""
-        self._pings.append((trio.current_time() + self.interval, weakref.ref(member)))
+        self._ping_queue.append((trio.current_time() + self.interval, weakref.ref(member)))
         self._joined.set()
 
     def __len__(self) -> int:
-        return len(self._pings)
+        return len(self._ping_queue)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            due = [queue[0][0] for queue in (self._pings, self._pongs) if queue]
+            due = [queue[0][0] for queue in (self._ping_queue, self._pong_queue) if queue]
             if not due:
                 await self._joined.wait()
                 self._joined = trio.Event()
@@ -65,12 +65,12 @@ class Heartbeat:
 
     def tick(self, now: float) -> None:
         """Check the pongs due by ``now``, then send the pings due by then."""
-        pongs = self._pongs
+        pongs = self._pong_queue
         while pongs and pongs[0][0] <= now:
             member = pongs.popleft()[1]()
             if member is not None and member.alive:
                 member.pong_due()
-        pings = self._pings
+        pings = self._ping_queue
         while pings and pings[0][0] <= now:
             due, ref = pings.popleft()
             member = ref()
