@@ -29,13 +29,13 @@ class Member:
     pings: list[float] = attrs.field(factory=list)
     checks: list[float] = attrs.field(factory=list)
 
-    def beat(self) -> bool:
+    def beat(self) -> trio.Event | None:
         if self.busy:
-            return False
+            return None
         self.pings.append(trio.current_time())
-        return True
+        return trio.Event()
 
-    def pong_due(self) -> None:
+    def pong_due(self, pong: trio.Event) -> None:
         self.checks.append(trio.current_time())
 
 
@@ -141,3 +141,44 @@ async def test_an_open_connection_keeps_no_request_head() -> None:
         assert [o for o in gc.get_objects() if isinstance(o, RequestHead)] == []
         for peer in peers:
             await peer.stream.aclose()
+
+
+async def test_joins_during_a_tick_never_push_earlier_pings_late(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """A connection every 0.1 s for two minutes, 5 s interval: every ping within the
+    resolution of its time (the queue stays in time order whatever joins between ticks)."""
+    heartbeat = await started(nursery, interval=5.0, timeout=2.0)
+    members = []
+    for _ in range(1200):
+        member = Member()
+        heartbeat.join(member)
+        members.append((trio.current_time(), member))
+        await trio.sleep(0.1)
+    for joined, member in members[:600]:
+        for k, ping in enumerate(member.pings):
+            assert ping - (joined + 5.0 * (k + 1)) <= 0.5
+
+
+async def late_answers(peer: Peer, delay: float, count: int) -> None:
+    """Answer each ping ``delay`` s after it arrived (within the timeout, past the interval)."""
+    answered = 0
+    while answered < count:
+        event = await peer.next_event()
+        assert not isinstance(event, ev.CloseConnection), event
+        if isinstance(event, ev.Ping):
+            await trio.sleep(delay)
+            await peer.send(event.response())
+            answered += 1
+
+
+async def test_a_pong_late_but_within_the_timeout_keeps_the_connection_when_timeout_exceeds_interval() -> None:
+    """0.2 s pings, 0.6 s to answer, each answered after 0.3 s: the next ping goes out
+    before the last one's check, which must judge its own ping, not the newer one."""
+    async with tcp_server(heartbeat_interval=0.2, heartbeat_timeout=0.6) as (server, port):
+        register_investigation(server, "INV-L")
+        peer = await tcp_peer(port, "INV-L")
+        with trio.fail_after(10):
+            await late_answers(peer, 0.3, 3)
+        assert len(server.connections) == 1
+        await peer.stream.aclose()

@@ -195,8 +195,8 @@ class Connection(Participant):
         self._pending: str | bytes | None = None  # a first message read while authenticating
         self._token_deadline = float("inf")  # trio time of the token's exp
         self._lingers = batch and settings.batch_linger > 0  # the writer gathers before it sends
-        self._pong: trio.Event | None = None  # the last ping's answer
-        self._ping_wanted = False  # a ping the writer task sends (a stream without nowait writes)
+        self._pong: trio.Event | None = None  # the answer to the ping out now, if one is
+        self._ping_wanted: trio.Event | None = None  # a ping the writer task sends (no nowait writes)
         self._closing: trio.CancelScope | None = None  # the writer's wait, bounded by _closes_at
 
     # --- Participant, as the session layer sees it --------------------------------------
@@ -501,31 +501,32 @@ class Connection(Participant):
 
     # --- the heartbeat (``server.heartbeat`` calls these every ``heartbeat_interval``) ---
 
-    def beat(self) -> bool:
-        """Ping now, from the heartbeat's task; True if a ping went out (or was handed to
-        the writer). No ping goes out while the last one is unanswered, or while the socket
-        does not take what we write: a stalled peer is the slow-consumer rule's."""
+    def beat(self) -> trio.Event | None:
+        """Ping now, from the heartbeat's task: the event its pong sets (also when the
+        writer task sends it), or None. No ping goes out while the last one is unanswered,
+        or while the socket does not take what we write: a stalled peer is the
+        slow-consumer rule's."""
         pong = self._pong
         ws = self.ws
         if self.intent is not None or (pong is not None and not pong.is_set()) or ws.writing:
-            return False
+            return None
         if not ws.free:  # TLS or an in-memory stream: the writer task sends it
-            self._ping_wanted = True
+            self._pong = self._ping_wanted = trio.Event()
             self.outbox.wake()
-            return True
+            return self._pong
         try:
             self._pong = ws.ping_nowait()
         except ConnectionClosed:
             self._scope.cancel()
-            return False
+            return None
         if ws.writing:
             self.outbox.wake()  # the kernel took part of it: the writer finishes the frame
-        return True
+        return self._pong
 
-    def pong_due(self) -> None:
-        """``heartbeat_timeout`` after a ping: no pong by now drops the connection (1011)."""
-        pong = self._pong
-        if pong is not None and not pong.is_set():
+    def pong_due(self, pong: trio.Event) -> None:
+        """``heartbeat_timeout`` after the ping ``pong`` answers: no pong by now drops the
+        connection (1011). A later ping's answer does not count for this one."""
+        if pong is self._pong and not pong.is_set():
             self.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
 
     async def _write(self) -> None:
@@ -553,11 +554,14 @@ class Connection(Participant):
                 return
             try:
                 with trio.move_on_at(self._closes_at()) as self._closing:
-                    await outbox.wait_ready()
-                    if self._ping_wanted:
-                        self._ping_wanted = False
-                        if not ws.writing:
-                            self._pong = await ws.ping()
+                    if self._ping_wanted is None:  # (one asked for while we were busy: now)
+                        await outbox.wait_ready()
+                    if (pong := self._ping_wanted) is not None:
+                        self._ping_wanted = None
+                        if ws.writing:  # not sent: not awaited either (a stalled peer, as above)
+                            self._pong = None
+                        else:
+                            await ws.ping(pong)
                     if self._lingers and len(outbox) < BATCH_MAX_MESSAGES:
                         await trio.sleep(settings.batch_linger)  # gather before sending: fuller frames
                     if ws.writing:

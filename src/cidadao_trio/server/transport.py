@@ -346,13 +346,11 @@ class WebSocket:
             return frame
         return text_frame(self._deflate.compress(frame_payload(frame)), compressed=True)
 
-    async def ping(self) -> trio.Event:
-        """Send a ping and return the event its pong sets, without waiting for it.
-
-        Waiting here would need a task per connection just to wait; this lets one task
-        keep every timer of a connection.
-        """
-        pong, frame = self._ping_frame()
+    async def ping(self, pong: trio.Event | None = None) -> trio.Event:
+        """Send a ping and return the event its pong sets (``pong``, if made beforehand),
+        without waiting for it: waiting would need a task per connection just to wait, and
+        the server's one heartbeat task checks the event instead."""
+        pong, frame = self._ping_frame(pong)
         try:
             await self._wire.send_all(frame)
         except GONE:
@@ -370,13 +368,13 @@ class WebSocket:
             raise ConnectionClosed(self.closed or LOST) from None
         return pong
 
-    def _ping_frame(self) -> tuple[trio.Event, bytes]:
+    def _ping_frame(self, pong: trio.Event | None = None) -> tuple[trio.Event, bytes]:
         if self.closed is not None or self._parser.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self.closed or LOST)
         payload = os.urandom(4)
         while payload in self._pongs:
             payload = os.urandom(4)
-        pong = self._pongs[payload] = trio.Event()
+        pong = self._pongs[payload] = pong if pong is not None else trio.Event()
         return pong, self._parser.send(Ping(payload))
 
     # --- closing ---------------------------------------------------------------------
