@@ -135,7 +135,7 @@ def connections(
         f"{LOADGEN_LIMIT:g} % the connect rate is the load generator's, marked ≥ (a lower bound). "
         "`gc_max_ms`: our longest garbage collection since start-up (gc.callbacks), its own full "
         "collections when quiet apart: `quiet_thaw_ms`, the longest of those during the hold that "
-        "follows the last step (server/collector.py: they wait for 5 s without an accept)."
+        "follows the last step (server/collector.py: they wait for 5 s without an accept or a hundred frames sent)."
     )
 
 

@@ -12,7 +12,7 @@ import trio
 
 from cidadao_trio.server.collector import NEVER, QuietCollector
 
-from ..harness import connect, receive, register_investigation, running_server, wait_closed
+from ..harness import connect, receive, register_investigation, running_server, send, wait_closed
 from ..messages import message
 
 
@@ -113,22 +113,27 @@ async def test_load_that_never_pauses_still_thaws_past_the_bound(autojump_clock:
 async def test_the_servers_activity_counts_accepts_and_frames_not_heartbeats(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    """What the collector watches: a frame sent moves it (a thaw would pause a burst that
-    begins after a quiet spell), an idle connection's heartbeats do not."""
+    """What the collector watches: an accept moves it, and so does a fan-out (a thaw
+    would pause a burst that begins after a quiet spell); an idle connection's heartbeats
+    and a client's few pongs do not (or no full collection would ever find a quiet spell)."""
     async with running_server(heartbeat_interval=5.0, idle_timeout=3600) as server:
         register_investigation(server, "INV-Q")
         before = server.activity()
         async with connect(server, "/api/v1/ws/investigations/INV-Q") as ws:
-            await receive(ws)  # the greeting: a frame
+            await receive(ws)  # the greeting
             opened = server.activity()
-            assert opened >= before + 2  # accepted, greeted
+            assert opened == before + 1  # accepted
+            for n in range(10):  # a quiet client keeping its connection alive
+                await send(ws, "ping", id=f"p{n}")
+                assert (await receive(ws))["type"] == "pong"
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(wait_closed, ws)  # answers the pings
                 await trio.sleep(30)  # six heartbeats
                 assert server.activity() == opened
-                await server.broker.publish(
-                    "investigation:INV-Q", message("anomaly_detected", {"investigation_id": "INV-Q"}))
+                for n in range(120):  # a fan-out
+                    await server.broker.publish(
+                        "investigation:INV-Q", message("anomaly_detected", {"investigation_id": "INV-Q", "n": n}))
                 await server.broker.flush()
                 await trio.sleep(0.1)
-                assert server.activity() == opened + 1
+                assert server.activity() > opened
                 nursery.cancel_scope.cancel()

@@ -11,8 +11,8 @@ middle of the connection ramp. Here:
 - Garbage among frozen objects (a long-lived connection that closed, its cycles) is
   reclaimed by a *thaw*: ``gc.unfreeze``, a full collection, a freeze. It costs a pause
   proportional to everything alive, so it runs when the server is quiet (for
-  ``quiet_seconds`` nothing accepted, no frame sent, few promotions: a burst that starts
-  after a quiet spell is not paused by it) and the frozen set grew by ``thaw_growth``
+  ``quiet_seconds`` nothing accepted, under a hundred frames sent, few promotions: a
+  burst that starts after a quiet spell is not paused by it) and the frozen set grew by ``thaw_growth``
   since the last thaw (CPython's own 25 % rule, which keeps the work amortised), or,
   under load that never pauses, once it grew by ``forced_growth`` of it and by at least
   ``forced_floor`` objects: memory stays bounded either way.
@@ -39,7 +39,7 @@ class QuietCollector:
     young: int = 700  # allocations (net) before a generation-0 collection (CPython's default)
     middle: int = 10  # generation-0 collections before a generation-1 one
     check_interval: float = 0.25  # seconds between looks at what the collector promoted
-    activity: Callable[[], int] | None = None  # grows with the server's work (accepts, frames sent)
+    activity: Callable[[], int] | None = None  # grows with the server's work (``Server.activity``)
     quiet_seconds: float = 5.0  # a window with no activity and few promotions is quiet ...
     quiet_promotions: float = 3.0  # ... at most this many gen-1 collections a second (idle
     # heartbeats at 10,000 connections cause ~2 a second; a connection ramp 5-8)
@@ -134,7 +134,7 @@ class QuietCollector:
 def tune_garbage_collector(nursery: trio.Nursery, activity: Callable[[], int] | None = None) -> QuietCollector:
     """Freeze what start-up built (modules, the dataset: never garbage) and hand the
     collections to a :class:`QuietCollector` running in ``nursery``; ``activity`` is a
-    counter of the server's work (``Server.activity``: accepts and frames sent)."""
+    counter of the server's work (``Server.activity``: accepts, frames by the hundred)."""
     gc.collect()
     gc.freeze()
     collector = QuietCollector(activity=activity)

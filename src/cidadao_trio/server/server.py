@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 Handoff = Callable[[], Awaitable[None]]  # a request served past the handshake deadline (SSE, POST)
 
 
+FRAMES_PER_ACTIVITY = 100  # frames sent that count as one sign of work (one accept counts as one)
+
+
 class Server:
     """Sockets in front of the application (``app.py``): accept, admit, serve, drain."""
 
@@ -84,9 +87,10 @@ class Server:
         self.chat_posts = ChatPosts(settings, self.gate, self.metrics, lambda: self.hub)
 
     def activity(self) -> int:
-        """Grows with the server's work, accepts and frames sent (heartbeats aside): the
-        garbage collector's full collections wait for it to stand still."""
-        return self.accepted + self.metrics.frames_sent
+        """Grows with the server's work: each accept, and frames sent by the hundred
+        (heartbeats aside). The garbage collector's full collections wait for it to stand
+        still, so a fan-out holds them off, and a few clients' pongs or presence counts do not."""
+        return self.accepted + self.metrics.frames_sent // FRAMES_PER_ACTIVITY
 
     def _open_connections(self) -> int:
         return len(self.connections) + len(self.sse.streams)
