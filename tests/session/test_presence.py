@@ -249,3 +249,27 @@ async def test_a_big_audience_is_told_less_often_and_still_gets_the_final_count(
     small_gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(small_seen)]
     assert len(small_seen) >= 8 and min(small_gaps) < 1.5  # a small topic is told each second
     assert small_seen[-1][1] == 2 + 10
+
+
+async def test_a_big_audience_that_shrinks_is_told_at_the_small_pace(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """100 watchers with 10 told per interval wait 10 s between counts; once 98 leave, the
+    two left are told within the second, not at the end of the old spacing."""
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    board = PresenceBoard(broker, interval=1.0, audience_per_interval=10)
+    await nursery.start(board.run)
+    stream = investigation_stream(INV)
+    watchers = [Tab(n) for n in range(100)]
+    for tab in watchers:
+        await board.join(tab, stream)
+    await trio.sleep(1.5)
+    assert watchers[0].counts() == [{"investigation_id": INV, "watching": 100}]  # the big spacing begins
+    await board.join(Tab(1000), stream)
+    await trio.sleep(1.5)
+    assert watchers[0].counts() == []  # 101: waits for its turn (10 s)
+    for tab in watchers[2:]:
+        board.leave(tab, stream)
+    await trio.sleep(2.5)
+    assert watchers[0].counts()[-1]["watching"] == 3  # three left: told at the small pace, by t = 5.5 s

@@ -133,7 +133,7 @@ class PresenceBoard:
     _reported: dict[str, int] = attrs.field(factory=dict, init=False)  # topic -> count the tally has
     _dirty: set[str] = attrs.field(factory=set, init=False)
     _untold: dict[str, int] = attrs.field(factory=dict, init=False)  # topic -> total its audience awaits
-    _next_told: dict[str, float] = attrs.field(factory=dict, init=False)  # big audiences: not before then
+    _last_told: dict[str, float] = attrs.field(factory=dict, init=False)  # big audiences: when told last
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _failing: str | None = attrs.field(default=None, init=False)  # the last failure logged
@@ -258,15 +258,24 @@ class PresenceBoard:
             if not self._audience.get(topic, True):
                 del self._audience[topic]
                 self._untold.pop(topic, None)
-                self._next_told.pop(topic, None)
+                self._last_told.pop(topic, None)
         topics = sorted(t for t in dirty if t in self._audience)
         self._untold.update(await self.tally.read(topics, lambda: sorted(self._audience)))
         now = trio.current_time()
         with fan_out():  # each connection told of all its topics in one write
-            for topic in [t for t in self._untold if self._next_told.get(t, now) <= now]:
+            for topic in [t for t in self._untold if self._turn_came(t, now)]:
                 self._tell(topic, self._untold.pop(topic), now)
         if self._untold:
             self._wake.set()  # a big audience's turn comes at a later tick
+
+    def _turn_came(self, topic: str, now: float) -> bool:
+        """A big audience waits ``interval`` per ``audience_per_interval`` connections it
+        has now (one that shrank is told sooner), a small one only for the tick."""
+        last = self._last_told.get(topic)
+        if last is None:
+            return True
+        spacing = self.interval * len(self._audience.get(topic, ())) / self.audience_per_interval
+        return now >= last + spacing
 
     def _everything(self) -> dict[str, int]:
         return {topic: len(audience) for topic, audience in self._audience.items() if audience}
@@ -278,11 +287,10 @@ class PresenceBoard:
         told = [client for client, known in audience.items() if known != total]
         if not told:
             return
-        spacing = self.interval * len(audience) / self.audience_per_interval
-        if spacing > self.interval:
-            self._next_told[topic] = now + spacing
+        if len(audience) > self.audience_per_interval:
+            self._last_told[topic] = now
         else:
-            self._next_told.pop(topic, None)
+            self._last_told.pop(topic, None)
         event = count_event(topic, total)
         eid = ephemeral_id()
         delivery = Delivery(  # encoded once for the whole audience
