@@ -216,15 +216,21 @@ async def test_a_refusing_store_is_one_log_line_and_the_counts_follow_once_it_re
     assert len(warnings) == 1 and warnings[0].exc_info is None and "store refused" in warnings[0].getMessage()
 
 
+async def small_pace_board(nursery: trio.Nursery) -> PresenceBoard:
+    """A board on its own broker where 10 connections already make a big audience."""
+    broker = LocalBroker()
+    await nursery.start(broker.run)
+    board = PresenceBoard(broker, interval=1.0, audience_per_interval=10)
+    await nursery.start(board.run)
+    return board
+
+
 async def test_a_big_audience_is_told_less_often_and_still_gets_the_final_count(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     """30 watchers with 10 told per interval: a count every 3 s at most (not every second
     while newcomers keep arriving), the last one right; a small topic keeps its second."""
-    broker = LocalBroker()
-    await nursery.start(broker.run)
-    board = PresenceBoard(broker, interval=1.0, audience_per_interval=10)
-    await nursery.start(board.run)
+    board = await small_pace_board(nursery)
     big, small = investigation_stream(INV), investigation_stream("INV-2026-002")
     watchers = [Tab(n) for n in range(30)]
     for tab in watchers:
@@ -254,12 +260,10 @@ async def test_a_big_audience_is_told_less_often_and_still_gets_the_final_count(
 async def test_a_big_audience_that_shrinks_is_told_at_the_small_pace(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    """100 watchers with 10 told per interval wait 10 s between counts; once 98 leave, the
-    two left are told within the second, not at the end of the old spacing."""
-    broker = LocalBroker()
-    await nursery.start(broker.run)
-    board = PresenceBoard(broker, interval=1.0, audience_per_interval=10)
-    await nursery.start(board.run)
+    """100 watchers with 10 told per interval wait 10 s between counts; once 98 of them
+    leave, the three connections left are told within the second, not at the end of the
+    old spacing."""
+    board = await small_pace_board(nursery)
     stream = investigation_stream(INV)
     watchers = [Tab(n) for n in range(100)]
     for tab in watchers:

@@ -12,10 +12,10 @@ middle of the connection ramp. Here:
   reclaimed by a *thaw*: ``gc.unfreeze``, a full collection, a freeze. It costs a pause
   proportional to everything alive, so it runs when the server is quiet (for
   ``quiet_seconds`` nothing accepted, under a hundred frames sent, few promotions: a
-  burst that starts after a quiet spell is not paused by it) and the frozen set grew by ``thaw_growth``
-  since the last thaw (CPython's own 25 % rule, which keeps the work amortised), or,
-  under load that never pauses, once it grew by ``forced_growth`` of it and by at least
-  ``forced_floor`` objects: memory stays bounded either way.
+  burst that starts after a quiet spell is not paused by it) and the frozen set grew by
+  ``thaw_growth`` since the last thaw (CPython's own 25 % rule, which keeps the work
+  amortised), or, under load that never pauses, once it grew by ``forced_growth`` of it
+  and by at least ``forced_floor`` objects: memory stays bounded either way.
 """
 
 from __future__ import annotations
